@@ -1,0 +1,200 @@
+/*
+ * csa.h — public C API of comfy-sparse-attn.
+ *
+ * Variable-length ("varlen") attention over packed sequences, plus the
+ * filesystem logic that stages a module inside an installed ComfyUI.
+ *
+ * Conventions
+ *   - Every entry point returns an int status: CSA_OK (0) or a negative
+ *     CSA_E* code.  Nothing here aborts, exits or longjmps.
+ *   - After a failure, csa_errmsg() gives a human sentence naming the
+ *     offending argument and the form that was expected (thread-local, valid
+ *     until the next failing call on the same thread).
+ *   - The library never allocates tensors.  It borrows pointers, shapes and
+ *     strides (counted in elements, DLPack style) from the caller.
+ *
+ * Public symbols are csa_*, macros CSA_*, internal symbols csa__*.
+ */
+#ifndef CSA_CSA_H
+#define CSA_CSA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CSA_VERSION_MAJOR 0
+#define CSA_VERSION_MINOR 1
+#define CSA_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Status codes.                                                              */
+/*                                                                            */
+/* One table, X-macro style (libuv): name, value, Python exception class the  */
+/* extension maps it to, and the generic message.  Detail for a particular    */
+/* failure comes from csa_errmsg().                                           */
+/* ------------------------------------------------------------------------ */
+#define CSA_STATUS_MAP(XX)                                                            \
+  XX(OK,        0,  None,               "success")                                    \
+  XX(EINVAL,   -1,  ValueError,         "invalid argument")                           \
+  XX(ESHAPE,   -2,  ValueError,         "tensor shape does not fit the attention call") \
+  XX(EDTYPE,   -3,  TypeError,          "unsupported or mismatched dtype")            \
+  XX(EDEVICE,  -4,  ValueError,         "tensors are not on one supported device")    \
+  XX(ESTRIDE,  -5,  ValueError,         "unsupported memory layout (strides)")        \
+  XX(ECUSEQ,   -6,  ValueError,         "invalid cu_seqlens")                         \
+  XX(ENOMEM,   -7,  MemoryError,        "out of memory")                              \
+  XX(ENOTSUP,  -8,  NotImplementedError, "not supported by this build or device")     \
+  XX(ECUDA,    -9,  RuntimeError,       "CUDA runtime error")                         \
+  XX(EIO,      -10, OSError,            "filesystem operation failed")                \
+  XX(EEXIST,   -11, FileExistsError,    "path exists and is not ours to replace")     \
+  XX(ENOENT,   -12, FileNotFoundError,  "file not found")                             \
+  XX(EPERM,    -13, PermissionError,    "operation not permitted")                    \
+  XX(EISDIR,   -14, IsADirectoryError,  "path is a directory")                        \
+  XX(EPATH,    -15, ValueError,         "path is absolute, contains '..' or escapes its root") \
+  XX(EINTERNAL, -16, RuntimeError,      "internal error (a bug: please report it)")
+
+typedef enum csa_status {
+#define CSA__STATUS_ENUM(name, val, pyexc, msg) CSA_##name = (val),
+  CSA_STATUS_MAP(CSA__STATUS_ENUM)
+#undef CSA__STATUS_ENUM
+  CSA__STATUS_MIN = -16
+} csa_status;
+
+/* "CSA_ESHAPE" etc.; "CSA_UNKNOWN" for codes outside the table. */
+const char *csa_status_name(int status);
+/* The generic sentence of the table. */
+const char *csa_strerror(int status);
+/* Detail of the last failure on this thread ("" if none). */
+const char *csa_errmsg(void);
+/* Clears the thread's detail message. */
+void csa_clear_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Tensor views                                                               */
+/* ------------------------------------------------------------------------ */
+typedef enum csa_dtype {
+  CSA_DTYPE_INVALID = 0,
+  CSA_FLOAT32 = 1,
+  CSA_FLOAT16 = 2,
+  CSA_BFLOAT16 = 3,
+  CSA_INT32 = 4,
+  CSA_FLOAT64 = 5
+} csa_dtype;
+
+/* Matches DLPack's DLDeviceType values for the two we support. */
+typedef enum csa_device_type {
+  CSA_DEVICE_CPU = 1,
+  CSA_DEVICE_CUDA = 2
+} csa_device_type;
+
+#define CSA_MAX_NDIM 4
+
+/* A borrowed, strided view.  data already includes any byte offset.
+ * data == NULL with ndim == 0 means "absent" for optional tensors. */
+typedef struct csa_tensor {
+  void *data;
+  int32_t dtype;       /* csa_dtype */
+  int32_t device_type; /* csa_device_type */
+  int32_t device_id;
+  int32_t ndim;
+  int64_t shape[CSA_MAX_NDIM];
+  int64_t strides[CSA_MAX_NDIM]; /* in elements */
+} csa_tensor;
+
+size_t csa_dtype_size(int dtype); /* 0 for invalid */
+const char *csa_dtype_name(int dtype);
+
+/* ------------------------------------------------------------------------ */
+/* Varlen attention                                                           */
+/*                                                                            */
+/*   q   [T_q,  H,    D ]     k [T_kv, H_kv, D]     v [T_kv, H_kv, D_v]      */
+/*   out [T_q,  H,    D_v]    (written; same dtype as q)                      */
+/*   cu_seqlens_q / cu_seqlens_kv: int32 [B+1], cu[0] = 0, non-decreasing,    */
+/*   cu[B] = T.  lse (optional): float32 [H, T_q], natural log.               */
+/*                                                                            */
+/*   out[i] = softmax(scale * q[i] . K_s^T) V_s  for i in sequence s,         */
+/*   head h reads kv head h / (H / H_kv); causal is bottom-right aligned:     */
+/*   row i of a sequence sees key j iff j <= i + L_kv - L_q.  A row with no   */
+/*   visible key outputs zeros and lse = -inf.  Accumulation is float32.      */
+/* ------------------------------------------------------------------------ */
+typedef struct csa_attn_params {
+  csa_tensor q, k, v, out;
+  csa_tensor cu_seqlens_q, cu_seqlens_kv;
+  csa_tensor lse; /* optional (data == NULL: not requested) */
+
+  /* Host-readable copies of the cu_seqlens values.  For CPU tensors these may
+   * be NULL (the tensors themselves are read).  For CUDA tensors the caller
+   * passes a host copy so that validation can check every value; NULL means
+   * "not checked on the host" (e.g. during CUDA-graph capture) and the CUDA
+   * kernels then clamp every length on the device. */
+  const int32_t *cu_seqlens_q_host;
+  const int32_t *cu_seqlens_kv_host;
+
+  int64_t max_seqlen_q, max_seqlen_kv;
+  float softmax_scale; /* 0 or negative: 1 / sqrt(D) */
+  int causal;          /* 0 / 1 */
+
+  int num_threads;     /* CPU: worker threads (<= 0: 1) */
+  void *stream;        /* CUDA: cudaStream_t to launch on (NULL: legacy default) */
+} csa_attn_params;
+
+/* Checks everything the kernels rely on: ranks, dtypes, devices, shapes,
+ * last-dim strides, cu_seqlens values (where host-readable) and max_seqlen.
+ * Runs no kernel and touches no output. */
+int csa_attn_validate(const csa_attn_params *p);
+
+/* CPU kernel (q/k/v/out on CPU; fp32, fp16, bf16).  Validates first. */
+int csa_attn_cpu(const csa_attn_params *p);
+
+/* CUDA kernel (tensors on one CUDA device; fp16, bf16, fp32 converted on
+ * load).  Validates first.  Returns CSA_ENOTSUP in builds without CUDA. */
+int csa_attn_cuda(const csa_attn_params *p);
+
+/* 1 if this build contains the CUDA kernels. */
+int csa_have_cuda(void);
+
+/* ------------------------------------------------------------------------ */
+/* CPU feature selection (for the CPU kernels).                               */
+/* ------------------------------------------------------------------------ */
+typedef enum csa_cpu_isa {
+  CSA_ISA_SCALAR = 0,
+  CSA_ISA_AVX2 = 1,    /* AVX2 + FMA */
+  CSA_ISA_AVX512 = 2,  /* AVX-512F (+BW/VL) */
+  CSA_ISA_AVX512BF16 = 3, /* AVX-512 with vdpbf16ps */
+  CSA_ISA_NEON = 4
+} csa_cpu_isa;
+
+/* ISA the CPU kernel will use: best the CPU supports, unless the environment
+ * variable COMFY_SPARSE_ATTN_CPU_ISA (scalar|avx2|avx512|avx512bf16|neon)
+ * asks for one it also supports. */
+int csa_cpu_isa_selected(void);
+const char *csa_cpu_isa_name(int isa);
+/* Forces an ISA for this process (tests); CSA_ENOTSUP if the CPU lacks it. */
+int csa_cpu_isa_force(int isa);
+
+/* ------------------------------------------------------------------------ */
+/* setup_link: stage a file inside the ComfyUI `comfy` package.               */
+/* ------------------------------------------------------------------------ */
+typedef enum csa_link_result {
+  CSA_LINK_CREATED = 1,      /* target was absent; link created */
+  CSA_LINK_REPLACED = 2,     /* dangling link / link elsewhere replaced */
+  CSA_LINK_SKIP_NATIVE = 3,  /* target is a real file (ComfyUI ships it) */
+  CSA_LINK_SKIP_SAME = 4,    /* target already links to source */
+  CSA_LINK_SKIP_DIR = 5,     /* target is a directory: left alone */
+  CSA_LINK_NOT_PERMITTED = 6 /* links cannot be created here: caller falls back */
+} csa_link_result;
+
+/* source: path of the file to stage (must exist, resolved to an absolute
+ * path).  comfy_dir: the comfy package directory.  comfy_relative: relative
+ * path inside it, no "..", not absolute.  *result receives a csa_link_result
+ * on CSA_OK.  A git checkout containing comfy_dir gets the target listed in
+ * its .git/info/exclude so a later `git pull` can replace it. */
+int csa_setup_link(const char *source, const char *comfy_dir,
+                   const char *comfy_relative, int *result);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CSA_CSA_H */
