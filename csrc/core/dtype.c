@@ -15,6 +15,7 @@ size_t csa_dtype_size(int dtype) {
   case CSA_BFLOAT16:
     return 2;
   case CSA_FLOAT64:
+  case CSA_INT64:
     return 8;
   default:
     return 0;
@@ -28,6 +29,7 @@ const char *csa_dtype_name(int dtype) {
   case CSA_BFLOAT16: return "bfloat16";
   case CSA_INT32: return "int32";
   case CSA_FLOAT64: return "float64";
+  case CSA_INT64: return "int64";
   default: return "unsupported";
   }
 }

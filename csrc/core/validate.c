@@ -100,6 +100,10 @@ static int csa__check_cu(const csa_tensor *cu, const int32_t *host, const char *
   int64_t nb = cu->shape[0] - 1;
   if (host[0] != 0)
     return csa__error(CSA_ECUSEQ, "%s[0] must be 0, got %d", name, (int)host[0]);
+  if ((int64_t)host[nb] != total)
+    return csa__error(CSA_ECUSEQ,
+                      "%s[-1] must equal the number of packed tokens (%lld), got %d", name,
+                      (long long)total, (int)host[nb]);
   for (int64_t b = 0; b < nb; b++) {
     int64_t len = (int64_t)host[b + 1] - host[b];
     if (len < 0)
@@ -113,10 +117,6 @@ static int csa__check_cu(const csa_tensor *cu, const int32_t *host, const char *
                         "real maximum length",
                         (long long)b, (long long)len, max_name, (long long)max_seqlen);
   }
-  if ((int64_t)host[nb] != total)
-    return csa__error(CSA_ECUSEQ,
-                      "%s[-1] must equal the number of packed tokens (%lld), got %d", name,
-                      (long long)total, (int)host[nb]);
   return CSA_OK;
 }
 

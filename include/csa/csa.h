@@ -80,7 +80,8 @@ typedef enum csa_dtype {
   CSA_FLOAT16 = 2,
   CSA_BFLOAT16 = 3,
   CSA_INT32 = 4,
-  CSA_FLOAT64 = 5
+  CSA_FLOAT64 = 5,
+  CSA_INT64 = 6 /* recognized only to name it in error messages */
 } csa_dtype;
 
 /* Matches DLPack's DLDeviceType values for the two we support. */
@@ -176,6 +177,39 @@ int csa_cpu_isa_force(int isa);
 
 /* ------------------------------------------------------------------------ */
 /* setup_link: stage a file inside the ComfyUI `comfy` package.               */
+/*                                                                            */
+/* Target = <comfy_dir>/<comfy_relative>.  What happens, by target state:     */
+/*   absent                 symlink -> resolved source, made under a temp     */
+/*                          name in the target's directory and renamed into   */
+/*                          place without replacing (CREATED)                 */
+/*   regular file           untouched: ComfyUI ships it (SKIP_NATIVE)         */
+/*   symlink to the source  untouched (SKIP_SAME); "same" = resolves to the   */
+/*                          same file (device + inode / volume + file index)  */
+/*   other symlink,         atomically replaced by rename over it (REPLACED); */
+/*   dangling symlink       info->previous says what it pointed to            */
+/*   directory              untouched (SKIP_DIR): the caller warns            */
+/*   anything else (FIFO,   CSA_EEXIST                                        */
+/*   socket, device)                                                          */
+/* Links that cannot be made here (EPERM/EACCES/EROFS, Windows privilege      */
+/* error 1314, file systems without symlinks) give NOT_PERMITTED and leave    */
+/* everything as it was: the caller falls back to an in-process alias.        */
+/*                                                                            */
+/* Errors (nothing touched): comfy_relative empty, absolute, drive- or        */
+/* UNC-rooted, with "." / ".." / empty components, ':' or control bytes, a    */
+/* component ending in '.' or ' ', or a Windows device name -> CSA_EPATH;     */
+/* the target's parent directory escaping comfy_dir once symlinks are         */
+/* resolved -> CSA_EPATH; the parent missing -> CSA_ENOENT (parents are       */
+/* never created: a missing "ldm/" means this is not the ComfyUI we expect);  */
+/* source missing -> CSA_ENOENT, source a directory -> CSA_EISDIR.            */
+/*                                                                            */
+/* Git: when comfy_dir lies in a git work tree (a ".git" directory, or a      */
+/* ".git" file "gitdir: ..." for worktrees and submodules, found walking up), */
+/* the target's repo-relative path is added once to the repository's          */
+/* info/exclude (via git's own lockfile protocol: write "exclude.lock", then  */
+/* rename) on CREATED, REPLACED and SKIP_SAME.  Git overwrites *ignored*      */
+/* files on pull but refuses to overwrite untracked ones, so this keeps       */
+/* ComfyUI's `git pull` working once upstream ships the real file.  Failing   */
+/* to update the exclude file is not an error: see info->git_exclude.         */
 /* ------------------------------------------------------------------------ */
 typedef enum csa_link_result {
   CSA_LINK_CREATED = 1,      /* target was absent; link created */
@@ -186,13 +220,42 @@ typedef enum csa_link_result {
   CSA_LINK_NOT_PERMITTED = 6 /* links cannot be created here: caller falls back */
 } csa_link_result;
 
+/* Outcome of the git exclude step (csa_link_info.git_exclude). */
+typedef enum csa_link_git {
+  CSA_LINK_GIT_NONE = 0,    /* not in a git work tree, or nothing staged */
+  CSA_LINK_GIT_ADDED = 1,   /* line appended to info/exclude */
+  CSA_LINK_GIT_PRESENT = 2, /* line was already there */
+  CSA_LINK_GIT_FAILED = 3   /* could not update it: git_note says why */
+} csa_link_git;
+
+/* Paths longer than this (bytes of UTF-8, with the NUL) are refused with
+ * CSA_EPATH. */
+#define CSA_LINK_PATH_MAX 4096
+
+/* Details of one call, for the caller's log. */
+typedef struct csa_link_info {
+  int result;                          /* csa_link_result */
+  char target[CSA_LINK_PATH_MAX];      /* absolute path of the target */
+  char source[CSA_LINK_PATH_MAX];      /* resolved absolute source */
+  char previous[CSA_LINK_PATH_MAX];    /* REPLACED: what the old link held */
+  int git_exclude;                     /* csa_link_git */
+  char git_path[CSA_LINK_PATH_MAX];    /* the exclude file (ADDED/PRESENT/FAILED) */
+  char git_note[512];                  /* FAILED: the reason */
+} csa_link_info;
+
 /* source: path of the file to stage (must exist, resolved to an absolute
  * path).  comfy_dir: the comfy package directory.  comfy_relative: relative
- * path inside it, no "..", not absolute.  *result receives a csa_link_result
- * on CSA_OK.  A git checkout containing comfy_dir gets the target listed in
- * its .git/info/exclude so a later `git pull` can replace it. */
+ * path inside it ('/' or '\\' separated).  *result receives a csa_link_result
+ * on CSA_OK.  Safe to call from many processes at once: they leave one valid
+ * link and no temporary files.  Paths are UTF-8 on every platform. */
 int csa_setup_link(const char *source, const char *comfy_dir,
                    const char *comfy_relative, int *result);
+
+/* As csa_setup_link, filling *info (which may be NULL).  comfy_dir == NULL
+ * checks source and comfy_relative only, touches nothing, and sets
+ * info->result = 0. */
+int csa_setup_link_ex(const char *source, const char *comfy_dir,
+                      const char *comfy_relative, csa_link_info *info);
 
 #ifdef __cplusplus
 }

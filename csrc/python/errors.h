@@ -1,0 +1,15 @@
+/*
+ * errors.h — status code -> Python exception, shared by every binding.
+ */
+#ifndef CSA_PYTHON_ERRORS_H
+#define CSA_PYTHON_ERRORS_H
+
+#define Py_LIMITED_API 0x030A0000
+#include <Python.h>
+
+/* Sets the Python exception the status table names for st, with the
+ * thread's csa_errmsg() detail (or the generic message) as its text; returns
+ * NULL so bindings can `return csa__py_raise(st);`. */
+PyObject *csa__py_raise(int st);
+
+#endif

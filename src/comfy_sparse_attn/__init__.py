@@ -1,0 +1,43 @@
+"""comfy-sparse-attn: variable-length attention for ComfyUI's sparse 3D models.
+
+Public API
+----------
+``dispatch_varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q,
+max_seqlen_kv, *, softmax_scale=None, causal=False, return_lse=False,
+backend=None, out=None)`` -> ``[T_q, H, D_v]`` (or ``(out, lse)``)
+
+``setup_link(source, comfy_relative) -> bool``: stage a module file inside the
+installed ComfyUI ``comfy`` package.
+
+``list_backends()``, ``get_varlen_backend()``, ``use_backend(name)``.
+
+Importing this package does no work: torch and the backend libraries are
+imported on first use.
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "dispatch_varlen_attention",
+    "setup_link",
+    "list_backends",
+    "get_varlen_backend",
+    "use_backend",
+    "NoCapableBackendError",
+    "__version__",
+]
+
+
+def __getattr__(name):
+    # Lazy attribute access keeps `import comfy_sparse_attn` free of work.
+    if name in ("dispatch_varlen_attention", "list_backends", "get_varlen_backend",
+                "use_backend", "NoCapableBackendError"):
+        from . import _dispatch
+
+        return getattr(_dispatch, name)
+    if name == "setup_link":
+        from ._link import setup_link
+
+        return setup_link
+    raise AttributeError("module 'comfy_sparse_attn' has no attribute %r" % name)

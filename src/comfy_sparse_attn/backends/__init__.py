@@ -1,0 +1,1 @@
+"""One small adapter per attention library (each imports its library lazily)."""
