@@ -1,0 +1,237 @@
+/*
+ * dispatch.c — backend constraints as data, and the selection walk.
+ *
+ * Each backend is one row of csa__caps: what it can take.  A call's facts
+ * (csa__dispatch_facts, gathered in Python) are checked against the rows in
+ * the priority order of the call's device class; the first failing check of
+ * a row is that backend's reason, so "why not flash?" always has a one-line
+ * answer.  Nothing here touches a tensor: it is pure, thread-safe and cheap
+ * (a few hundred ns), and the Python side caches its answer per input
+ * signature anyway.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "dispatch.h"
+#include "internal.h"
+
+#define CSA__DEV(d) (1u << (d))
+#define CSA__DT(d) (1u << (d))
+#define CSA__DT_HALVES (CSA__DT(CSA_FLOAT16) | CSA__DT(CSA_BFLOAT16))
+#define CSA__DT_ALL (CSA__DT_HALVES | CSA__DT(CSA_FLOAT32))
+
+/* SageAttention 1.0.6's varlen kernels exist for these head dims only
+ * ("varlen only support head_dim [64, 128]"). */
+static const int csa__sage_head_dims[] = {64, 128, 0};
+
+static const csa__backend_caps csa__caps[CSA_BACKEND_COUNT] = {
+    /* sage2: sageattention.sageattn_varlen.  Int8 Q.K^T (lossy, ~1e-2),
+     * forward only; causal assumes L_q == L_kv (top-left); fp32 inputs run
+     * natively (its own casts). */
+    [CSA_BACKEND_SAGE2] = {"sage2", CSA__DEV(CSA_DEVICE_CUDA), 80, CSA__DT_ALL, 0, 128,
+                           csa__sage_head_dims, 0, 1, CSA_CAUSAL_TOP_LEFT, 0, 0, 1,
+                           "sageattention"},
+    /* flash: flash_attn.flash_attn_varlen_func (FA2/FA4) or FA3's
+     * flash_attn_interface.  fp16/bf16 only; fp32 runs as bf16 and is cast
+     * back (what the original package did), so it is exact only to bf16. */
+    [CSA_BACKEND_FLASH] = {"flash", CSA__DEV(CSA_DEVICE_CUDA), 80, CSA__DT_HALVES,
+                           CSA__DT(CSA_FLOAT32), 256, NULL, 0, 1, CSA_CAUSAL_BOTTOM_RIGHT, 1, 1,
+                           0, "flash_attn"},
+    /* xformers: memory_efficient_attention + BlockDiagonalMask (causal:
+     * BlockDiagonalCausalFromBottomRightMask); GQA through its 5-D form. */
+    [CSA_BACKEND_XFORMERS] = {"xformers", CSA__DEV(CSA_DEVICE_CUDA), 50, CSA__DT_ALL, 0, 256,
+                              NULL, 1, 1, CSA_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, "xformers"},
+    /* sdpa: the torch tier (torch's varlen kernels on CUDA where they fit,
+     * else per-sequence SDPA): works wherever torch does. */
+    [CSA_BACKEND_SDPA] = {"sdpa", CSA__DEV(CSA_DEVICE_CPU) | CSA__DEV(CSA_DEVICE_CUDA), 0,
+                          CSA__DT_ALL, 0, 1 << 16, NULL, 1, 1, CSA_CAUSAL_BOTTOM_RIGHT, 0, 1, 0,
+                          "torch"},
+    /* native: our C kernel (csrc/cpu) and CUDA C kernel (csrc/cuda). */
+    [CSA_BACKEND_NATIVE] = {"native", CSA__DEV(CSA_DEVICE_CPU) | CSA__DEV(CSA_DEVICE_CUDA), 0,
+                            CSA__DT_ALL, 0, 256, NULL, 1, 1, CSA_CAUSAL_BOTTOM_RIGHT, 1, 0, 0,
+                            "comfy_sparse_attn._C"},
+};
+
+/* ------------------------------------------------------------------------ */
+/* Priority.                                                                  */
+/*                                                                            */
+/* The seed's order: SM >= 8.0: sage2 > flash > xformers > sdpa; older GPUs  */
+/* and CPU: xformers > sdpa.  Backends a class cannot run stay at the end so */
+/* that list_backends() still says why they were not chosen.                 */
+/* ------------------------------------------------------------------------ */
+static const int csa__order_modern[] = {CSA_BACKEND_SAGE2, CSA_BACKEND_FLASH,
+                                        CSA_BACKEND_XFORMERS, CSA_BACKEND_SDPA, -1};
+static const int csa__order_other[] = {CSA_BACKEND_XFORMERS, CSA_BACKEND_SDPA,
+                                       CSA_BACKEND_SAGE2, CSA_BACKEND_FLASH, -1};
+
+/* ======================================================================== */
+/* NATIVE PLACEMENT POLICY, per device class.                                */
+/*                                                                            */
+/* Rule: `native` is placed by MEASURED EVIDENCE per device class.  Each row */
+/* says before which backend native goes (CSA__LAST: after every other one,  */
+/* where it is the fallback that always works) and cites the numbers.  A    */
+/* row moves native up only when bench/RESULTS.md shows it at >= 0.95x the   */
+/* backend it passes on that class's standard workloads.  The lead fills the */
+/* CUDA rows from GPU runs; first matching row wins.                         */
+/* ======================================================================== */
+#define CSA__LAST (-1)
+typedef struct csa__native_policy {
+  int device_type;
+  int sm_lo, sm_hi; /* inclusive, CUDA only */
+  int before;       /* backend native is placed before, or CSA__LAST */
+  const char *evidence;
+} csa__native_policy;
+
+static const csa__native_policy csa__native_policies[] = {
+    /* CPU: no other backend has a CPU kernel but per-sequence SDPA, which
+     * has no LSE and loops over sequences in Python (thousands of tiny
+     * windows cost one SDPA call each). */
+    {CSA_DEVICE_CPU, 0, 0, CSA_BACKEND_XFORMERS,
+     "cpu: native first (our C kernel; per-sequence SDPA is the only other CPU path; "
+     "bench/RESULTS.md '## Dispatch')"},
+    /* CUDA: no measurement of the native CUDA kernel against torch's varlen
+     * kernels yet, so native is the last resort there; the lead moves it up
+     * per class once bench/RESULTS.md has the numbers. */
+    {CSA_DEVICE_CUDA, 90, 99, CSA__LAST,
+     "cuda sm90: native last (not yet measured against the torch tier; pending GPU numbers)"},
+    {CSA_DEVICE_CUDA, 80, 89, CSA__LAST,
+     "cuda sm80-89: native last (not yet measured; pending GPU numbers)"},
+    {CSA_DEVICE_CUDA, 100, 1000, CSA__LAST,
+     "cuda sm100+: native last (not yet measured; pending GPU numbers)"},
+    {CSA_DEVICE_CUDA, 0, 79, CSA__LAST,
+     "cuda pre-sm80: native last (not yet measured; pending GPU numbers)"},
+};
+
+const csa__backend_caps *csa__backend_caps_get(int b) {
+  return b >= 0 && b < CSA_BACKEND_COUNT ? &csa__caps[b] : NULL;
+}
+
+int csa__backend_from_name(const char *name) {
+  if (name == NULL)
+    return -1;
+  for (int b = 0; b < CSA_BACKEND_COUNT; b++)
+    if (strcmp(name, csa__caps[b].name) == 0)
+      return b;
+  return -1;
+}
+
+const char *csa__dispatch_priority(int device_type, int sm, int order[CSA_BACKEND_COUNT]) {
+  const int *base = device_type == CSA_DEVICE_CUDA && sm >= 80 ? csa__order_modern
+                                                               : csa__order_other;
+  const csa__native_policy *pol = NULL;
+  for (size_t i = 0; i < sizeof csa__native_policies / sizeof csa__native_policies[0]; i++) {
+    const csa__native_policy *row = &csa__native_policies[i];
+    if (row->device_type == device_type &&
+        (device_type != CSA_DEVICE_CUDA || (sm >= row->sm_lo && sm <= row->sm_hi))) {
+      pol = row;
+      break;
+    }
+  }
+  int before = pol ? pol->before : CSA__LAST;
+  int n = 0;
+  for (int i = 0; base[i] >= 0; i++) {
+    if (base[i] == before)
+      order[n++] = CSA_BACKEND_NATIVE;
+    order[n++] = base[i];
+  }
+  if (n < CSA_BACKEND_COUNT)
+    order[n++] = CSA_BACKEND_NATIVE;
+  return pol ? pol->evidence : "no policy row for this device: native last";
+}
+
+static const char *csa__dtype_short(int dt) {
+  return dt == CSA_FLOAT32 ? "float32" : dt == CSA_FLOAT16 ? "float16"
+                                       : dt == CSA_BFLOAT16 ? "bfloat16"
+                                                            : csa_dtype_name(dt);
+}
+
+/* The first constraint of caps that the facts break, written into why;
+ * returns 0 when every constraint holds. */
+static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t cap) {
+  const csa__backend_caps *c = &csa__caps[b];
+  if (f->forced >= 0 && f->forced != b)
+    return snprintf(why, cap, "not selected: backend '%s' was requested",
+                    csa__caps[f->forced].name), 1;
+  if (b != CSA_BACKEND_NATIVE && !(f->available & (1u << b)))
+    return snprintf(why, cap, "%s is not installed or does not import", c->library), 1;
+  if (f->disabled & (1u << b))
+    return snprintf(why, cap, "disabled by a ComfyUI command-line flag"), 1;
+  if (!(c->devices & CSA__DEV(f->device_type)))
+    return snprintf(why, cap, "has no %s kernel",
+                    f->device_type == CSA_DEVICE_CPU ? "CPU" : "CUDA"), 1;
+  if (b == CSA_BACKEND_NATIVE && f->device_type == CSA_DEVICE_CUDA && !f->native_cuda)
+    return snprintf(why, cap, "this build of comfy-sparse-attn has no CUDA kernels"), 1;
+  if (f->device_type == CSA_DEVICE_CUDA && f->sm < c->min_sm)
+    return snprintf(why, cap, "needs compute capability >= %d.%d, the device has %d.%d",
+                    c->min_sm / 10, c->min_sm % 10, f->sm / 10, f->sm % 10), 1;
+  unsigned dt = CSA__DT(f->dtype);
+  if (!((c->dtypes | c->dtypes_cast) & dt))
+    return snprintf(why, cap, "does not take %s inputs", csa__dtype_short(f->dtype)), 1;
+  if (f->head_dim > c->max_head_dim || f->head_dim_v > c->max_head_dim)
+    return snprintf(why, cap, "head dim %lld exceeds its maximum %d",
+                    (long long)CSA_MAX(f->head_dim, f->head_dim_v), c->max_head_dim), 1;
+  if (c->head_dims) {
+    int ok = 0;
+    for (const int *d = c->head_dims; *d; d++)
+      ok |= *d == f->head_dim;
+    if (!ok)
+      return snprintf(why, cap, "head dim %lld not supported (only 64 and 128)",
+                      (long long)f->head_dim), 1;
+  }
+  if (f->head_dim_v != f->head_dim && !c->dv_differs)
+    return snprintf(why, cap, "needs D_v == D, got D = %lld, D_v = %lld",
+                    (long long)f->head_dim, (long long)f->head_dim_v), 1;
+  if (f->heads_kv != f->heads && !c->gqa)
+    return snprintf(why, cap, "no grouped-query attention (H = %lld, H_kv = %lld)",
+                    (long long)f->heads, (long long)f->heads_kv), 1;
+  if (f->causal && c->causal == CSA_CAUSAL_NONE)
+    return snprintf(why, cap, "no causal mask"), 1;
+  if (f->causal && c->causal == CSA_CAUSAL_TOP_LEFT && !f->lengths_equal)
+    return snprintf(why, cap,
+                    "causal mask is top-left aligned: right only when every L_q == L_kv, "
+                    "which is not known here"), 1;
+  if (f->lse && !c->lse)
+    return snprintf(why, cap, "does not return the LSE"), 1;
+  if (f->grad && !c->autograd)
+    return snprintf(why, cap, "has no backward, and autograd is recording"), 1;
+  if (f->exact_only && c->lossy)
+    return snprintf(why, cap, "lossy (int8-quantized Q.K^T) and exact-only mode is on"), 1;
+  return 0;
+}
+
+int csa__dispatch_select(const csa__dispatch_facts *f, csa__dispatch_result *r) {
+  if (f == NULL || r == NULL)
+    return csa__error(CSA_EINVAL, "dispatch facts and result must not be NULL");
+  if (f->device_type != CSA_DEVICE_CPU && f->device_type != CSA_DEVICE_CUDA)
+    return csa__error(CSA_EINVAL, "facts.device_type must be cpu (1) or cuda (2), got %d",
+                      f->device_type);
+  if (f->forced < -1 || f->forced >= CSA_BACKEND_COUNT)
+    return csa__error(CSA_EINVAL, "facts.forced must be -1 or a backend id < %d, got %d",
+                      CSA_BACKEND_COUNT, f->forced);
+  if (f->prefer < -1 || f->prefer >= CSA_BACKEND_COUNT)
+    return csa__error(CSA_EINVAL, "facts.prefer must be -1 or a backend id < %d, got %d",
+                      CSA_BACKEND_COUNT, f->prefer);
+  if (f->head_dim < 1 || f->head_dim_v < 1 || f->heads < 1 || f->heads_kv < 1)
+    return csa__error(CSA_EINVAL, "facts: head dims and head counts must be >= 1");
+
+  int order[CSA_BACKEND_COUNT];
+  r->policy = csa__dispatch_priority(f->device_type, f->sm, order);
+  r->n = 0;
+  for (int i = 0; i < CSA_BACKEND_COUNT; i++) {
+    int b = order[i];
+    if (csa__decline(b, f, r->reason[b], CSA_DISPATCH_REASON_MAX))
+      continue;
+    r->reason[b][0] = '\0';
+    r->order[r->n++] = b;
+  }
+  /* An explicit ComfyUI flag (--use-sage-attention, ...) moves its backend
+   * to the front when that backend can take the call. */
+  for (int i = 1; i < r->n; i++) {
+    if (r->order[i] == f->prefer) {
+      memmove(&r->order[1], &r->order[0], (size_t)i * sizeof r->order[0]);
+      r->order[0] = f->prefer;
+      break;
+    }
+  }
+  return CSA_OK;
+}

@@ -1,0 +1,268 @@
+/*
+ * test_dispatch.c — the selection walk of csrc/core/dispatch.c, rule by rule:
+ * priority per device class, each constraint dropping the backend with its
+ * reason, overrides (forced, prefer, disabled), and malformed facts.
+ */
+#include <string.h>
+
+#include "core/dispatch.h"
+#include "csa_test.h"
+
+#define ALL_AVAILABLE ((1u << CSA_BACKEND_COUNT) - 1u)
+
+static csa__dispatch_facts base_cuda(int sm) {
+  csa__dispatch_facts f;
+  memset(&f, 0, sizeof f);
+  f.device_type = CSA_DEVICE_CUDA;
+  f.sm = sm;
+  f.dtype = CSA_FLOAT16;
+  f.head_dim = f.head_dim_v = 64;
+  f.heads = f.heads_kv = 8;
+  f.available = ALL_AVAILABLE;
+  f.prefer = f.forced = -1;
+  f.native_cuda = 1;
+  return f;
+}
+
+static csa__dispatch_facts base_cpu(void) {
+  csa__dispatch_facts f = base_cuda(0);
+  f.device_type = CSA_DEVICE_CPU;
+  f.dtype = CSA_FLOAT32;
+  return f;
+}
+
+static int first(const csa__dispatch_facts *f) {
+  csa__dispatch_result r;
+  int st = csa__dispatch_select(f, &r);
+  if (st != CSA_OK || r.n == 0)
+    return -1;
+  return r.order[0];
+}
+
+/* Selects and returns whether b is a candidate; *why gets its reason. */
+static int chosen(const csa__dispatch_facts *f, int b, char *why) {
+  csa__dispatch_result r;
+  int st = csa__dispatch_select(f, &r);
+  CSA_CHECK(st == CSA_OK, "select failed: %s", csa_errmsg());
+  if (why)
+    strcpy(why, r.reason[b]);
+  for (int i = 0; i < r.n; i++)
+    if (r.order[i] == b)
+      return 1;
+  return 0;
+}
+
+static void test_names(void) {
+  static const char *names[] = {"sage2", "flash", "xformers", "sdpa", "native"};
+  for (int b = 0; b < CSA_BACKEND_COUNT; b++) {
+    CSA_CHECK(strcmp(csa__backend_caps_get(b)->name, names[b]) == 0, "name of %d", b);
+    CSA_CHECK(csa__backend_from_name(names[b]) == b, "id of %s", names[b]);
+  }
+  CSA_CHECK(csa__backend_from_name("flash2") == -1, "unknown name");
+  CSA_CHECK(csa__backend_from_name(NULL) == -1, "NULL name");
+  CSA_CHECK(csa__backend_caps_get(-1) == NULL && csa__backend_caps_get(CSA_BACKEND_COUNT) == NULL,
+            "caps out of range");
+}
+
+static void test_priority(void) {
+  csa__dispatch_result r;
+  /* SM >= 8.0, everything installed: sage2 > flash > xformers > sdpa, native last. */
+  csa__dispatch_facts f = base_cuda(90);
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_OK);
+  int want[] = {CSA_BACKEND_SAGE2, CSA_BACKEND_FLASH, CSA_BACKEND_XFORMERS, CSA_BACKEND_SDPA,
+                CSA_BACKEND_NATIVE};
+  CSA_CHECK(r.n == 5, "n = %d", r.n);
+  for (int i = 0; i < 5 && i < r.n; i++)
+    CSA_CHECK(r.order[i] == want[i], "sm90 position %d: %d, want %d", i, r.order[i], want[i]);
+  CSA_CHECK(strstr(r.policy, "sm90") != NULL, "policy row: %s", r.policy);
+
+  /* Older GPU: xformers > sdpa; sage2 and flash refused for compute capability. */
+  f = base_cuda(75);
+  char why[CSA_DISPATCH_REASON_MAX];
+  CSA_CHECK(first(&f) == CSA_BACKEND_XFORMERS, "sm75 first");
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_FLASH, why) && strstr(why, ">= 8.0") && strstr(why, "7.5"),
+            "flash on sm75: %s", why);
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SAGE2, why), "sage2 on sm75");
+  f.available &= ~(1u << CSA_BACKEND_XFORMERS);
+  CSA_CHECK(first(&f) == CSA_BACKEND_SDPA, "sm75 without xformers");
+
+  /* CPU: native first; only native and sdpa run there. */
+  f = base_cpu();
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_OK);
+  CSA_CHECK(r.n == 2 && r.order[0] == CSA_BACKEND_NATIVE && r.order[1] == CSA_BACKEND_SDPA,
+            "cpu order n=%d first=%d", r.n, r.order[0]);
+  CSA_CHECK(strstr(r.reason[CSA_BACKEND_FLASH], "no CPU kernel") != NULL, "flash on cpu: %s",
+            r.reason[CSA_BACKEND_FLASH]);
+  CSA_CHECK(strstr(r.reason[CSA_BACKEND_XFORMERS], "no CPU kernel") != NULL, "xformers on cpu");
+
+  /* Nothing installed on a GPU: the torch tier, then native. */
+  f = base_cuda(80);
+  f.available = 1u << CSA_BACKEND_SDPA; /* torch only */
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_OK);
+  CSA_CHECK(r.n == 2 && r.order[0] == CSA_BACKEND_SDPA && r.order[1] == CSA_BACKEND_NATIVE,
+            "bare gpu n=%d", r.n);
+  CSA_CHECK(strstr(r.reason[CSA_BACKEND_FLASH], "flash_attn is not installed") != NULL,
+            "flash reason: %s", r.reason[CSA_BACKEND_FLASH]);
+
+  /* The priority helper always lists every backend once. */
+  int order[CSA_BACKEND_COUNT];
+  int devs[][2] = {{CSA_DEVICE_CPU, 0}, {CSA_DEVICE_CUDA, 61}, {CSA_DEVICE_CUDA, 80},
+                   {CSA_DEVICE_CUDA, 90}, {CSA_DEVICE_CUDA, 120}};
+  for (int i = 0; i < 5; i++) {
+    csa__dispatch_priority(devs[i][0], devs[i][1], order);
+    unsigned seen = 0;
+    for (int j = 0; j < CSA_BACKEND_COUNT; j++)
+      seen |= 1u << order[j];
+    CSA_CHECK(seen == ALL_AVAILABLE, "priority %d lists every backend once (0x%x)", i, seen);
+  }
+}
+
+static void test_constraints(void) {
+  char why[CSA_DISPATCH_REASON_MAX];
+  csa__dispatch_facts f;
+
+  /* dtype: flash takes fp32 by casting to bf16; sage2 natively; native too. */
+  f = base_cuda(90);
+  f.dtype = CSA_FLOAT32;
+  CSA_CHECK(chosen(&f, CSA_BACKEND_FLASH, why), "flash fp32 by cast");
+  CSA_CHECK(chosen(&f, CSA_BACKEND_SAGE2, why), "sage2 fp32");
+  f.dtype = CSA_FLOAT64;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SDPA, why) && strstr(why, "float64"), "fp64: %s", why);
+
+  /* head dims: sage2 only 64 / 128; flash up to 256; native up to 256. */
+  f = base_cuda(90);
+  f.head_dim = f.head_dim_v = 96;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SAGE2, why) && strstr(why, "head dim 96"), "sage d96: %s",
+            why);
+  CSA_CHECK(first(&f) == CSA_BACKEND_FLASH, "d96 goes to flash");
+  f.head_dim = f.head_dim_v = 128;
+  CSA_CHECK(first(&f) == CSA_BACKEND_SAGE2, "d128 goes to sage2");
+  f.head_dim = f.head_dim_v = 320;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_FLASH, why) && strstr(why, "exceeds"), "flash d320: %s", why);
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_NATIVE, why), "native d320");
+  CSA_CHECK(first(&f) == CSA_BACKEND_SDPA, "d320 -> sdpa");
+
+  /* D_v != D: flash and sage2 refuse, xformers takes it. */
+  f = base_cuda(90);
+  f.head_dim_v = 32;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_FLASH, why) && strstr(why, "D_v == D"), "flash dv: %s", why);
+  CSA_CHECK(first(&f) == CSA_BACKEND_XFORMERS, "dv != d -> xformers");
+
+  /* GQA: every backend here takes it. */
+  f = base_cuda(90);
+  f.heads_kv = 2;
+  CSA_CHECK(first(&f) == CSA_BACKEND_SAGE2, "gqa -> sage2");
+
+  /* causal: sage2 only when every L_q == L_kv is known. */
+  f = base_cuda(90);
+  f.causal = 1;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SAGE2, why) && strstr(why, "top-left"), "sage causal: %s",
+            why);
+  CSA_CHECK(first(&f) == CSA_BACKEND_FLASH, "causal, lengths unknown -> flash");
+  f.lengths_equal = 1;
+  CSA_CHECK(first(&f) == CSA_BACKEND_SAGE2, "causal, equal lengths -> sage2");
+
+  /* LSE: flash and native only. */
+  f = base_cuda(90);
+  f.lse = 1;
+  CSA_CHECK(first(&f) == CSA_BACKEND_FLASH, "lse -> flash");
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SDPA, why) && strstr(why, "LSE"), "sdpa lse: %s", why);
+  f.available &= ~(1u << CSA_BACKEND_FLASH);
+  CSA_CHECK(first(&f) == CSA_BACKEND_NATIVE, "lse without flash -> native");
+  f = base_cpu();
+  f.lse = 1;
+  CSA_CHECK(first(&f) == CSA_BACKEND_NATIVE, "cpu lse -> native");
+
+  /* autograd: only backends with a backward. */
+  f = base_cuda(90);
+  f.grad = 1;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SAGE2, why) && strstr(why, "backward"), "sage grad: %s", why);
+  CSA_CHECK(first(&f) == CSA_BACKEND_FLASH, "grad -> flash");
+  f = base_cpu();
+  f.grad = 1;
+  CSA_CHECK(first(&f) == CSA_BACKEND_SDPA, "cpu grad -> sdpa");
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_NATIVE, why) && strstr(why, "backward"), "native grad");
+
+  /* exact-only mode drops the lossy sage2. */
+  f = base_cuda(90);
+  f.exact_only = 1;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SAGE2, why) && strstr(why, "exact-only"), "exact: %s", why);
+  CSA_CHECK(first(&f) == CSA_BACKEND_FLASH, "exact -> flash");
+
+  /* native on a CUDA device in a build without CUDA kernels. */
+  f = base_cuda(90);
+  f.native_cuda = 0;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_NATIVE, why) && strstr(why, "no CUDA kernels"),
+            "native no cuda: %s", why);
+  /* native never needs a library. */
+  f = base_cpu();
+  f.available = 0;
+  CSA_CHECK(first(&f) == CSA_BACKEND_NATIVE, "native without libraries");
+}
+
+static void test_overrides(void) {
+  char why[CSA_DISPATCH_REASON_MAX];
+  csa__dispatch_result r;
+  csa__dispatch_facts f = base_cuda(90);
+
+  f.forced = CSA_BACKEND_XFORMERS;
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_OK);
+  CSA_CHECK(r.n == 1 && r.order[0] == CSA_BACKEND_XFORMERS, "forced xformers");
+  CSA_CHECK(strstr(r.reason[CSA_BACKEND_SAGE2], "'xformers' was requested") != NULL,
+            "forced reason: %s", r.reason[CSA_BACKEND_SAGE2]);
+  /* A forced backend that cannot take the call leaves no candidate, and
+   * its own reason says why. */
+  f.forced = CSA_BACKEND_SAGE2;
+  f.head_dim = f.head_dim_v = 40;
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_OK);
+  CSA_CHECK(r.n == 0 && strstr(r.reason[CSA_BACKEND_SAGE2], "head dim 40"), "forced sage d40");
+
+  /* ComfyUI's --use-flash-attention: flash to the front. */
+  f = base_cuda(90);
+  f.prefer = CSA_BACKEND_FLASH;
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_OK);
+  CSA_CHECK(r.order[0] == CSA_BACKEND_FLASH && r.order[1] == CSA_BACKEND_SAGE2 && r.n == 5,
+            "prefer flash: %d %d", r.order[0], r.order[1]);
+  /* ... but not when it cannot take the call. */
+  f.head_dim_v = 32;
+  CSA_CHECK(first(&f) == CSA_BACKEND_XFORMERS, "prefer flash, dv != d");
+  /* --use-pytorch-cross-attention on CPU. */
+  f = base_cpu();
+  f.prefer = CSA_BACKEND_SDPA;
+  CSA_CHECK(first(&f) == CSA_BACKEND_SDPA, "prefer sdpa on cpu");
+
+  /* --disable-xformers */
+  f = base_cuda(75);
+  f.disabled = 1u << CSA_BACKEND_XFORMERS;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_XFORMERS, why) && strstr(why, "ComfyUI"), "disabled: %s",
+            why);
+  CSA_CHECK(first(&f) == CSA_BACKEND_SDPA, "disabled xformers -> sdpa");
+}
+
+static void test_bad_facts(void) {
+  csa__dispatch_result r;
+  csa__dispatch_facts f = base_cpu();
+  CSA_CHECK_STATUS(csa__dispatch_select(NULL, &r), CSA_EINVAL);
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, NULL), CSA_EINVAL);
+  f.device_type = 7;
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_EINVAL);
+  CSA_CHECK(strstr(csa_errmsg(), "device_type") != NULL, "message: %s", csa_errmsg());
+  f = base_cpu();
+  f.forced = CSA_BACKEND_COUNT;
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_EINVAL);
+  f = base_cpu();
+  f.prefer = -2;
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_EINVAL);
+  f = base_cpu();
+  f.heads_kv = 0;
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_EINVAL);
+}
+
+int main(void) {
+  test_names();
+  test_priority();
+  test_constraints();
+  test_overrides();
+  test_bad_facts();
+  return csa_test_finish("test_dispatch");
+}
