@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "dispatch_binding.h"
 #include "dlpack.h"
 #include "errors.h"
 
@@ -214,6 +215,11 @@ static PyMethodDef csa__methods[] = {
     {"setup_link", csa__py_setup_link, METH_VARARGS,
      "setup_link(source, comfy_dir, comfy_relative) -> csa_link_result"},
     {"status_table", csa__py_status_table, METH_NOARGS, "{code: (name, message)}"},
+    {"dispatch_backends", csa__py_dispatch_backends, METH_NOARGS,
+     "Backend names, indexed by backend id."},
+    {"dispatch_caps", csa__py_dispatch_caps, METH_VARARGS, "dispatch_caps(id) -> constraint row"},
+    {"dispatch_select", csa__py_dispatch_select, METH_VARARGS,
+     "dispatch_select(facts...) -> (order, reasons, policy)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef csa__module = {PyModuleDef_HEAD_INIT, "_C",
