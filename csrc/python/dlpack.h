@@ -8,7 +8,7 @@
 #ifndef CSA_PYTHON_DLPACK_H
 #define CSA_PYTHON_DLPACK_H
 
-#define Py_LIMITED_API 0x030A0000
+/* Py_LIMITED_API comes from the build (python_add_library USE_SABI 3.10). */
 #include <Python.h>
 
 #include "csa/csa.h"

@@ -4,7 +4,7 @@
 #ifndef CSA_PYTHON_ERRORS_H
 #define CSA_PYTHON_ERRORS_H
 
-#define Py_LIMITED_API 0x030A0000
+/* Py_LIMITED_API comes from the build (python_add_library USE_SABI 3.10). */
 #include <Python.h>
 
 /* Sets the Python exception the status table names for st, with the

@@ -11,6 +11,33 @@ from __future__ import annotations
 
 from . import _C
 
+_export = None
+
+
+def _exporter():
+    """The fastest way to hand a torch tensor to C as a DLPack capsule.
+
+    ``Tensor.__dlpack__`` is Python code that costs ~3.5 us per tensor with its
+    device query; torch's own C exporter costs ~0.3 us.  Going through it also
+    lets autograd-tracked inputs through (C only reads them).  Objects that are
+    not torch tensors are passed as they are: C calls their ``__dlpack__``.
+    """
+    global _export
+    if _export is None:
+        import torch
+
+        fast = getattr(torch._C, "_to_dlpack_versioned", None) or getattr(torch._C, "_to_dlpack",
+                                                                           None)
+        tensor = torch.Tensor
+
+        def export(t):
+            if fast is not None and isinstance(t, tensor):
+                return fast(t)
+            return t
+
+        _export = export
+    return _export
+
 
 def _host_copies(q, cu_seqlens_q, cu_seqlens_kv, check_cu_seqlens):
     """Host copies of CUDA cu_seqlens for validation (one small D2H copy each).
@@ -37,8 +64,11 @@ def validate(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, 
              softmax_scale=None, lse=None, out=None, check_cu_seqlens=True):
     """Run the C validation only (no kernel): raises on any bad argument."""
     hq, hk = _host_copies(q, cu_seqlens_q, cu_seqlens_kv, check_cu_seqlens)
-    _C.attention("validate", q, k, v, out, cu_seqlens_q, cu_seqlens_kv, int(max_seqlen_q),
-                 int(max_seqlen_kv), _scale_arg(softmax_scale), False, lse, hq, hk, 1, 0)
+    x = _exporter()
+    _C.attention("validate", x(q), x(k), x(v), None if out is None else x(out), x(cu_seqlens_q),
+                 x(cu_seqlens_kv), int(max_seqlen_q), int(max_seqlen_kv), _scale_arg(softmax_scale),
+                 False, None if lse is None else x(lse), None if hq is None else x(hq),
+                 None if hk is None else x(hk), 1, 0)
 
 
 def _scale_arg(softmax_scale):
@@ -69,13 +99,17 @@ def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seq
     if return_lse:
         lse = torch.empty((q.shape[1], q.shape[0]), dtype=torch.float32, device=q.device)
     scale = _scale_arg(softmax_scale)
+    x = _exporter()
+    lse_c = None if lse is None else x(lse)
     if q.device.type == "cuda":
         hq, hk = _host_copies(q, cu_seqlens_q, cu_seqlens_kv, check_cu_seqlens)
         stream = torch.cuda.current_stream(q.device).cuda_stream
-        _C.attention("cuda", q, k, v, out, cu_seqlens_q, cu_seqlens_kv, int(max_seqlen_q),
-                     int(max_seqlen_kv), scale, bool(causal), lse, hq, hk, 1, stream)
+        _C.attention("cuda", x(q), x(k), x(v), x(out), x(cu_seqlens_q), x(cu_seqlens_kv),
+                     int(max_seqlen_q), int(max_seqlen_kv), scale, bool(causal), lse_c,
+                     None if hq is None else x(hq), None if hk is None else x(hk), 1, stream)
     else:
         threads = int(num_threads) if num_threads else torch.get_num_threads()
-        _C.attention("cpu", q, k, v, out, cu_seqlens_q, cu_seqlens_kv, int(max_seqlen_q),
-                     int(max_seqlen_kv), scale, bool(causal), lse, None, None, threads, 0)
+        _C.attention("cpu", x(q), x(k), x(v), x(out), x(cu_seqlens_q), x(cu_seqlens_kv),
+                     int(max_seqlen_q), int(max_seqlen_kv), scale, bool(causal), lse_c, None, None,
+                     threads, 0)
     return (out, lse) if return_lse else out
