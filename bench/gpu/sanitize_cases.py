@@ -1,0 +1,45 @@
+"""A few small native-CUDA calls for `compute-sanitizer --tool memcheck`:
+packed tiny sequences, a long causal one, odd head dims on misaligned rows,
+D = 256, GQA, and garbage cu_seqlens without host checks (device clamping)."""
+import torch
+
+from comfy_sparse_attn import _native
+
+dev = torch.device("cuda")
+
+
+def cu(lens):
+    c = torch.zeros(len(lens) + 1, dtype=torch.int32)
+    c[1:] = torch.tensor(lens).cumsum(0)
+    return c.to(dev)
+
+
+def call(lq, lk, h, hkv, d, dv, dt, causal, misaligned=False, check=True):
+    tq, tk = sum(lq), sum(lk)
+    if misaligned:
+        q = torch.randn(tq, h, d + 1, device=dev, dtype=dt)[..., 1:]
+        k = torch.randn(tk, hkv, d + 1, device=dev, dtype=dt)[..., 1:]
+        v = torch.randn(tk, hkv, dv + 1, device=dev, dtype=dt)[..., 1:]
+    else:
+        q = torch.randn(tq, h, d, device=dev, dtype=dt)
+        k = torch.randn(tk, hkv, d, device=dev, dtype=dt)
+        v = torch.randn(tk, hkv, dv, device=dev, dtype=dt)
+    o, l = _native.varlen_attention(q, k, v, cu(lq), cu(lk), max(lq), max(lk), causal=causal,
+                                    return_lse=True)
+    torch.cuda.synchronize()
+    assert torch.isfinite(o).all()
+
+
+call([3, 64, 1, 17, 0, 40], [5, 64, 0, 17, 9, 40], 2, 1, 64, 64, torch.float16, True)
+call([700], [300], 2, 2, 128, 128, torch.bfloat16, True)
+call([33, 70], [33, 70], 2, 2, 40, 72, torch.float16, False, misaligned=True)
+call([100, 3], [100, 3], 1, 1, 256, 256, torch.bfloat16, False)
+call([65, 129], [65, 129], 2, 2, 17, 17, torch.float32, True, misaligned=True)
+call([1024, 1024], [1024, 1024], 2, 2, 16, 16, torch.float16, False)
+
+q = torch.randn(300, 2, 64, device=dev, dtype=torch.float16)
+for bad in ([0, -50, 400, 300], [0, 250, 100, 300], [5, 2**31 - 1, -(2**31), 7]):
+    c = torch.tensor(bad, dtype=torch.int32, device=dev)
+    _native.varlen_attention(q, q, q, c, c, 64, 64, causal=True, check_cu_seqlens=False)
+    torch.cuda.synchronize()
+print("sanitize cases done")

@@ -1,0 +1,261 @@
+"""Native CUDA varlen attention against a float64 reference (GPU only).
+
+Every case draws fresh random inputs, poisons the output with NaN before the
+call (so an unwritten row shows), and compares ||out - ref|| / ||ref|| with a
+float64 reference computed on the device from the same (rounded) inputs.
+fp16 / bf16 inputs must land under 1e-2; fp32 inputs too, because the CUDA
+kernel rounds them to bf16 for the tensor cores (documented in attn_fwd.cu).
+
+Skipped without a CUDA device or without a CUDA build of the extension.
+"""
+import math
+import random
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device", allow_module_level=True)
+try:
+    from comfy_sparse_attn import _C, _native
+except ImportError as e:  # pragma: no cover - depends on the build
+    pytest.skip("extension not built: %s" % e, allow_module_level=True)
+if not _C.have_cuda():
+    pytest.skip("extension built without CUDA kernels", allow_module_level=True)
+
+DEV = torch.device("cuda")
+TOL = 1e-2
+
+
+def cu_of(lens):
+    c = torch.zeros(len(lens) + 1, dtype=torch.int32)
+    if lens:
+        c[1:] = torch.tensor(lens, dtype=torch.int64).cumsum(0).to(torch.int32)
+    return c.to(DEV)
+
+
+def reference(q, k, v, lq, lk, scale, causal):
+    """float64 attention per sequence, batched by padding to the longest one.
+
+    Returns out [T_q, H, D_v] and lse [H, T_q] (lse = -inf and out = 0 for
+    rows without a visible key)."""
+    tq, h, d = q.shape
+    hkv, dv = k.shape[1], v.shape[2]
+    out = torch.zeros(tq, h, dv, dtype=torch.float64, device=DEV)
+    lse = torch.full((h, tq), -math.inf, dtype=torch.float64, device=DEV)
+    b = len(lq)
+    if b == 0 or tq == 0:
+        return out, lse
+    mq, mk = max(max(lq), 1), max(max(lk), 1)
+    lq_t = torch.tensor(lq, device=DEV)
+    lk_t = torch.tensor(lk, device=DEV)
+    cq = torch.cat([torch.zeros(1, device=DEV, dtype=torch.long), lq_t.cumsum(0)])
+    ck = torch.cat([torch.zeros(1, device=DEV, dtype=torch.long), lk_t.cumsum(0)])
+    ar_q = torch.arange(mq, device=DEV)
+    ar_k = torch.arange(mk, device=DEV)
+    vq = ar_q[None] < lq_t[:, None]  # [B, Lq]
+    vk = ar_k[None] < lk_t[:, None]  # [B, Lk]
+    iq = (cq[:-1, None] + ar_q[None]).clamp(max=max(tq - 1, 0))
+    ik = (ck[:-1, None] + ar_k[None]).clamp(max=max(k.shape[0] - 1, 0))
+    qp = q.double()[iq] * vq[..., None, None]
+    if k.shape[0] > 0:
+        kp = k.double()[ik] * vk[..., None, None]
+        vp = v.double()[ik] * vk[..., None, None]
+    else:
+        kp = torch.zeros(b, mk, hkv, d, dtype=torch.float64, device=DEV)
+        vp = torch.zeros(b, mk, hkv, dv, dtype=torch.float64, device=DEV)
+    rep = h // hkv
+    kp = kp.repeat_interleave(rep, dim=2)
+    vp = vp.repeat_interleave(rep, dim=2)
+    s = torch.einsum("bqhd,bkhd->bhqk", qp, kp) * scale
+    mask = vk[:, None, None, :].expand(b, 1, mq, mk)
+    if causal:
+        lim = ar_q[None, :, None] + (lk_t - lq_t)[:, None, None]  # [B, Lq, 1]
+        mask = mask & (ar_k[None, None, :] <= lim)[:, None]
+    s = s.masked_fill(~mask, -math.inf)
+    l = torch.logsumexp(s, dim=-1)  # [B, H, Lq]
+    p = torch.exp(s - l[..., None])
+    p = torch.nan_to_num(p, nan=0.0)
+    o = torch.einsum("bhqk,bkhd->bqhd", p, vp)
+    rows = iq[vq]
+    out[rows] = o[vq]
+    lse[:, rows] = l.permute(1, 0, 2)[:, vq]
+    return out, lse
+
+
+def rel_err(out, ref):
+    n = ref.norm().item()
+    e = (out.double() - ref).norm().item()
+    return e / n if n > 0 else e
+
+
+def run_case(lq, lk=None, h=2, hkv=None, d=64, dv=None, dtype=torch.float16, causal=False,
+             scale=None, layout="contiguous", lse=True, seed=None):
+    lk = lq if lk is None else lk
+    hkv = h if hkv is None else hkv
+    dv = d if dv is None else dv
+    gen = torch.Generator(device=DEV).manual_seed(seed if seed is not None else random.randrange(2**31))
+    tq, tk = sum(lq), sum(lk)
+
+    def rnd(*shape):
+        return torch.randn(*shape, device=DEV, dtype=torch.float32, generator=gen).to(dtype)
+
+    if layout == "qkv_unbind":  # [T, 3, H, D] packed, as in self-attention blocks
+        assert tq == tk and hkv == h and dv == d
+        q, k, v = rnd(tq, 3, h, d).unbind(1)
+    elif layout == "misaligned":  # odd row strides: no 16-byte vector loads possible
+        q = rnd(tq, h, d + 1)[..., 1:]
+        k = rnd(tk, hkv, d + 1)[..., 1:]
+        v = rnd(tk, hkv, dv + 1)[..., 1:]
+    else:
+        q, k, v = rnd(tq, h, d), rnd(tk, hkv, d), rnd(tk, hkv, dv)
+    # Output with padded rows, NaN everywhere: unwritten elements stay NaN and
+    # the padding must survive untouched.
+    big = torch.full((tq, h, dv + 8), math.nan, device=DEV, dtype=dtype)
+    out = big[..., :dv]
+    cq, ck = cu_of(lq), cu_of(lk)
+    res = _native.varlen_attention(q, k, v, cq, ck, max(lq, default=0), max(lk, default=0),
+                                   softmax_scale=scale, causal=causal, return_lse=lse, out=out)
+    o, l = res if lse else (res, None)
+    assert o.data_ptr() == out.data_ptr()
+    torch.cuda.synchronize()
+    assert torch.isnan(big[..., dv:]).all(), "kernel wrote past D_v"
+    assert torch.isfinite(o).all(), "unwritten or non-finite output"
+    sc = scale if scale is not None else 1.0 / math.sqrt(d)
+    ref, ref_lse = reference(q, k, v, lq, lk, sc, causal)
+    if ref.numel():
+        err = rel_err(o, ref)
+        assert err < TOL, "rel err %.3e" % err
+        # rows without keys: exactly zero
+        empty = torch.isinf(ref_lse[0])
+        if empty.any():
+            assert (o[empty] == 0).all()
+    if lse:
+        assert l.shape == (h, tq) and l.dtype == torch.float32
+        inf_ref = torch.isinf(ref_lse)
+        assert torch.equal(torch.isinf(l) & (l < 0), inf_ref), "lse -inf pattern differs"
+        if (~inf_ref).any():
+            diff = (l.double() - ref_lse)[~inf_ref].abs().max().item()
+            # fp32 inputs are rounded to bf16 (scores move by ~4e-3 |s|);
+            # 16-bit inputs are used exactly, leaving fp32 rounding only.
+            tol = 5e-2 if dtype == torch.float32 else 1e-3
+            assert diff < tol, "lse abs err %.3e" % diff
+    return o
+
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32]
+
+
+@pytest.mark.parametrize("d", [16, 40, 64, 72, 96, 128, 160, 256])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: str(t).split(".")[-1])
+def test_head_dims(d, dtype):
+    rng = random.Random(d)
+    lens = [rng.randint(1, 200) for _ in range(7)]
+    run_case(lens, d=d, dtype=dtype, h=3)
+
+
+@pytest.mark.parametrize("d,dv", [(64, 128), (128, 64), (40, 72), (16, 256), (96, 32)])
+def test_dv_differs(d, dv):
+    run_case([33, 130, 1, 77], d=d, dv=dv, dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("h,hkv", [(8, 2), (6, 1), (4, 4)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_gqa(h, hkv, causal):
+    run_case([100, 17, 300], h=h, hkv=hkv, causal=causal)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_causal_lq_ne_lkv(dtype):
+    # L_q < L_kv (bottom-right: every row sees extra keys), L_q > L_kv (first
+    # rows see nothing: zero output, lse -inf), equal, and zero-length sides.
+    lq = [10, 200, 64, 0, 5, 130, 1]
+    lk = [50, 70, 64, 9, 0, 130, 300]
+    run_case(lq, lk, causal=True, dtype=dtype, h=4)
+
+
+def test_cross_lengths_noncausal():
+    run_case([1000, 3, 250], [37, 500, 1], dtype=torch.bfloat16, h=2)
+
+
+def test_zero_length_sequences():
+    run_case([0, 5, 0, 0, 70, 0], [3, 0, 0, 8, 70, 0])
+
+
+def test_batch_one_long():
+    run_case([3000], h=2, d=128, dtype=torch.bfloat16, causal=True)
+
+
+def test_batch_zero():
+    q = torch.randn(0, 2, 64, device=DEV, dtype=torch.float16)
+    cq = torch.zeros(1, dtype=torch.int32, device=DEV)
+    o, l = _native.varlen_attention(q, q, q, cq, cq, 0, 0, return_lse=True)
+    assert o.shape == (0, 2, 64) and l.shape == (2, 0)
+
+
+def test_thousands_of_tiny_sequences():
+    rng = random.Random(5)
+    lens = [rng.randint(1, 64) for _ in range(3000)]
+    run_case(lens, h=4, d=64, dtype=torch.float16)
+    run_case(lens, h=4, d=64, dtype=torch.float16, causal=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: str(t).split(".")[-1])
+def test_unbind_views(dtype):
+    run_case([300, 20, 512, 9], layout="qkv_unbind", h=3, d=64, dtype=dtype)
+
+
+@pytest.mark.parametrize("d", [40, 64, 17])
+def test_misaligned_rows(d):
+    run_case([100, 33, 1], layout="misaligned", d=d, dv=d, h=2)
+
+
+def test_custom_scale():
+    run_case([64, 129], scale=0.37, d=64)
+
+
+def test_patches_hd16():
+    run_case([1024] * 4, h=4, d=16, dtype=torch.float16)
+
+
+def test_non_default_stream():
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        run_case([200, 50], h=2)
+    s.synchronize()
+
+
+def test_too_large_head_dim():
+    q = torch.randn(4, 1, 300, device=DEV, dtype=torch.float16)
+    cq = torch.tensor([0, 4], dtype=torch.int32, device=DEV)
+    with pytest.raises(NotImplementedError, match="256"):
+        _native.varlen_attention(q, q, q, cq, cq, 4, 4)
+
+
+def test_bad_cu_seqlens_unchecked_do_not_crash():
+    """Without host copies the device must clamp: garbage never reads or
+    writes out of bounds and the context stays usable."""
+    tq = 300
+    q = torch.randn(tq, 2, 64, device=DEV, dtype=torch.float16)
+    bad = [
+        [0, -50, 400, 300],          # negative, beyond T
+        [0, 250, 100, 300],          # decreasing
+        [5, 2**31 - 1, -(2**31), 7],  # extremes
+        [0, 300, 300, 300],          # max_seqlen too small below
+    ]
+    for cu in bad:
+        c = torch.tensor(cu, dtype=torch.int32, device=DEV)
+        out = _native.varlen_attention(q, q, q, c, c, 64, 64, causal=True,
+                                       check_cu_seqlens=False)
+        torch.cuda.synchronize()
+        assert out.shape == q.shape
+    # the context still works
+    run_case([100, 200], h=2)
+
+
+def test_bad_cu_seqlens_checked_raise():
+    q = torch.randn(10, 1, 64, device=DEV, dtype=torch.float16)
+    c = torch.tensor([0, 12, 10], dtype=torch.int32, device=DEV)
+    with pytest.raises(ValueError):
+        _native.varlen_attention(q, q, q, c, c, 12, 12)
