@@ -1,4 +1,13 @@
-"""Per-sequence torch SDPA: the path that works wherever torch does.
+"""The torch tier ("sdpa"): torch's own varlen kernels, or per-sequence SDPA.
+
+Which torch path runs is chosen by shape (``choose``), from the H200 numbers
+in /work/shared/bench/README.md (torch 2.11): per-sequence SDPA (cuDNN) is
+1.3-1.7x faster than the FA2 varlen op for a few long sequences; the FA2
+varlen op wins for many medium sequences; the memory-efficient varlen op wins
+for thousands of tiny ones (2.2 ms vs 4.2 ms for 20000 sequences of 8-64).
+On CPU only per-sequence SDPA exists.
+
+Per-sequence torch SDPA: the path that works wherever torch does.
 
 Each packed sequence becomes one ``F.scaled_dot_product_attention`` call on
 views of the packed tensors, so memory stays O(T): no ``[T_q, T_kv]`` mask is
@@ -46,15 +55,41 @@ def _attend(qh, kh, vh, scale, mask=None, is_causal=False):
 
 
 def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, *,
-                     softmax_scale=None, causal=False, out=None):
+                     softmax_scale=None, causal=False, out=None, host_q=None, host_kv=None):
+    """Per-sequence SDPA.  host_q / host_kv: the cu_seqlens values as lists (or
+    CPU tensors) when the caller already has them (saves a device-to-host copy)."""
     import torch
 
     d = q.shape[-1]
     scale = float(softmax_scale) if softmax_scale else d ** -0.5
     if out is None:
         out = torch.empty((q.shape[0], q.shape[1], v.shape[2]), dtype=q.dtype, device=q.device)
-    cq = cu_seqlens_q.tolist()
-    ck = cu_seqlens_kv.tolist()
+    cq = _as_list(host_q if host_q is not None else cu_seqlens_q)
+    ck = _as_list(host_kv if host_kv is not None else cu_seqlens_kv)
+    if q.device.type == "cuda" and len(cq) <= _FEW_SEQS + 1:
+        # Few long sequences: let cuDNN go first (the fastest on Hopper in
+        # the shared measurements), then flash, then mem-efficient.
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        order = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
+                 SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+        try:
+            ctx = sdpa_kernel(order, set_priority=True)
+        except TypeError:  # torch without set_priority
+            ctx = None
+        if ctx is not None:
+            with ctx:
+                return _per_sequence(q, k, v, cq, ck, scale, causal, out)
+    return _per_sequence(q, k, v, cq, ck, scale, causal, out)
+
+
+def _as_list(cu):
+    return cu if isinstance(cu, list) else cu.tolist()
+
+
+def _per_sequence(q, k, v, cq, ck, scale, causal, out):
+    import torch
+
     for i in range(len(cq) - 1):
         a, b, c, e = cq[i], cq[i + 1], ck[i], ck[i + 1]
         lq, lk = b - a, e - c
@@ -84,4 +119,63 @@ def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seq
             mask = cols <= rows + off
             o = _attend(qh[:, r0:r1], kh[:, :kmax], vh[:, :kmax], scale, mask=mask)
             out[a + r0:a + r1] = o.transpose(0, 1)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# torch's varlen kernels (CUDA) and the shape rule that picks among them.
+# ---------------------------------------------------------------------------
+_FEW_SEQS = 8      # at most this many sequences: per-sequence SDPA (cuDNN)
+_TINY_SEQ = 64     # max_seqlen_q at most this: the mem-efficient varlen op
+
+
+def choose(q, k, v, cu_seqlens_q, max_seqlen_q, causal, lengths_equal):
+    """Which torch path runs this call: "per-seq", "fa2-varlen" or "memeff-varlen".
+
+    Decided from shapes only (no device sync).  The varlen ops need H == H_kv
+    here; the FA2 op needs fp16/bf16, D == D_v, D % 8 == 0, D <= 256 and
+    SM >= 8.0; causal goes to a varlen op only when every L_q == L_kv is
+    known (bottom-right alignment of torch's ops is not relied on).
+    """
+    import torch
+
+    if q.device.type != "cuda" or q.shape[1] != k.shape[1] or (causal and not lengths_equal):
+        return "per-seq"
+    batch = cu_seqlens_q.shape[0] - 1
+    d, dv = q.shape[2], v.shape[2]
+    halves = q.dtype in (torch.float16, torch.bfloat16)
+    fa2_ok = (halves and d == dv and d % 8 == 0 and d <= 256
+              and torch.cuda.get_device_capability(q.device)[0] >= 8)
+    if batch <= _FEW_SEQS and fa2_ok:
+        return "per-seq"
+    if max_seqlen_q <= _TINY_SEQ or not fa2_ok:
+        return "memeff-varlen"
+    return "fa2-varlen"
+
+
+def run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, *, softmax_scale=None,
+        causal=False, out=None, host_q=None, host_kv=None, lengths_equal=False, path=None,
+        **_):
+    """The torch tier: path from ``choose`` unless given."""
+    import torch
+
+    path = path or choose(q, k, v, cu_seqlens_q, max_seqlen_q, causal, lengths_equal)
+    if path == "per-seq":
+        return varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
+                                softmax_scale=softmax_scale, causal=causal, out=out,
+                                host_q=host_q, host_kv=host_kv)
+    scale = float(softmax_scale) if softmax_scale else None
+    if path == "fa2-varlen":
+        res = torch.ops.aten._flash_attention_forward(
+            q, k, v, cu_seqlens_q, cu_seqlens_kv, int(max_seqlen_q), int(max_seqlen_kv), 0.0,
+            bool(causal), False, scale=scale)[0]
+    elif path == "memeff-varlen":
+        res = torch.ops.aten._efficient_attention_forward(
+            q[None], k[None], v[None], None, cu_seqlens_q, cu_seqlens_kv, int(max_seqlen_q),
+            int(max_seqlen_kv), 0.0, 2 if causal else 0, False, scale=scale)[0][0]
+    else:
+        raise ValueError("unknown torch path %r" % (path,))
+    if out is None:
+        return res
+    out.copy_(res)
     return out
