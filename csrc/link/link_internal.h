@@ -37,8 +37,8 @@ enum csa__fs_kind {
 
 /* Checks that rel is a plain relative path that stays below its root: not
  * empty, not absolute or drive/UNC rooted, components separated by '/' or
- * '\\', none empty, ".", "..", containing ':' or bytes < 0x20, ending in '.'
- * or ' ', or naming a Windows device (CON, NUL, COM1, ...).  On success writes
+ * '\\', none empty, ".", "..", containing ':', < > " | ? * or bytes < 0x20,
+ * ending in '.' or ' ', or naming a Windows device (CON, NUL, COM1, ...).  On success writes
  * the components joined by CSA__SEP to norm (cap bytes) and returns CSA_OK;
  * else CSA_EPATH with a message saying which rule it broke. */
 int csa__link_check_relative(const char *rel, char *norm, size_t cap);

@@ -20,7 +20,7 @@ int csa__path_join(char *out, size_t cap, const char *a, const char *b) {
   /* A root such as "/" or "C:\\" already ends in a separator. */
   int need_sep = lb > 0 && la > 0 && !csa__is_sep_char(a[la - 1]);
   if (la + (size_t)need_sep + lb + 1 > cap)
-    return csa__error(CSA_EPATH, "path \"%s\" + \"%s\" is longer than %zu bytes", a, b, cap - 1);
+    return csa__error(CSA_EPATH, "path \"%s\" + \"%s\" is longer than %d bytes", a, b, (int)(cap - 1));
   memmove(out, a, la);
   if (need_sep)
     out[la++] = CSA__SEP;

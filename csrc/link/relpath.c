@@ -13,7 +13,8 @@
  *   - Win32 strips trailing dots and spaces from a component, so ".. " and
  *     "..." could become ".." after our check: a component may not end in
  *     '.' or ' ' at all (which also covers "." and "..");
- *   - CON, PRN, AUX, NUL, COM1-9, LPT1-9 (with any extension) name devices.
+ *   - CON, PRN, AUX, NUL, COM1-9, LPT1-9 (with any extension) name devices;
+ *   - < > " | ? * are not allowed in Windows file names at all.
  * Escapes through symlinked parent directories are a property of the file
  * system, checked separately by setup_link.c after resolving the parent.
  */
@@ -59,8 +60,8 @@ int csa__link_check_relative(const char *rel, char *norm, size_t cap) {
     return csa__error(CSA_EPATH, "comfy_relative is empty; expected a relative path such as "
                                  "\"sparse.py\"");
   if (len >= CSA_LINK_PATH_MAX)
-    return csa__error(CSA_EPATH, "comfy_relative is %zu bytes long; at most %d are accepted",
-                      len, CSA_LINK_PATH_MAX - 1);
+    return csa__error(CSA_EPATH, "comfy_relative is %d bytes long; at most %d are accepted",
+                      (int)CSA_MIN(len, 0x7fffffff), CSA_LINK_PATH_MAX - 1);
   if (csa__is_sep(rel[0]))
     return csa__error(CSA_EPATH,
                       "comfy_relative \"%s\" is absolute; expected a path relative to the "
@@ -92,6 +93,11 @@ int csa__link_check_relative(const char *rel, char *norm, size_t cap) {
                           "comfy_relative \"%s\" contains ':' (a drive letter or an NTFS "
                           "stream); expected a plain relative path",
                           rel);
+      if (ch == '<' || ch == '>' || ch == '"' || ch == '|' || ch == '?' || ch == '*')
+        return csa__error(CSA_EPATH,
+                          "comfy_relative \"%s\" contains '%c', which Windows does not allow "
+                          "in file names",
+                          rel, ch);
     }
     if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
       return csa__error(CSA_EPATH,

@@ -167,7 +167,7 @@ static int csa__link_run(const char *source, const char *comfy_dir, const char *
   if (comfy_dir == NULL)
     return CSA_OK; /* argument check only */
 
-  const char *base;
+  const char *base = NULL;
   st = csa__link_target(comfy_dir, norm, info->target, sizeof info->target, &base);
   if (st != CSA_OK)
     return st;

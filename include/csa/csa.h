@@ -195,11 +195,12 @@ int csa_cpu_isa_force(int isa);
 /* everything as it was: the caller falls back to an in-process alias.        */
 /*                                                                            */
 /* Errors (nothing touched): comfy_relative empty, absolute, drive- or        */
-/* UNC-rooted, with "." / ".." / empty components, ':' or control bytes, a    */
-/* component ending in '.' or ' ', or a Windows device name -> CSA_EPATH;     */
-/* the target's parent directory escaping comfy_dir once symlinks are         */
-/* resolved -> CSA_EPATH; the parent missing -> CSA_ENOENT (parents are       */
-/* never created: a missing "ldm/" means this is not the ComfyUI we expect);  */
+/* UNC-rooted, with "." / ".." / empty components, ':', < > " | ? * or        */
+/* control bytes, a component ending in '.' or ' ', or a Windows device name  */
+/* -> CSA_EPATH; the target's parent directory escaping comfy_dir once        */
+/* symlinks are resolved -> CSA_EPATH; the parent missing -> CSA_ENOENT       */
+/* (parents are never created: a missing "ldm/" means this is not the         */
+/* ComfyUI we expect);                                                        */
 /* source missing -> CSA_ENOENT, source a directory -> CSA_EISDIR.            */
 /*                                                                            */
 /* Git: when comfy_dir lies in a git work tree (a ".git" directory, or a      */

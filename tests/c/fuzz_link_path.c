@@ -8,7 +8,7 @@
  * Properties checked on every input (beyond ASan/UBSan's own):
  *   - accepted paths normalise to a fixed point;
  *   - the normal form is relative, has no empty, "." or ".." component, no
- *     ':' and no control byte, and no component ending in '.' or ' ';
+ *     ':', < > " | ? * or control byte, and no component ending in '.' or ' ';
  *   - stripping separators from input and normal form gives the same bytes
  *     (normalising only re-spells separators);
  *   - refusals are CSA_EPATH with a non-empty message;
@@ -44,7 +44,7 @@ static void csa__fuzz_check_norm(const char *norm) {
       start = i + 1;
     } else {
       unsigned char ch = (unsigned char)norm[i];
-      csa__fuzz_assert(ch >= 0x20 && ch != 0x7f && ch != ':');
+      csa__fuzz_assert(ch >= 0x20 && ch != 0x7f && strchr(":<>\"|?*", ch) == NULL);
     }
   }
 }

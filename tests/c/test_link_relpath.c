@@ -54,7 +54,7 @@ static void test_accepts(void) {
   expect_ok("COM0.py", "COM0.py");            /* COM0 is not a device */
   expect_ok("LPT10.py", "LPT10.py");
   expect_ok("\xc3\xa9t\xc3\xa9.py", "\xc3\xa9t\xc3\xa9.py"); /* UTF-8 */
-  expect_ok("my[x]*.py", "my[x]*.py");       /* glob chars are legal names */
+  expect_ok("my[x]!#.py", "my[x]!#.py");     /* git's pattern chars are legal names */
 }
 
 static void test_refuses(void) {
@@ -96,6 +96,12 @@ static void test_refuses(void) {
   expect_bad("a\nb.py", "control");
   expect_bad("a\tb.py", "control");
   expect_bad("a\x7f.py", "control");
+  expect_bad("a*.py", "'*'");
+  expect_bad("a?.py", "'?'");
+  expect_bad("ldm/a<b.py", "'<'");
+  expect_bad("a>b", "'>'");
+  expect_bad("a|b", "'|'");
+  expect_bad("\"a\".py", "'\"'");
 }
 
 static void test_lengths(void) {

@@ -96,8 +96,8 @@ int csa__fs_realpath(const char *path, char *out, size_t cap) {
   size_t n = strlen(r);
   if (n + 1 > cap) {
     free(r);
-    return csa__error(CSA_EPATH, "resolved path of \"%s\" is longer than %zu bytes", path,
-                      cap - 1);
+    return csa__error(CSA_EPATH, "resolved path of \"%s\" is longer than %d bytes", path,
+                      (int)(cap - 1));
   }
   memcpy(out, r, n + 1);
   free(r);
@@ -109,7 +109,7 @@ int csa__fs_readlink(const char *path, char *out, size_t cap) {
   if (n < 0)
     return csa__fs_fail(errno, "cannot read link", path);
   if ((size_t)n >= cap)
-    return csa__error(CSA_EPATH, "link \"%s\" holds more than %zu bytes", path, cap - 1);
+    return csa__error(CSA_EPATH, "link \"%s\" holds more than %d bytes", path, (int)(cap - 1));
   out[n] = '\0';
   return CSA_OK;
 }
