@@ -1,0 +1,192 @@
+/*
+ * attn_cpu.c — csa_attn_cpu: checks, the work split, and the worker loop.
+ *
+ * Work split (ggml's ith/nth idea with a shared counter):
+ *   1. Items: each (sequence, head) is cut into row tiles of CSA__CPU_ROWS
+ *      query rows; an item is independent of every other.
+ *   2. Chunks: consecutive items (same head of the same sequence first, so
+ *      they share keys in cache) are grouped until their estimated cost
+ *      reaches total / (threads * CSA__CHUNKS_PER_THREAD).  Thousands of
+ *      16-token windows become a few dozen chunks; a 49k-token sequence
+ *      becomes hundreds of row tiles spread over all chunks.
+ *   3. Each of the num_threads workers takes the next chunk from an atomic
+ *      counter until none is left, so uneven chunks balance themselves.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_attn.h"
+
+#define CSA__CHUNKS_PER_THREAD 16
+/* An item's fixed cost (packing Q, writing out) in units of one score, per
+ * row and per key: cost = (rows + C) * (keys + C). */
+#define CSA__ITEM_OVERHEAD 16
+#define CSA__MAX_THREADS 1024
+
+/* The largest element offset the kernel forms from this view, sum of
+ * (shape_i - 1) * stride_i, must be representable in bytes: then every index
+ * the kernel computes (always within the view's shape, which validation tied
+ * to cu_seqlens) is free of overflow. */
+static int csa__check_extent(const csa_tensor *t, const char *name) {
+  const int64_t esz = (int64_t)csa_dtype_size(t->dtype);
+  int64_t extent = 0;
+  for (int i = 0; i < t->ndim; i++)
+    if (t->shape[i] == 0)
+      return CSA_OK; /* empty: never read or written */
+  for (int i = 0; i < t->ndim; i++) {
+    const int64_t n = t->shape[i] - 1, s = t->strides[i];
+    if (n == 0 || s == 0)
+      continue;
+    if (n > (INT64_MAX - extent) / s)
+      goto too_big;
+    extent += n * s;
+  }
+  if (extent > (INT64_MAX / esz) - 1 || (uint64_t)(extent + 1) * (uint64_t)esz > (uint64_t)PTRDIFF_MAX)
+    goto too_big;
+  return CSA_OK;
+too_big:
+  return csa__error(CSA_ESTRIDE, "%s spans more memory than this machine can address "
+                    "(shape times strides overflows)", name);
+}
+
+typedef struct csa__attn_job {
+  csa__cpu_call call;
+  const csa__cpu_kernel *kern;
+  const csa__cpu_item *items;
+  const int64_t *chunk_start; /* nchunks + 1 item indices */
+  int64_t nchunks;
+  atomic_llong next;
+  unsigned char *scratch;
+  size_t scratch_stride;
+} csa__attn_job;
+
+static void csa__attn_worker(void *vjob, int ith) {
+  csa__attn_job *job = (csa__attn_job *)vjob;
+  void *scratch = job->scratch + (size_t)ith * job->scratch_stride;
+  for (;;) {
+    const long long ch = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+    if (ch >= job->nchunks)
+      break;
+    for (int64_t i = job->chunk_start[ch]; i < job->chunk_start[ch + 1]; i++)
+      job->kern->item(&job->call, &job->items[i], scratch);
+  }
+}
+
+/* Keys the rows [r0, r0 + nr) of a sequence see, on average (causal: the
+ * middle row's count). */
+static int64_t csa__visible_keys(int causal, int64_t lq, int64_t lkv, int64_t r0, int64_t nr) {
+  if (!causal)
+    return lkv;
+  return CSA_MAX((int64_t)0, CSA_MIN(lkv, r0 + nr / 2 + 1 + (lkv - lq)));
+}
+
+int csa_attn_cpu(const csa_attn_params *p) {
+  csa__attn_dims dims;
+  int st = csa__attn_check(p, CSA_DEVICE_CPU, &dims);
+  if (st)
+    return st;
+  if (dims.head_dim > CSA__CPU_MAX_D || dims.head_dim_v > CSA__CPU_MAX_D)
+    return csa__error(CSA_ENOTSUP,
+                      "the CPU kernel takes head dims up to %d, got D = %lld and D_v = %lld",
+                      CSA__CPU_MAX_D, (long long)dims.head_dim, (long long)dims.head_dim_v);
+  const int has_lse = p->lse.data != NULL || p->lse.ndim != 0;
+  if ((st = csa__check_extent(&p->q, "q")) || (st = csa__check_extent(&p->k, "k")) ||
+      (st = csa__check_extent(&p->v, "v")) || (st = csa__check_extent(&p->out, "out")) ||
+      (has_lse && (st = csa__check_extent(&p->lse, "lse"))))
+    return st;
+
+  const int isa = csa_cpu_isa_selected();
+  csa__attn_job job;
+  memset(&job, 0, sizeof job);
+  job.kern = csa__cpu_kernel_get(isa);
+  if (job.kern == NULL)
+    return csa__error(CSA_EINTERNAL, "no CPU kernel for ISA %s in this build", csa_cpu_isa_name(isa));
+
+  csa__cpu_call *c = &job.call;
+  c->q = (const char *)p->q.data;
+  c->k = (const char *)p->k.data;
+  c->v = (const char *)p->v.data;
+  c->out = (char *)p->out.data;
+  c->lse = has_lse ? (float *)p->lse.data : NULL;
+  c->q_st = p->q.strides[0], c->q_sh = p->q.strides[1];
+  c->k_st = p->k.strides[0], c->k_sh = p->k.strides[1];
+  c->v_st = p->v.strides[0], c->v_sh = p->v.strides[1];
+  c->o_st = p->out.strides[0], c->o_sh = p->out.strides[1];
+  c->lse_sh = has_lse ? p->lse.strides[0] : 0, c->lse_st = has_lse ? p->lse.strides[1] : 0;
+  /* validation read the same values: host copies if given, else the tensors */
+  c->cu_q = p->cu_seqlens_q_host ? p->cu_seqlens_q_host : (const int32_t *)p->cu_seqlens_q.data;
+  c->cu_kv = p->cu_seqlens_kv_host ? p->cu_seqlens_kv_host : (const int32_t *)p->cu_seqlens_kv.data;
+  c->d = dims.head_dim, c->dv = dims.head_dim_v;
+  c->group = dims.heads / dims.heads_kv;
+  c->dtype = p->q.dtype;
+  c->causal = p->causal != 0;
+  c->scale_log2 = dims.scale * 1.4426950408889634f;
+
+  /* items */
+  const int64_t nb = dims.batch, nh = dims.heads;
+  int64_t nitems = 0;
+  for (int64_t b = 0; b < nb; b++)
+    nitems += nh * CSA_CEIL_DIV((int64_t)c->cu_q[b + 1] - c->cu_q[b], (int64_t)CSA__CPU_ROWS);
+  if (nitems == 0)
+    return CSA_OK; /* B = 0, or no query rows: nothing to write */
+
+  csa__cpu_item *items = (csa__cpu_item *)malloc(sizeof(*items) * (size_t)nitems);
+  int64_t *costs = (int64_t *)malloc(sizeof(int64_t) * (size_t)nitems);
+  int64_t *starts = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nitems + 1));
+  unsigned char *scratch_raw = NULL;
+  if (items == NULL || costs == NULL || starts == NULL) {
+    st = csa__error(CSA_ENOMEM, "cannot allocate the CPU work list (%lld items)", (long long)nitems);
+    goto done;
+  }
+  int64_t n = 0, total = 0;
+  for (int64_t b = 0; b < nb; b++) {
+    const int64_t lq = (int64_t)c->cu_q[b + 1] - c->cu_q[b];
+    const int64_t lkv = (int64_t)c->cu_kv[b + 1] - c->cu_kv[b];
+    for (int64_t h = 0; h < nh; h++)
+      for (int64_t r0 = 0; r0 < lq; r0 += CSA__CPU_ROWS, n++) {
+        const int64_t nr = CSA_MIN((int64_t)CSA__CPU_ROWS, lq - r0);
+        items[n] = (csa__cpu_item){b, h, r0, nr};
+        costs[n] = (nr + CSA__ITEM_OVERHEAD) *
+                   (csa__visible_keys(c->causal, lq, lkv, r0, nr) + CSA__ITEM_OVERHEAD);
+        total += costs[n];
+      }
+  }
+
+  /* chunks */
+  int nth = p->num_threads > 0 ? CSA_MIN(p->num_threads, CSA__MAX_THREADS) : 1;
+  const int64_t target = CSA_MAX((int64_t)1, total / ((int64_t)nth * CSA__CHUNKS_PER_THREAD));
+  int64_t nchunks = 0, acc = 0;
+  starts[0] = 0;
+  for (int64_t i = 0; i < nitems; i++) {
+    acc += costs[i];
+    if (acc >= target || i == nitems - 1) {
+      starts[++nchunks] = i + 1;
+      acc = 0;
+    }
+  }
+  nth = (int)CSA_MIN((int64_t)nth, nchunks);
+
+  /* per-thread scratch, 64-byte aligned */
+  job.scratch_stride = (job.kern->scratch_bytes(c) + 63) & ~(size_t)63;
+  scratch_raw = (unsigned char *)malloc(job.scratch_stride * (size_t)nth + 63);
+  if (scratch_raw == NULL) {
+    st = csa__error(CSA_ENOMEM, "cannot allocate %lld bytes of CPU attention scratch",
+                    (long long)(job.scratch_stride * (size_t)nth));
+    goto done;
+  }
+  job.scratch = scratch_raw + ((64 - ((uintptr_t)scratch_raw & 63)) & 63);
+  job.items = items;
+  job.chunk_start = starts;
+  job.nchunks = nchunks;
+  atomic_init(&job.next, 0);
+  csa__cpu_run_parallel(nth, csa__attn_worker, &job);
+  st = CSA_OK;
+
+done:
+  free(items);
+  free(costs);
+  free(starts);
+  free(scratch_raw);
+  return st;
+}

@@ -1,0 +1,87 @@
+/*
+ * cpu_attn.h — the interface between the CPU attention driver (attn_cpu.c:
+ * validation, work split, threads) and the per-ISA kernels (kernel_*.c).
+ *
+ * The driver cuts a call into items: one item is up to CSA__CPU_ROWS query
+ * rows of one sequence and one head.  A kernel computes one item completely
+ * (all its keys, online softmax, output and LSE rows) using only the
+ * per-thread scratch the driver hands it, so items run in any order on any
+ * thread.
+ */
+#ifndef CSA_CPU_ATTN_H
+#define CSA_CPU_ATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/internal.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Query rows per item: the row tile every kernel keeps its transposed
+ * operands in (Q^T, S^T, O^T are [*, CSA__CPU_ROWS] float arrays). */
+#define CSA__CPU_ROWS 64
+/* Keys per block of the online softmax. */
+#define CSA__CPU_KEYS 64
+/* Largest head dims the kernels take (scratch is sized from the real dims). */
+#define CSA__CPU_MAX_D 256
+
+/* One validated call, decoded once: byte pointers and element strides. */
+typedef struct csa__cpu_call {
+  const char *q, *k, *v;
+  char *out;
+  float *lse;                 /* NULL when not requested */
+  int64_t q_st, q_sh;         /* strides of q over tokens and heads (elements) */
+  int64_t k_st, k_sh, v_st, v_sh;
+  int64_t o_st, o_sh;
+  int64_t lse_sh, lse_st;     /* lse [H, T_q] strides */
+  const int32_t *cu_q, *cu_kv;
+  int64_t d, dv;              /* head dims */
+  int64_t group;              /* H / H_kv: query heads per kv head */
+  int dtype;                  /* CSA_FLOAT32 / CSA_FLOAT16 / CSA_BFLOAT16 */
+  int causal;
+  float scale_log2;           /* softmax scale * log2(e): scores live in base 2 */
+} csa__cpu_call;
+
+/* One unit of work: rows [r0, r0 + nr) of sequence b, query head h. */
+typedef struct csa__cpu_item {
+  int64_t b, h, r0, nr;
+} csa__cpu_item;
+
+typedef struct csa__cpu_kernel {
+  const char *name;
+  /* Bytes of scratch one thread needs for this call (64-byte aligned use). */
+  size_t (*scratch_bytes)(const csa__cpu_call *c);
+  void (*item)(const csa__cpu_call *c, const csa__cpu_item *it, void *scratch);
+} csa__cpu_kernel;
+
+/* The kernels compiled into this build (defined by kernel_<isa>.c; which ones
+ * exist depends on the target architecture, see isa.c). */
+extern const csa__cpu_kernel csa__cpu_kernel_scalar;
+#if defined(__x86_64__) || defined(_M_X64)
+#define CSA__CPU_X86 1
+extern const csa__cpu_kernel csa__cpu_kernel_avx2;
+extern const csa__cpu_kernel csa__cpu_kernel_avx512;
+extern const csa__cpu_kernel csa__cpu_kernel_avx512bf16;
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+#define CSA__CPU_ARM64 1
+extern const csa__cpu_kernel csa__cpu_kernel_neon;
+#endif
+
+/* The kernel of an ISA this build has (NULL otherwise). */
+const csa__cpu_kernel *csa__cpu_kernel_get(int isa);
+
+/* Runs fn(ctx, ith) for ith = 0 .. nth-1, ith 0 on the calling thread, and
+ * returns when all are done.  A thread that cannot be started is skipped, so
+ * fn must not rely on every ith running (the attention workers pull work
+ * from a shared counter, so any subset finishes the job). */
+typedef void (*csa__cpu_worker_fn)(void *ctx, int ith);
+void csa__cpu_run_parallel(int nth, csa__cpu_worker_fn fn, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CSA_CPU_ATTN_H */

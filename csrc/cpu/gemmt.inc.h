@@ -1,0 +1,158 @@
+/*
+ * gemmt.inc.h — the micro-kernel of both attention products, written once
+ * against the SIMD vocabulary and included once per operand type.
+ *
+ * The kernels keep every per-row quantity transposed, one vector lane per
+ * query row, so both products have the same shape:
+ *
+ *     C[j][rows] (=, or = C*cs +)  sum_k  A(j, k) * B[k][rows]
+ *
+ *   scores   S^T[key][rows]  = sum_d  K[key][d]  * Q^T[d][rows]      (pv = 0)
+ *   output   O^T[dv][rows]   = O^T * corr + sum_key V[key][dv] * P^T[key][rows]
+ *                                                                     (pv = 1)
+ *
+ * A(j, k) is broadcast to all lanes; B's rows are vector loads; C stays in
+ * registers for all k.  In the score form A's row j is contiguous in k (a key
+ * row of K, stride sj between keys); in the output form A's item (j, k) is at
+ * a + k*sk + j (a row of V per key).  No operand needs a transpose in memory
+ * beyond Q^T, which the caller packs once per query tile.
+ *
+ * B and C have rows of CSA__CPU_ROWS floats; the caller passes nrv row
+ * vectors.  A register tile is R row vectors x JT broadcast operands (R <=
+ * CSA_RMAX, JT = CSA_JMAX(R), then 4, 2, 1 for the tail), each size its own
+ * function so that the accumulators live in registers.
+ *
+ * Parameters (macros defined by the includer):
+ *   GT_NAME(x)        names of this instance
+ *   GT_A              element type of A (float, or uint16_t for bf16 pairs)
+ *   GT_E              elements of A per broadcast operand (1, or 2 for pairs)
+ *   GT_AV, GT_BCAST   broadcast operand type and its load from a GT_A *
+ *   GT_BV, GT_BLOAD   B row vector type and its load from a float *
+ *   GT_STEP(acc,a,b)  acc + a*b (for pairs: acc + a.lo*b.lo + a.hi*b.hi)
+ */
+
+#ifndef CSA__ALWAYS_INLINE
+#if defined(__GNUC__)
+#define CSA__ALWAYS_INLINE inline __attribute__((always_inline))
+#define CSA__NOINLINE __attribute__((noinline))
+#define CSA__UNROLL _Pragma("GCC unroll 8")
+#else
+#define CSA__ALWAYS_INLINE inline
+#define CSA__NOINLINE
+#define CSA__UNROLL
+#endif
+#endif
+
+#define GT_ARGS                                                                      \
+  int64_t K, const GT_A *a, ptrdiff_t sj, ptrdiff_t sk, const float *b, float *c, \
+      const float *cs
+#define GT_PASS K, a, sj, sk, b, c, cs
+
+static CSA__ALWAYS_INLINE void GT_NAME(body)(const int pv, const int R, const int JT, GT_ARGS) {
+  csa_v acc[8][CSA_RMAX];
+  CSA__UNROLL for (int j = 0; j < JT; j++)
+    CSA__UNROLL for (int r = 0; r < R; r++) acc[j][r] = csa_v_zero();
+
+  if (!pv) {
+    const GT_A *aj[8];
+    CSA__UNROLL for (int j = 0; j < JT; j++) aj[j] = a + j * sj;
+    for (int64_t k = 0; k < K; k++) {
+      GT_BV bv[CSA_RMAX];
+      CSA__UNROLL for (int r = 0; r < R; r++) bv[r] = GT_BLOAD(b + k * CSA__CPU_ROWS + r * CSA_VL);
+      CSA__UNROLL for (int j = 0; j < JT; j++) {
+        GT_AV av = GT_BCAST(aj[j] + k * GT_E);
+        CSA__UNROLL for (int r = 0; r < R; r++) acc[j][r] = GT_STEP(acc[j][r], av, bv[r]);
+      }
+    }
+  } else {
+    for (int64_t k = 0; k < K; k++) {
+      const GT_A *ak = a + k * sk;
+      GT_BV bv[CSA_RMAX];
+      CSA__UNROLL for (int r = 0; r < R; r++) bv[r] = GT_BLOAD(b + k * CSA__CPU_ROWS + r * CSA_VL);
+      CSA__UNROLL for (int j = 0; j < JT; j++) {
+        GT_AV av = GT_BCAST(ak + j * GT_E);
+        CSA__UNROLL for (int r = 0; r < R; r++) acc[j][r] = GT_STEP(acc[j][r], av, bv[r]);
+      }
+    }
+  }
+
+  CSA__UNROLL for (int j = 0; j < JT; j++) {
+    CSA__UNROLL for (int r = 0; r < R; r++) {
+      float *cp = c + j * CSA__CPU_ROWS + r * CSA_VL;
+      csa_v v = acc[j][r];
+      if (cs)
+        v = csa_v_fma(csa_v_load(cp), csa_v_load(cs + r * CSA_VL), v);
+      csa_v_store(cp, v);
+    }
+  }
+}
+
+typedef void (*GT_NAME(tile_fn))(GT_ARGS);
+
+/* One function per (form, R, tail slot); slot s has JT = CSA_JMAX(R), 4, 2, 1. */
+#define GT_INST(PV, R, S, JT) \
+  static CSA__NOINLINE void GT_NAME(t_##PV##_##R##_##S)(GT_ARGS) { GT_NAME(body)(PV, R, JT, GT_PASS); }
+#define GT_INST_R(PV, R) \
+  GT_INST(PV, R, 0, CSA_JMAX(R)) GT_INST(PV, R, 1, 4) GT_INST(PV, R, 2, 2) GT_INST(PV, R, 3, 1)
+#define GT_ROW(PV, R) \
+  { GT_NAME(t_##PV##_##R##_0), GT_NAME(t_##PV##_##R##_1), GT_NAME(t_##PV##_##R##_2), GT_NAME(t_##PV##_##R##_3) }
+
+GT_INST_R(0, 1) GT_INST_R(1, 1)
+#if CSA_RMAX >= 2
+GT_INST_R(0, 2) GT_INST_R(1, 2)
+#endif
+#if CSA_RMAX >= 3
+GT_INST_R(0, 3) GT_INST_R(1, 3)
+#endif
+#if CSA_RMAX >= 4
+GT_INST_R(0, 4) GT_INST_R(1, 4)
+#endif
+
+static const GT_NAME(tile_fn) GT_NAME(tiles)[2][CSA_RMAX][4] = {
+  { GT_ROW(0, 1),
+#if CSA_RMAX >= 2
+    GT_ROW(0, 2),
+#endif
+#if CSA_RMAX >= 3
+    GT_ROW(0, 3),
+#endif
+#if CSA_RMAX >= 4
+    GT_ROW(0, 4),
+#endif
+  },
+  { GT_ROW(1, 1),
+#if CSA_RMAX >= 2
+    GT_ROW(1, 2),
+#endif
+#if CSA_RMAX >= 3
+    GT_ROW(1, 3),
+#endif
+#if CSA_RMAX >= 4
+    GT_ROW(1, 4),
+#endif
+  },
+};
+
+/* C[0..J) over nrv row vectors: walks register tiles, largest first. */
+static void GT_NAME(run)(int pv, int64_t J, GT_ARGS, int nrv) {
+  for (int rv0 = 0; rv0 < nrv; rv0 += CSA_RMAX) {
+    const int R = CSA_MIN(CSA_RMAX, nrv - rv0);
+    const int jmax = CSA_JMAX(R);
+    const float *bb = b + rv0 * CSA_VL;
+    const float *cc = cs ? cs + rv0 * CSA_VL : NULL;
+    for (int64_t j0 = 0; j0 < J;) {
+      const int64_t rem = J - j0;
+      const int slot = rem >= jmax ? 0 : rem >= 4 ? 1 : rem >= 2 ? 2 : 3;
+      const int jt = slot == 0 ? jmax : slot == 1 ? 4 : slot == 2 ? 2 : 1;
+      const GT_A *aa = pv ? a + j0 * GT_E : a + j0 * sj;
+      GT_NAME(tiles)[pv][R - 1][slot](K, aa, sj, sk, bb, c + j0 * CSA__CPU_ROWS + rv0 * CSA_VL, cc);
+      j0 += jt;
+    }
+  }
+}
+
+#undef GT_ARGS
+#undef GT_PASS
+#undef GT_INST
+#undef GT_INST_R
+#undef GT_ROW

@@ -1,0 +1,11 @@
+/*
+ * kernel_avx512.c — the attention kernel on AVX-512 F/BW/VL/DQ, float32
+ * products for every input dtype.  Compiled with AVX-512 flags
+ * (sources.cmake); run only when CPUID says so (isa.c).
+ */
+#include "cpu_attn.h"
+#include "simd_avx512.h"
+
+#define CSA_KNAME(x) x##_avx512
+#define CSA_KISA "avx512"
+#include "kernel.inc.h"

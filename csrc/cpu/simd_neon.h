@@ -1,0 +1,42 @@
+/*
+ * simd_neon.h — the SIMD vocabulary (see simd_scalar.h) on AArch64 NEON:
+ * 4 float lanes, 32 registers.
+ */
+#ifndef CSA_SIMD_NEON_H
+#define CSA_SIMD_NEON_H
+#include <arm_neon.h>
+
+#define CSA_VL 4
+/* 4 row vectors x 6 = 24 accumulators + 4 row loads. */
+#define CSA_RMAX 4
+#define CSA_JMAX(r) ((r) == 4 ? 6 : 8)
+
+typedef float32x4_t csa_v;
+#define csa_v_zero() vdupq_n_f32(0.0f)
+#define csa_v_set1(x) vdupq_n_f32(x)
+#define csa_v_load(p) vld1q_f32(p)
+#define csa_v_store(p, a) vst1q_f32((p), (a))
+#define csa_v_add(a, b) vaddq_f32((a), (b))
+#define csa_v_sub(a, b) vsubq_f32((a), (b))
+#define csa_v_mul(a, b) vmulq_f32((a), (b))
+#define csa_v_max(a, b) vmaxq_f32((a), (b))
+#define csa_v_fma(a, b, c) vfmaq_f32((c), (a), (b))
+#define csa_v_round(a) vrndnq_f32(a)
+static inline csa_v csa_v_pow2i(csa_v n) {
+  int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
+  return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
+}
+static inline csa_v csa_v_lt_select(csa_v a, csa_v b, csa_v x, csa_v y) {
+  return vbslq_f32(vcltq_f32(a, b), x, y);
+}
+static inline csa_v csa_v_iota(void) {
+  static const float i[4] = {0, 1, 2, 3};
+  return vld1q_f32(i);
+}
+static inline csa_v csa_v_load_bf16(const uint16_t *p) {
+  return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+}
+static inline csa_v csa_v_load_f16(const uint16_t *p) {
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+#endif
