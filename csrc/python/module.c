@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dispatch_binding.h"
+#include "link_binding.h"
 #include "dlpack.h"
 #include "errors.h"
 
@@ -167,20 +168,6 @@ static PyObject *csa__py_cpu_isa_force(PyObject *self, PyObject *args) {
   return NULL;
 }
 
-static PyObject *csa__py_setup_link(PyObject *self, PyObject *args) {
-  (void)self;
-  const char *source, *comfy_dir, *rel;
-  if (!PyArg_ParseTuple(args, "sss:setup_link", &source, &comfy_dir, &rel))
-    return NULL;
-  int result = 0, st;
-  Py_BEGIN_ALLOW_THREADS
-  st = csa_setup_link(source, comfy_dir, rel, &result);
-  Py_END_ALLOW_THREADS
-  if (st != CSA_OK)
-    return csa__py_raise(st);
-  return PyLong_FromLong(result);
-}
-
 static PyObject *csa__py_status_table(PyObject *self, PyObject *noargs) {
   (void)self;
   (void)noargs;
@@ -212,8 +199,8 @@ static PyMethodDef csa__methods[] = {
     {"have_cuda", csa__py_have_cuda, METH_NOARGS, "True if this build has the CUDA kernels."},
     {"cpu_isa", csa__py_cpu_isa, METH_NOARGS, "Name of the ISA the CPU kernel uses."},
     {"cpu_isa_force", csa__py_cpu_isa_force, METH_VARARGS, "Force the CPU kernel's ISA (tests)."},
-    {"setup_link", csa__py_setup_link, METH_VARARGS,
-     "setup_link(source, comfy_dir, comfy_relative) -> csa_link_result"},
+    {"setup_link_ex", csa__py_setup_link_ex, METH_VARARGS,
+     "setup_link_ex(source, comfy_dir or None, comfy_relative) -> dict"},
     {"status_table", csa__py_status_table, METH_NOARGS, "{code: (name, message)}"},
     {"dispatch_backends", csa__py_dispatch_backends, METH_NOARGS,
      "Backend names, indexed by backend id."},
