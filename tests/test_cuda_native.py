@@ -201,6 +201,17 @@ def test_thousands_of_tiny_sequences():
     run_case(lens, h=4, d=64, dtype=torch.float16, causal=True)
 
 
+def test_many_empty_and_unit_sequences():
+    # Warps whose 32 rows span far more than 32 sequence starts (runs of
+    # zero-length and one-token sequences) exercise the windowed row search.
+    rng = random.Random(11)
+    lens = [rng.choice([0, 0, 0, 1, 1, 2, 40]) for _ in range(5000)]
+    lk = [x if rng.random() < 0.7 else rng.randint(0, 5) for x in lens]
+    run_case(lens, lk, h=2, d=32, dtype=torch.float16)
+    run_case(lens, lk, h=2, d=64, dtype=torch.bfloat16, causal=True)
+    run_case([1] * 4000, h=1, d=16, dtype=torch.float16)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda t: str(t).split(".")[-1])
 def test_unbind_views(dtype):
     run_case([300, 20, 512, 9], layout="qkv_unbind", h=3, d=64, dtype=dtype)

@@ -31,9 +31,9 @@ fi
 if [ "$MODE" != "nopeers" ]; then
   args=()
   [ -n "$ONLY" ] && args+=(--only "$ONLY")
-  python3 .carry/bench/peers_gpu.py "${args[@]}" \
+  PYTHONPATH=bench/gpu python3 .carry/bench/peers_gpu.py "${args[@]}" \
     --extra 'native=comfy_sparse_attn._native:varlen_attention' \
-    --extra 'native-nohostcheck=comfy_sparse_attn._native:varlen_attention?check_cu_seqlens=' \
+    --extra 'native-nohostcheck=native_nocheck:varlen_attention' \
     > "$OUT/peers.log" 2>&1
   echo "peers rc=$?"
   grep -E "^\| (workload|---|.*(native|fa2|memeff|varlen_attn|njt|cudnn))" "$OUT/peers.log" | grep -v "sdpa-per-seq |"
