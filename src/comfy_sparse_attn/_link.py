@@ -26,8 +26,9 @@ source missing                         FileNotFoundError naming it (IsADirectory
 parent directory of a nested path      FileNotFoundError: directories are never created
 missing (``ldm/`` for "ldm/x.py")      (a missing ``ldm/`` means another ComfyUI layout)
 links not permitted (WinError 1314,    ``comfy.<name>`` loaded from source and registered
-read-only install)                     in ``sys.modules`` (and as an attribute of its
-                                       parent package); warning; False (nothing on disk)
+read-only install)                     in ``sys.modules`` and as an attribute of its
+                                       parent package (imported if needed); warning;
+                                       False (nothing on disk)
 =====================================  ==================================================
 
 Argument errors are raised even when ComfyUI is not importable, so a mistake
@@ -137,14 +138,14 @@ def _alias_in_process(source, modname):
             if sys.modules.get(modname) is module:
                 del sys.modules[modname]
             raise
+    # `import comfy.ldm.sparse` finds the module in sys.modules without
+    # importing its parents, and then `comfy.ldm.sparse` is attribute access:
+    # import the parent packages (what that import statement needs anyway;
+    # ComfyUI's are namespace packages, so this runs no code) and bind the
+    # module as an attribute of its parent.
     parent_name, _, child = modname.rpartition(".")
-    parent = sys.modules.get(parent_name)
-    if parent is None and parent_name == "comfy":
-        # The package itself (namespace or not) is safe to import; deeper
-        # parents are left to be imported by whoever needs them.
-        parent = importlib.import_module("comfy")
-    if parent is not None:
-        setattr(parent, child, module)
+    parent = importlib.import_module(parent_name)
+    setattr(parent, child, module)
     return module
 
 

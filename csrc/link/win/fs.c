@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <wchar.h>
 
 #include "../link_internal.h"
 
@@ -344,6 +345,19 @@ int csa__fs_rename(const char *from, const char *to, int replace) {
   }
   BOOL ok = MoveFileExW(wf, wt, replace ? MOVEFILE_REPLACE_EXISTING : 0);
   DWORD e = ok ? 0 : GetLastError();
+  if (!ok && replace && e == ERROR_ACCESS_DENIED) {
+    /* MoveFileEx cannot replace a *directory* symlink (one made with
+     * SYMBOLIC_LINK_FLAG_DIRECTORY) by a file: remove the link (not what it
+     * points to) and move in without replacing.  Not atomic, but only for
+     * this odd leftover; a real directory is never removed (RemoveDirectory
+     * fails on a non-empty one, and the caller never gets here for one). */
+    DWORD attr = GetFileAttributesW(wt);
+    if (attr != INVALID_FILE_ATTRIBUTES && (attr & FILE_ATTRIBUTE_DIRECTORY) &&
+        (attr & FILE_ATTRIBUTE_REPARSE_POINT) && RemoveDirectoryW(wt)) {
+      ok = MoveFileExW(wf, wt, 0);
+      e = ok ? 0 : GetLastError();
+    }
+  }
   free(wf);
   free(wt);
   if (ok)
