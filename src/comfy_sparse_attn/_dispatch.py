@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 
-from . import _C, _comfy
+from . import _C, _comfy, _native
 
 log = logging.getLogger("comfy_sparse_attn")
 
@@ -69,7 +69,17 @@ _sm_cache = {}      # cuda device index -> major*10+minor
 _dtype_code = None  # torch dtype -> csa_dtype
 
 
+_adapters = {}
+
+
 def _adapter(name):
+    mod = _adapters.get(name)
+    if mod is None:
+        mod = _adapters[name] = _adapter_module(name)
+    return mod
+
+
+def _adapter_module(name):
     if name == "sdpa":
         from .backends import sdpa
 
@@ -207,6 +217,7 @@ def _exact_only():
 # ---------------------------------------------------------------------------
 _plans = {}      # signature -> (order names, declined {name: why}, policy)
 _failed = {}     # signature -> {name: error text} for backends that raised at run time
+_NONE = {}
 
 
 def _plan(device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad, exact, forced):
@@ -233,9 +244,9 @@ def _plan(device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad, e
                 if "ComfyUI" in why and flags:
                     why = "%s (%s)" % (why, " ".join(flags))
                 declined[name] = why
-        plan = (tuple(BACKENDS[i] for i in order), declined, policy)
+        plan = (sig, (tuple(BACKENDS[i] for i in order), declined, policy))
         _plans[sig] = plan
-    return sig, plan
+    return plan  # (the cached signature tuple itself, so callers can compare by identity)
 
 
 def _no_backend(declined, failed):
@@ -254,15 +265,11 @@ def _no_backend(declined, failed):
 def _host_lists(q, cu_q, cu_kv, check):
     """Host copies of CUDA cu_seqlens (one D2H copy) for validation and for the
     adapters that need lengths on the host; None when skipped."""
-    from . import _native
-
     return _native._host_copies(q, cu_q, cu_kv, check)
 
 
 def _validate(q, k, v, cu_q, cu_kv, max_q, max_kv, softmax_scale, out, hq, hk):
     """C validation (no kernel) with host copies already made (or None)."""
-    from . import _native
-
     x = _native._exporter()
     _C.attention("validate", x(q), x(k), x(v), None if out is None else x(out), x(cu_q), x(cu_kv),
                  int(max_q), int(max_kv), _native._scale_arg(softmax_scale), False, None,
@@ -272,8 +279,6 @@ def _validate(q, k, v, cu_q, cu_kv, max_q, max_kv, softmax_scale, out, hq, hk):
 def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, softmax_scale, causal,
          return_lse, backend, out, check_cu_seqlens):
     global _last
-    from . import _native
-
     # Facts from the tensors' metadata.  Anything odd (not a tensor, wrong
     # rank, unsupported dtype or device) goes to the C validation, which
     # raises the precise error.
@@ -317,7 +322,7 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
     sig, (order, declined, policy) = _plan(device, dtype_code, d, dv, h, hkv, bool(causal),
                                            bool(lengths_equal), bool(return_lse), grad, exact,
                                            forced)
-    failed = _failed.get(sig, {})
+    failed = _failed.get(sig, _NONE) if _failed else _NONE
     for name in order:
         if name in failed:
             continue
@@ -338,7 +343,7 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
         except Exception as e:  # noqa: BLE001 - a failing backend falls through
             err = e
         else:
-            if (_last.backend != name or _last.signature != sig):
+            if _last.signature is not sig or _last.backend != name:
                 why = ("forced (%s)" % name if forced else
                        "first capable backend in priority order" + (
                            " after %s failed" % ", ".join(failed) if failed else ""))
