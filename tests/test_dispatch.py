@@ -166,7 +166,8 @@ def test_exact_only_mode_is_a_fact(monkeypatch):
         csa.dispatch_varlen_attention(*args)
     monkeypatch.setenv(_dispatch.ENV_EXACT, "1")
     csa.dispatch_varlen_attention(*args)
-    assert seen == [False, True, True]
+    csa.dispatch_varlen_attention(*args, backend="sdpa")  # an explicit backend beats the mode
+    assert seen == [False, True, True, False]
 
 
 def test_use_backend_is_per_thread():

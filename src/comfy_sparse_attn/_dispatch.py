@@ -300,7 +300,7 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
 
         grad = torch.is_grad_enabled()
     forced = _forced(backend)
-    exact = _exact_only()
+    exact = False if forced else _exact_only()  # an explicit backend beats the mode
     cuda = device.type == "cuda"
     lengths_equal = cu_seqlens_q is cu_seqlens_kv
 

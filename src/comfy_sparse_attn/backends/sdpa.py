@@ -129,6 +129,18 @@ _FEW_SEQS = 8      # at most this many sequences: per-sequence SDPA (cuDNN)
 _TINY_SEQ = 64     # max_seqlen_q at most this: the mem-efficient varlen op
 
 
+_sm_majors = {}
+
+
+def _sm_major(device):
+    major = _sm_majors.get(device.index)
+    if major is None:
+        import torch
+
+        major = _sm_majors[device.index] = torch.cuda.get_device_capability(device)[0]
+    return major
+
+
 def choose(q, k, v, cu_seqlens_q, max_seqlen_q, causal, lengths_equal):
     """Which torch path runs this call: "per-seq", "fa2-varlen" or "memeff-varlen".
 
@@ -144,8 +156,7 @@ def choose(q, k, v, cu_seqlens_q, max_seqlen_q, causal, lengths_equal):
     batch = cu_seqlens_q.shape[0] - 1
     d, dv = q.shape[2], v.shape[2]
     halves = q.dtype in (torch.float16, torch.bfloat16)
-    fa2_ok = (halves and d == dv and d % 8 == 0 and d <= 256
-              and torch.cuda.get_device_capability(q.device)[0] >= 8)
+    fa2_ok = halves and d == dv and d % 8 == 0 and d <= 256 and _sm_major(q.device) >= 8
     if batch <= _FEW_SEQS and fa2_ok:
         return "per-seq"
     if max_seqlen_q <= _TINY_SEQ or not fa2_ok:
