@@ -13,11 +13,14 @@
  * shared repository, and info/exclude lives there (git reads
  * $GIT_COMMON_DIR/info/exclude), so follow it when present.
  *
- * How: git's own lockfile protocol, so git and concurrent setup_link calls
- * serialise on one lock: create "exclude.lock" exclusively, re-read exclude,
- * write old content + our line into the lock, rename it over exclude.  A
- * lock held by someone else is waited on briefly; a stale one is left alone
- * (it might be git's) and reported.
+ * How: git's lockfile protocol, so concurrent setup_link calls (and any tool
+ * that follows the same convention) serialise on one lock: create
+ * "exclude.lock" exclusively, re-read exclude, write old content + our line
+ * into the lock, rename it over exclude.  A held lock is waited on briefly
+ * (the critical section takes milliseconds).  git itself never writes
+ * info/exclude, so a lock older than CSA__GIT_LOCK_STALE_S seconds is the
+ * leftover of a crashed process: it is removed, else every later start-up
+ * would fail to add its line.
  *
  * The line is "/<repo-relative path>" with git's glob characters escaped:
  * anchored at the work-tree root so it matches this path and nothing else.
@@ -32,6 +35,8 @@
 /* Waiting for a busy exclude.lock: 200 x 10 ms. */
 #define CSA__GIT_LOCK_TRIES 200
 #define CSA__GIT_LOCK_SLEEP_MS 10
+/* A lock this old is a crashed writer's leftover. */
+#define CSA__GIT_LOCK_STALE_S 30.0
 
 /* Records a failure of the exclude step; notes are cut to fit git_note. */
 static void csa__git_note(csa_link_info *info, const char *fmt, ...) CSA__PRINTF(2, 3);
@@ -265,9 +270,14 @@ void csa__link_git_exclude(const char *target, csa_link_info *info) {
     st = csa__fs_create_excl(lock);
     if (st == CSA_OK)
       break;
+    double age = 0.0;
+    if (st == CSA_EEXIST && csa__fs_age_seconds(lock, &age) == CSA_OK &&
+        age > CSA__GIT_LOCK_STALE_S) {
+      csa__fs_unlink(lock); /* racing breakers: one wins, the other's unlink fails */
+      continue;
+    }
     if (st != CSA_EEXIST || ++tries >= CSA__GIT_LOCK_TRIES) {
-      csa__git_fail(info, st == CSA_EEXIST ? "exclude.lock stays held (by git, or left by a "
-                                             "crashed process: remove it if no git runs)"
+      csa__git_fail(info, st == CSA_EEXIST ? "exclude.lock stays held by another process"
                                            : "cannot take exclude.lock");
       return;
     }

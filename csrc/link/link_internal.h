@@ -81,6 +81,8 @@ int csa__fs_create_excl(const char *path);
 /* Truncates and writes path, flushed to disk before returning. */
 int csa__fs_write_file(const char *path, const char *data, size_t len);
 void csa__fs_sleep_ms(int ms);
+/* Seconds since path was last modified (links not followed). */
+int csa__fs_age_seconds(const char *path, double *age);
 /* A string unique to this call among all threads and processes on the
  * machine: pid, thread, a process-wide counter and clock bits. */
 void csa__fs_unique(char *buf, size_t cap);

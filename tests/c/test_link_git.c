@@ -3,10 +3,13 @@
  * binary needed; tests/test_setup_link.py does the real `git pull`):
  * a .git directory, a linked worktree ("gitdir:" file + commondir), a
  * submodule (absolute "gitdir:"), pattern escaping, no duplicate lines, a
- * missing final newline, a held lock, a broken pointer, and no line for a
- * native file.
+ * missing final newline, a held lock, a stale lock, a broken pointer, and
+ * no line for a native file.
  */
 #include "test_link_util.h" /* first: it sets _GNU_SOURCE */
+
+#include <time.h>
+
 #include "csa_test.h"
 
 static char g_root[PATH_MAX], g_src[PATH_MAX];
@@ -90,8 +93,16 @@ static void test_plain_repo(csa_link_info *info) {
   CSA_CHECK(info->result == CSA_LINK_CREATED && info->git_exclude == CSA_LINK_GIT_FAILED,
             "result %d git %d", info->result, info->git_exclude);
   CSA_CHECK(strstr(info->git_note, "exclude.lock") != NULL, "note: %s", info->git_note);
-  CSA_CHECK(tl_exists(lock), "foreign lock removed");
-  unlink(lock);
+  CSA_CHECK(tl_exists(lock), "live lock removed");
+  /* A lock left by a crashed process (old mtime) is broken. */
+  struct timespec old[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+  CSA_CHECK(utimensat(AT_FDCWD, lock, old, 0) == 0, "utimensat");
+  CSA_CHECK_STATUS(link_in(comfy, "locked2.py", info), CSA_OK);
+  CSA_CHECK(info->git_exclude == CSA_LINK_GIT_ADDED, "stale lock: git %d (%s)",
+            info->git_exclude, info->git_note);
+  CSA_CHECK(!tl_exists(lock), "stale lock left");
+  CSA_CHECK(tl_count_lines(tl_read(exclude), "/ComfyUI/comfy/locked2.py") == 1, "exclude:\n%s",
+            tl_read(exclude));
   CSA_CHECK(tl_count(comfy, ".csa-tmp") == 0, "temporary names left");
 }
 

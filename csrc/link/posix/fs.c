@@ -266,6 +266,14 @@ int csa__fs_write_file(const char *path, const char *data, size_t len) {
   return CSA_OK;
 }
 
+int csa__fs_age_seconds(const char *path, double *age) {
+  struct stat sb;
+  if (lstat(path, &sb) != 0)
+    return csa__fs_fail(errno, "cannot inspect", path);
+  *age = difftime(time(NULL), sb.st_mtime);
+  return CSA_OK;
+}
+
 void csa__fs_sleep_ms(int ms) {
   struct timespec ts;
   ts.tv_sec = ms / 1000;

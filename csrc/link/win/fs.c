@@ -484,6 +484,29 @@ int csa__fs_write_file(const char *path, const char *data, size_t len) {
 
 void csa__fs_sleep_ms(int ms) { Sleep((DWORD)ms); }
 
+int csa__fs_age_seconds(const char *path, double *age) {
+  wchar_t *w;
+  int st = csa__wide(path, &w);
+  if (st != CSA_OK)
+    return st;
+  WIN32_FILE_ATTRIBUTE_DATA fa;
+  BOOL ok = GetFileAttributesExW(w, GetFileExInfoStandard, &fa);
+  DWORD e = ok ? 0 : GetLastError();
+  free(w);
+  if (!ok)
+    return csa__fs_fail(e, "cannot inspect", path);
+  FILETIME now;
+  GetSystemTimeAsFileTime(&now);
+  ULARGE_INTEGER a, b;
+  a.LowPart = fa.ftLastWriteTime.dwLowDateTime;
+  a.HighPart = fa.ftLastWriteTime.dwHighDateTime;
+  b.LowPart = now.dwLowDateTime;
+  b.HighPart = now.dwHighDateTime;
+  /* FILETIME counts 100 ns ticks. */
+  *age = ((double)b.QuadPart - (double)a.QuadPart) / 1e7;
+  return CSA_OK;
+}
+
 void csa__fs_unique(char *buf, size_t cap) {
   static volatile LONG counter;
   LONG c = InterlockedIncrement(&counter);
