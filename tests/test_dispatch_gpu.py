@@ -30,7 +30,7 @@ CASES = {
     "d160": dict(lq=[9, 100], d=160, h=2),
     "d256": dict(lq=[9, 70], d=256, h=2),
     "packed qkv views": dict(lq=[12, 5, 300], d=64, packed_qkv=True),
-    "many tiny": dict(lq=[1 + (i * 7) % 40 for i in range(3000)], d=64, h=4),
+    "many tiny": dict(lq=[1 + (i * 7) % 40 for i in range(1500)], d=64, h=4),
     "many windows": dict(lq=[16 + (i * 37) % 497 for i in range(40)], d=64, h=4),
 }
 DTYPES = [torch.float16, torch.bfloat16, torch.float32]

@@ -289,6 +289,8 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
         hkv = k.shape[1]
         dv = v.shape[2]
         dev_code = _DEVICE_CODE[device.type]
+        if not (h > 0 and d > 0 and hkv > 0 and dv > 0):
+            raise ValueError("empty head dimension")
     except (AttributeError, KeyError, ValueError, TypeError, IndexError):
         _native.validate(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
                          softmax_scale=softmax_scale, out=out)
