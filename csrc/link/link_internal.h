@@ -67,6 +67,11 @@ int csa__fs_same_file(const char *a, const char *b, int *same);
  * linkpath exists; CSA_EPERM if this file system / user cannot make links
  * here (read-only, no permission, no symlink support). */
 int csa__fs_symlink(const char *target, const char *linkpath);
+/* Tests only (POSIX): 1 skips renameat2, 2 also skips linkat, so the
+ * fallbacks of the no-replace rename get exercised.  0 in normal use. */
+#ifndef _WIN32
+extern int csa__link_test_skip_methods;
+#endif
 /* Renames from -> to.  replace = 0: fails with CSA_EEXIST rather than
  * replace an existing to (atomically where the OS can).  replace = 1: an
  * existing to is replaced atomically. */
