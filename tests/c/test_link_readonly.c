@@ -6,8 +6,9 @@
  * We run as root in CI, and chmod does not stop root, so the comfy directory
  * is made read-only with a read-only bind mount inside a private mount
  * namespace of a forked child (Linux; skipped with a reason elsewhere or
- * where unshare(CLONE_NEWNS) is not permitted).  A non-root run also checks
- * the plain EACCES path with chmod.
+ * where unshare(CLONE_NEWNS) is not permitted).  The plain EACCES path (a
+ * normal user and a root-owned install) is checked with chmod 0555, as uid
+ * 65534 when we are root.
  */
 #include "test_link_util.h" /* first: it sets _GNU_SOURCE */
 
@@ -117,16 +118,37 @@ int main(void) {
   check_untouched();
 #endif
 
-  /* Without root, plain permissions do it too. */
+  /* Plain permissions (EACCES): a read-only site-packages for a normal user.
+   * As root, a forked child drops to nobody (65534) first, since root
+   * ignores the mode bits. */
+  chmod(g_root, 0755); /* mkdtemp made it 0700: let nobody reach the source */
+  chmod(g_comfy, 0555);
   if (geteuid() != 0) {
-    chmod(g_comfy, 0555);
     CSA_CHECK(readonly_cases() == 0, "chmod 0555 cases failed");
-    chmod(g_comfy, 0755);
-    check_untouched();
     ran++;
+  } else {
+    pid_t child = fork();
+    if (child == 0) {
+      if (setgid(65534) != 0 || setuid(65534) != 0) {
+        fprintf(stderr, "skip: cannot drop to uid 65534: %s\n", strerror(errno));
+        _exit(77);
+      }
+      _exit(readonly_cases() == 0 ? 0 : 1);
+    }
+    int st = 0;
+    waitpid(child, &st, 0);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+      printf("test_link_readonly: cannot switch to uid 65534: EACCES part skipped\n");
+    } else {
+      CSA_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "EACCES cases as uid 65534 failed (%d)",
+                st);
+      ran++;
+    }
   }
+  chmod(g_comfy, 0755);
+  check_untouched();
   if (ran == 0)
-    printf("test_link_readonly: SKIPPED (neither a mount namespace nor a non-root user)\n");
+    printf("test_link_readonly: SKIPPED (no mount namespace and no way to drop root)\n");
   tl_rmtree(g_root);
   return csa_test_finish("test_link_readonly");
 }
