@@ -85,6 +85,8 @@ int csa__fs_read_file(const char *path, char **data, size_t *len);
 int csa__fs_create_excl(const char *path);
 /* Truncates and writes path, flushed to disk before returning. */
 int csa__fs_write_file(const char *path, const char *data, size_t len);
+/* Calls fn(name, ctx) for each entry of dir (not "." or ".."); best effort. */
+int csa__fs_list(const char *dir, void (*fn)(const char *name, void *ctx), void *ctx);
 void csa__fs_sleep_ms(int ms);
 /* Seconds since path was last modified (links not followed). */
 int csa__fs_age_seconds(const char *path, double *age);

@@ -16,7 +16,9 @@
  * absent, replacing when it was a stale link.  Racing processes therefore
  * each see one of: absent (one wins the no-replace rename, the others get
  * EEXIST, look again and find the winner's link), or a link to the same
- * source (skip).  Every temporary name is removed on every failure path.
+ * source (skip).  Every temporary name is removed on every failure path, and
+ * ones left by a killed process (older than a minute) are swept on the next
+ * call.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,6 +75,44 @@ static int csa__link_install(const char *dir, const char *base, const char *sour
     csa__error(st, "%s", keep);
   }
   return st;
+}
+
+/* Temporary links older than this are leftovers of a process killed
+ * between making one and renaming it (a live one lives for microseconds). */
+#define CSA__LINK_TMP_STALE_S 60.0
+
+typedef struct csa__sweep {
+  const char *dir;
+  char prefix[CSA_LINK_PATH_MAX];
+  size_t prefix_len;
+} csa__sweep;
+
+static void csa__sweep_one(const char *name, void *ctx) {
+  csa__sweep *sw = (csa__sweep *)ctx;
+  if (strncmp(name, sw->prefix, sw->prefix_len) != 0)
+    return;
+  char path[CSA_LINK_PATH_MAX];
+  int kind;
+  double age;
+  if (csa__path_join(path, sizeof path, sw->dir, name) == CSA_OK &&
+      csa__fs_kind(path, &kind) == CSA_OK && kind == CSA__FS_LINK &&
+      csa__fs_age_seconds(path, &age) == CSA_OK && age > CSA__LINK_TMP_STALE_S)
+    csa__fs_unlink(path);
+}
+
+/* Removes stale ".<base>.csa-tmp.*" links from dir.  Best effort and silent:
+ * a leftover is clutter (hidden, never importable), not a fault. */
+static void csa__link_sweep_temps(const char *dir, const char *base) {
+  csa__sweep sw;
+  sw.dir = dir;
+  int n = snprintf(sw.prefix, sizeof sw.prefix, ".%s.csa-tmp.", base);
+  if (n < 0 || (size_t)n >= sizeof sw.prefix)
+    return;
+  sw.prefix_len = (size_t)n;
+  char keep[512];
+  snprintf(keep, sizeof keep, "%s", csa_errmsg());
+  csa__fs_list(dir, csa__sweep_one, &sw);
+  csa__error(CSA_OK, "%s", keep); /* a sweep failure is no caller's business */
 }
 
 static int csa__link_source(const char *source, char *out, size_t cap) {
@@ -176,6 +216,8 @@ static int csa__link_run(const char *source, const char *comfy_dir, const char *
   memcpy(dir, info->target, dlen);
   dir[dlen] = '\0';
 
+  csa__link_sweep_temps(dir, base);
+
   for (int round = 0; round < CSA__LINK_ROUNDS; round++) {
     int kind;
     st = csa__fs_kind(info->target, &kind);
@@ -231,9 +273,11 @@ static int csa__link_run(const char *source, const char *comfy_dir, const char *
       info->previous[0] = '\0';
       return CSA_OK;
     }
-    if (st != CSA_EEXIST)
+    /* EEXIST: another process got there first; look at what it left.
+     * ENOENT: our temporary name vanished before the rename (a sweeper on a
+     * file system whose clock runs far behind ours): just try again. */
+    if (st != CSA_EEXIST && st != CSA_ENOENT)
       return st;
-    /* EEXIST: another process got there first; look at what it left. */
   }
   return csa__error(CSA_EIO, "target \"%s\" kept changing while we tried to link it",
                     info->target);

@@ -4,6 +4,9 @@
  * nothing, and that no temporary name is ever left behind.
  */
 #include "test_link_util.h" /* first: it sets _GNU_SOURCE */
+
+#include <time.h>
+
 #include "csa_test.h"
 
 static char g_root[PATH_MAX], g_src[PATH_MAX], g_other[PATH_MAX], g_comfy[PATH_MAX],
@@ -274,8 +277,24 @@ static void test_temp_collision(csa_link_info *info) {
   unlink(g_target);
   CSA_CHECK_STATUS(run("sparse.py", info), CSA_OK);
   CSA_CHECK(info->result == CSA_LINK_CREATED, "result %d", info->result);
-  CSA_CHECK(tl_count(g_comfy, ".csa-tmp") == 1, "our temp left or junk removed");
-  unlink(junk);
+  CSA_CHECK(tl_count(g_comfy, ".csa-tmp") == 1, "our temp left or fresh junk removed");
+  /* Once older than a minute it is a crashed run's leftover: swept.  Other
+   * names (another base, a real file with the pattern) are never touched. */
+  char other_base[PATH_MAX], real_file[PATH_MAX];
+  tl_path(other_base, sizeof other_base, g_comfy, ".other.py.csa-tmp.1.2.3.4");
+  CSA_CHECK(symlink("/nonexistent", other_base) == 0, "symlink");
+  tl_path(real_file, sizeof real_file, g_comfy, ".sparse.py.csa-tmp.real");
+  tl_write(real_file, "not ours");
+  struct timespec old[2] = {{time(NULL) - 3600, 0}, {time(NULL) - 3600, 0}};
+  const char *aged[] = {junk, other_base, real_file};
+  for (int i = 0; i < 3; i++)
+    CSA_CHECK(utimensat(AT_FDCWD, aged[i], old, AT_SYMLINK_NOFOLLOW) == 0, "utimensat");
+  CSA_CHECK_STATUS(run("sparse.py", info), CSA_OK);
+  CSA_CHECK(info->result == CSA_LINK_SKIP_SAME, "result %d", info->result);
+  CSA_CHECK(!tl_exists(junk), "stale temp of ours not swept");
+  CSA_CHECK(tl_exists(other_base) && tl_exists(real_file), "swept what is not ours");
+  unlink(other_base);
+  unlink(real_file);
 }
 
 int main(void) {

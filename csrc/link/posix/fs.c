@@ -15,6 +15,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -277,6 +278,19 @@ int csa__fs_age_seconds(const char *path, double *age) {
   if (lstat(path, &sb) != 0)
     return csa__fs_fail(errno, "cannot inspect", path);
   *age = difftime(time(NULL), sb.st_mtime);
+  return CSA_OK;
+}
+
+int csa__fs_list(const char *dir, void (*fn)(const char *name, void *ctx), void *ctx) {
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return csa__fs_fail(errno, "cannot list", dir);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+      fn(e->d_name, ctx);
+  }
+  closedir(d);
   return CSA_OK;
 }
 

@@ -482,6 +482,32 @@ int csa__fs_write_file(const char *path, const char *data, size_t len) {
   return CSA_OK;
 }
 
+int csa__fs_list(const char *dir, void (*fn)(const char *name, void *ctx), void *ctx) {
+  char pattern[CSA_LINK_PATH_MAX];
+  int st = csa__path_join(pattern, sizeof pattern, dir, "*");
+  if (st != CSA_OK)
+    return st;
+  wchar_t *w;
+  st = csa__wide(pattern, &w);
+  if (st != CSA_OK)
+    return st;
+  WIN32_FIND_DATAW fd;
+  HANDLE h = FindFirstFileW(w, &fd);
+  DWORD e = GetLastError();
+  free(w);
+  if (h == INVALID_HANDLE_VALUE)
+    return e == ERROR_FILE_NOT_FOUND ? CSA_OK : csa__fs_fail(e, "cannot list", dir);
+  do {
+    char name[CSA_LINK_PATH_MAX];
+    if (wcscmp(fd.cFileName, L".") == 0 || wcscmp(fd.cFileName, L"..") == 0)
+      continue;
+    if (csa__narrow(fd.cFileName, -1, name, sizeof name, "file name") == CSA_OK)
+      fn(name, ctx);
+  } while (FindNextFileW(h, &fd));
+  FindClose(h);
+  return CSA_OK;
+}
+
 void csa__fs_sleep_ms(int ms) { Sleep((DWORD)ms); }
 
 int csa__fs_age_seconds(const char *path, double *age) {
