@@ -291,7 +291,9 @@ def test_find_comfy_dir_imports_nothing(tree):
 _RACER = textwrap.dedent("""
     import os, sys, time
     from comfy_sparse_attn import setup_link
+    from comfy_sparse_attn import _C  # loaded before the gate opens
     go = sys.argv[3]
+    open(sys.argv[4], "w").close()  # ready
     while not os.path.exists(go):
         time.sleep(0.0005)
     print(setup_link(sys.argv[1], sys.argv[2]))
@@ -306,10 +308,16 @@ def test_twelve_processes_race(tree, start):
         if start == "dangling":
             os.symlink("/nonexistent/sparse.py", tree.target)
         go = os.path.join(tree.root, "go%d" % round_)
-        procs = [subprocess.Popen([sys.executable, "-c", _RACER, tree.source, "sparse.py", go],
+        ready = [os.path.join(tree.root, "ready%d_%d" % (round_, i)) for i in range(12)]
+        procs = [subprocess.Popen([sys.executable, "-c", _RACER, tree.source, "sparse.py", go,
+                                   ready[i]],
                                   cwd=tree.root, env=tree.env(), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(12)]
-        time.sleep(1.0)  # let all 12 start their interpreters and spin on the gate
+                                  stderr=subprocess.PIPE, text=True) for i in range(12)]
+        deadline = time.monotonic() + 120
+        while not all(os.path.exists(r) for r in ready):  # all 12 spinning on the gate
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                [p.communicate() for p in procs if p.poll() is not None]
+            time.sleep(0.01)
         open(go, "w").close()
         results = []
         for p in procs:
