@@ -439,7 +439,8 @@ def git_repos(tmp_path):
 
 def _link_in(repos, checkout):
     child = ("import logging, sys; logging.basicConfig(level=logging.INFO); "
-             "from comfy_sparse_attn import setup_link; print(setup_link(sys.argv[1], 'sparse.py'))")
+             "from comfy_sparse_attn import setup_link; "
+             "print(setup_link(sys.argv[1], 'sparse.py'))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([checkout, PKG_PARENT]))
     proc = subprocess.run([sys.executable, "-c", child, repos["source"]], cwd=repos["root"],
                           env=env, capture_output=True, text=True, timeout=60)
