@@ -28,6 +28,14 @@ DEV = torch.device("cuda")
 TOL = 1e-2
 
 
+@pytest.fixture(autouse=True, params=["small", "big"])
+def tile_shape(request, monkeypatch):
+    """Run every case with both tile shapes of the kernel (the default picks
+    one from the average sequence length)."""
+    monkeypatch.setenv("CSA_CUDA_TILE", request.param)
+    return request.param
+
+
 def cu_of(lens):
     c = torch.zeros(len(lens) + 1, dtype=torch.int32)
     if lens:

@@ -28,12 +28,21 @@ if [ "$MODE" != "benchonly" ]; then
   timeout 300 compute-sanitizer --tool memcheck --error-exitcode 3 python3 bench/gpu/sanitize_cases.py > "$OUT/memcheck.log" 2>&1
   echo "memcheck rc=$?"; tail -4 "$OUT/memcheck.log"
 fi
+if [ "$MODE" = "profile" ]; then
+  timeout 240 ncu -k regex:csa__attn_fwd --section SpeedOfLight --section WarpStateStats \
+    --section Occupancy --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+    --section InstructionStats \
+    python3 bench/gpu/profile_case.py slat-self tiny-seqs patches-hd16 > "$OUT/ncu.txt" 2>&1
+  echo "ncu rc=$?"
+fi
 if [ "$MODE" != "nopeers" ]; then
   args=()
   [ -n "$ONLY" ] && args+=(--only "$ONLY")
+  [ -n "${PEERS:-}" ] && args+=(--peers "$PEERS")
   PYTHONPATH=bench/gpu python3 .carry/bench/peers_gpu.py "${args[@]}" \
     --extra 'native=comfy_sparse_attn._native:varlen_attention' \
     --extra 'native-nohostcheck=native_nocheck:varlen_attention' \
+    --extra 'native-small=native_nocheck:small' --extra 'native-big=native_nocheck:big' \
     > "$OUT/peers.log" 2>&1
   echo "peers rc=$?"
   grep -E "^\| (workload|---|.*(native|fa2|memeff|varlen_attn|njt|cudnn))" "$OUT/peers.log" | grep -v "sdpa-per-seq |"

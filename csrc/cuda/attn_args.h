@@ -24,6 +24,7 @@ typedef struct csa__cuda_attn_args {
   int32_t max_q, max_kv; /* clamped to [0, T] */
   int32_t causal;
   int32_t vec;   /* 1: every row start is 16-byte aligned (vector loads) */
+  int32_t small; /* 1: short-sequence tile shape (see attn_fwd.cu) */
   float scale, scale_log2;
 } csa__cuda_attn_args;
 

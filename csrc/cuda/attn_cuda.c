@@ -6,6 +6,8 @@
  */
 #include <cuda_runtime_api.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "core/internal.h"
 #include "cuda/attn_args.h"
@@ -80,6 +82,20 @@ int csa_attn_cuda(const csa_attn_params *p) {
   a.causal = p->causal != 0;
   a.vec = csa__rows_aligned16(&p->q) && csa__rows_aligned16(&p->k) &&
           csa__rows_aligned16(&p->v) && csa__rows_aligned16(&p->out);
+  /* Tile shape (attn_fwd.cu), from the average query length T_q / B, known
+   * without reading cu_seqlens: "small" for averages <= 96 rows, and for
+   * head dims <= 64 up to 512 rows (H200: windows of 16..512 tokens run 15%
+   * faster small, 1024-token patches and 9k+ sequences faster big).
+   * CSA_CUDA_TILE=small|big forces one (benchmarks and tuning). */
+  const char *tile = getenv("CSA_CUDA_TILE");
+  if (tile != NULL && strcmp(tile, "small") == 0)
+    a.small = 1;
+  else if (tile != NULL && strcmp(tile, "big") == 0)
+    a.small = 0;
+  else
+    a.small = dims.batch > 0 &&
+              (dims.total_q <= 96 * dims.batch ||
+               (dims.head_dim <= 64 && dims.head_dim_v <= 64 && dims.total_q <= 512 * dims.batch));
   a.scale = dims.scale;
   a.scale_log2 = dims.scale * 1.4426950408889634f; /* scale * log2(e): exp(x) = 2^(x log2 e) */
 

@@ -204,14 +204,16 @@ static __device__ __forceinline__ int csa__find_seq(const int32_t *cu, int B, in
  * limit of a one-m-tile warp (ldmatrix.x4 moves 512 B at 128 B/clk/SM while
  * its mma does 4096 flop).  QREG: keep Q's fragments in registers instead of
  * re-reading them from shared memory each block (when registers allow).
+ * MINB: CTAs per SM the register allocation must allow (latency hiding for
+ * the short-sequence tiles, where warps often wait at a barrier).
  * stages: 2 = double-buffered K/V, 1 = single (when shared memory is short).
  *
  * Dynamic shared memory: Q [BM][DP+8], K [stages][BN][DP+8], V likewise; the
  * 8-element pad staggers rows by 16 bytes so ldmatrix's 8 row reads hit 8
  * different 16-byte bank groups.
  */
-template <typename TIn, int DP, int BN, int MT, bool QREG>
-__global__ void __launch_bounds__(CSA__THREADS)
+template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB>
+__global__ void __launch_bounds__(CSA__THREADS, MINB)
     csa__attn_fwd_kernel(const csa__cuda_attn_args a, const int stages) {
   typedef typename csa__compute<TIn>::type TC;
   /* packed f16x2 exponentials: f16 operands, and exp-bound (small D) */
@@ -233,6 +235,20 @@ __global__ void __launch_bounds__(CSA__THREADS)
   const TIn *const kp = reinterpret_cast<const TIn *>(a.k) + (int64_t)hk * a.k_st_h;
   const TIn *const vp = reinterpret_cast<const TIn *>(a.v) + (int64_t)hk * a.v_st_h;
   const bool vec = a.vec != 0;
+
+  /* 0. Q rows [r0, r0 + BM) do not depend on the plan: start their copy
+   *    first so it overlaps the plan's dependent reads of cu_seqlens. */
+#pragma unroll
+  for (int i = 0; i < (BM * CH + CSA__THREADS - 1) / CSA__THREADS; ++i) {
+    const int c = tid + i * CSA__THREADS;
+    if ((BM * CH) % CSA__THREADS == 0 || c < BM * CH) {
+      const int row = c / CH, col = (c % CH) * 8;
+      const int64_t r = r0 + row;
+      csa__load_chunk<TIn, TC>(sQ + row * PITCH + col, r < a.t_q ? qp + r * a.q_st_t : nullptr,
+                               col, a.d, vec);
+    }
+  }
+  csa__cp_async_commit();
 
   /* 1. Row plan: each warp maps its WR rows to sequences (csa__find_seq),
    *    then every row gets its clamped key range and causal limit
@@ -270,15 +286,21 @@ __global__ void __launch_bounds__(CSA__THREADS)
   }
   __syncthreads();
 
-  /* This thread's rows: m-tile mt, fragment rows g (rr = 0) and g + 8. */
-  int rks[MT][2], rke[MT][2];
+  /* This thread's rows: m-tile mt, fragment rows g (rr = 0) and g + 8.  Held
+   * in registers except where registers are scarcest (DP >= 128, MT = 2):
+   * there the mask, rare for the long rows such head dims come with, reads
+   * them from shared memory. */
+  constexpr bool RREG = !(DP >= 128 && MT == 2);
+  int rks[RREG ? MT : 1][2], rke[RREG ? MT : 1][2];
+  if constexpr (RREG) {
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      rks[mt][rr] = sKs[wbase + mt * 16 + g + rr * 8];
-      rke[mt][rr] = sKe[wbase + mt * 16 + g + rr * 8];
-    }
+      for (int rr = 0; rr < 2; ++rr) {
+        rks[RREG ? mt : 0][rr] = sKs[wbase + mt * 16 + g + rr * 8];
+        rke[RREG ? mt : 0][rr] = sKe[wbase + mt * 16 + g + rr * 8];
+      }
+  }
   /* Warp range: union [w_lo, w_hi) and intersection [w_ksmax, w_kemin). */
   int w_lo = sKs[wbase + (lane % WR)], w_hi = sKe[wbase + (lane % WR)];
   int w_ksmax = w_lo, w_kemin = w_hi;
@@ -310,6 +332,13 @@ __global__ void __launch_bounds__(CSA__THREADS)
     for (int i = 0; i < NO; i++)
       o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.0f;
   float m[MT][2], l[MT][2];
+  /* HEXP: row sums come from one more mma, P times a column of ones, in an
+   * fp32 accumulator lsum (c0 = row g, c2 = row g + 8): the sum of exactly
+   * the f16 P that multiplies V, with no per-element unpack and add. */
+  float lsum[HEXP ? MT : 1][4];
+#pragma unroll
+  for (int mt = 0; mt < (HEXP ? MT : 1); ++mt)
+    lsum[mt][0] = lsum[mt][1] = lsum[mt][2] = lsum[mt][3] = 0.0f;
 #pragma unroll
   for (int mt = 0; mt < MT; ++mt)
     m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
@@ -319,9 +348,34 @@ __global__ void __launch_bounds__(CSA__THREADS)
     uint32_t qf[QREG ? MT : 1][QREG ? KC : 1][4];
     /* K/V rows [kb, kb + BN) of block it into stage st; rows past c_hi are
      * zero (never read outside the CTA's clamped range). */
+    /* Fast path (16-bit inputs, aligned rows, D = D_v = DP): thread tid
+     * always copies column (tid % CH) * 8 of rows tid / CH + i * RSTEP, so
+     * the addresses are a base plus compile-time steps. */
+    constexpr int RSTEP = CSA__THREADS / CH, NCHUNK = BN * CH / CSA__THREADS;
+    const bool fast = sizeof(TIn) == 2 && vec && a.d == DP && a.dv == DP && NCHUNK >= 1 &&
+                      (BN * CH) % CSA__THREADS == 0;
+    const int frow = tid / CH, fcol = (tid % CH) * 8;
     auto load_kv = [&](int it, int st) {
       const int kb = c_lo + it * BN;
       TC *dK = sK + st * BN * PITCH, *dV = sV + st * BN * PITCH;
+      if (fast) {
+        /* recomputed per block from the (constant-bank) strides: keeps
+         * registers free for the accumulators */
+        const TIn *bk = kp + (int64_t)(kb + frow) * a.k_st_t + fcol;
+        const TIn *bv = vp + (int64_t)(kb + frow) * a.v_st_t + fcol;
+#pragma unroll
+        for (int i = 0; i < (NCHUNK > 0 ? NCHUNK : 1); ++i) {
+          const int off = (frow + i * RSTEP) * PITCH + fcol;
+          if (kb + frow + i * RSTEP < c_hi) {
+            csa__cp_async16(dK + off, bk + (int64_t)(i * RSTEP) * a.k_st_t);
+            csa__cp_async16(dV + off, bv + (int64_t)(i * RSTEP) * a.v_st_t);
+          } else {
+            *reinterpret_cast<uint4 *>(dK + off) = make_uint4(0u, 0u, 0u, 0u);
+            *reinterpret_cast<uint4 *>(dV + off) = make_uint4(0u, 0u, 0u, 0u);
+          }
+        }
+        return;
+      }
 #pragma unroll
       for (int i = 0; i < (BN * CH + CSA__THREADS - 1) / CSA__THREADS; ++i) {
         const int c = tid + i * CSA__THREADS;
@@ -336,17 +390,6 @@ __global__ void __launch_bounds__(CSA__THREADS)
         }
       }
     };
-#pragma unroll
-    for (int i = 0; i < (BM * CH + CSA__THREADS - 1) / CSA__THREADS; ++i) {
-      const int c = tid + i * CSA__THREADS;
-      if ((BM * CH) % CSA__THREADS == 0 || c < BM * CH) {
-        const int row = c / CH, col = (c % CH) * 8;
-        const int64_t r = r0 + row;
-        csa__load_chunk<TIn, TC>(sQ + row * PITCH + col,
-                                 r < a.t_q ? qp + r * a.q_st_t : nullptr, col, a.d, vec);
-      }
-    }
-    csa__cp_async_commit();
     if (stages == 2) {
       load_kv(0, 0);
       csa__cp_async_commit();
@@ -428,60 +471,107 @@ __global__ void __launch_bounds__(CSA__THREADS)
 #pragma unroll
               for (int e = 0; e < 4; ++e) {
                 const int j = kb + nt * 8 + 2 * t4 + (e & 1);
-                if (!(j >= rks[mt][e >> 1] && j < rke[mt][e >> 1]))
+                const int row = wbase + mt * 16 + g + (e >> 1) * 8;
+                const int ks = RREG ? rks[RREG ? mt : 0][e >> 1] : sKs[row];
+                const int ke = RREG ? rke[RREG ? mt : 0][e >> 1] : sKe[row];
+                if (!(j >= ks && j < ke))
                   s[mt][nt][e] = -INFINITY;
               }
         }
 
-        /* Online softmax; the 4 threads of a quad share a row.  P goes
-         * straight into packed 16-bit pairs: ph[mt][nt][rr] holds row rr's
-         * two columns of key tile nt, which is the A-fragment layout of the
-         * second product (key tiles 2kc, 2kc+1 = key chunk kc). */
+        /* Online softmax; the 4 threads of a quad share a row.  Every
+         * reduction is a tree and the 2 MT rows of a thread go through each
+         * step together, so no long chain of dependent fmax / add stalls the
+         * warp (the limiter at 2 warps per scheduler).  P goes straight into
+         * packed 16-bit pairs: ph[mt][nt][rr] holds row rr's two columns of
+         * key tile nt, which is the A-fragment layout of the second product
+         * (key tiles 2kc, 2kc+1 = key chunk kc). */
         uint32_t ph[MT][NT][2];
+        float mx[MT][2], alpha[MT][2], mb[MT][2];
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
           for (int rr = 0; rr < 2; ++rr) {
-            float mx = -INFINITY;
+            float t[NT];
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt)
-              mx = fmaxf(mx, fmaxf(s[mt][nt][2 * rr], s[mt][nt][2 * rr + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float mnew = fmaxf(m[mt][rr], mx);
-            const float muse = mnew == -INFINITY ? 0.0f : mnew;
-            const float alpha = csa__exp2((m[mt][rr] - muse) * sl2);
-            m[mt][rr] = mnew;
-            l[mt][rr] *= alpha;
+              t[nt] = fmaxf(s[mt][nt][2 * rr], s[mt][nt][2 * rr + 1]);
 #pragma unroll
-            for (int i = 0; i < NO; ++i) {
-              o[mt][i][2 * rr] *= alpha;
-              o[mt][i][2 * rr + 1] *= alpha;
-            }
-            const float mb = muse * sl2;
-            float sum = 0.0f;
+            for (int w = 1; w < NT; w *= 2)
+#pragma unroll
+              for (int i = 0; i + w < NT; i += 2 * w)
+                t[i] = fmaxf(t[i], t[i + w]);
+            mx[mt][rr] = t[0];
+          }
+#pragma unroll
+        for (int sh = 1; sh <= 2; sh *= 2)
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int rr = 0; rr < 2; ++rr)
+              mx[mt][rr] = fmaxf(mx[mt][rr], __shfl_xor_sync(0xffffffffu, mx[mt][rr], sh));
+        bool grew = false;
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int rr = 0; rr < 2; ++rr) {
+            const float mnew = fmaxf(m[mt][rr], mx[mt][rr]);
+            const float muse = mnew == -INFINITY ? 0.0f : mnew;
+            /* 2^0 = 1 exactly: alpha != 1 iff this row's max moved */
+            alpha[mt][rr] = csa__exp2((m[mt][rr] - muse) * sl2);
+            grew |= alpha[mt][rr] != 1.0f;
+            m[mt][rr] = mnew;
+            mb[mt][rr] = muse * sl2;
+          }
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+          for (int rr = 0; rr < 2; ++rr) {
+            float t[NT];
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt) {
-              const float x0 = fmaf(s[mt][nt][2 * rr], sl2, -mb);
-              const float x1 = fmaf(s[mt][nt][2 * rr + 1], sl2, -mb);
+              const float x0 = fmaf(s[mt][nt][2 * rr], sl2, -mb[mt][rr]);
+              const float x1 = fmaf(s[mt][nt][2 * rr + 1], sl2, -mb[mt][rr]);
               if constexpr (HEXP) {
                 /* Two exponentials per special-function op: the argument
                  * (<= 0) rounds to f16 (abs. error <= 2^-9 for |x| < 8, i.e.
-                 * <= 0.14% in p, under P's own f16 rounding for the mma
-                 * plus fp32 row sums); used where exp, not the tensor
-                 * cores, bounds the speed (head dims <= 32). */
-                const uint32_t e = csa__exp2_h2(csa__pack2<__half>(x0, x1));
-                const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&e));
-                ph[mt][nt][rr] = e;
-                sum += f.x + f.y;
+                 * <= 0.14% in p, under P's own f16 rounding for the mma);
+                 * used where exp, not the tensor cores, bounds the speed
+                 * (head dims <= 32).  Row sums come from the ones column. */
+                ph[mt][nt][rr] = csa__exp2_h2(csa__pack2<__half>(x0, x1));
               } else {
                 const float p0 = csa__exp2(x0), p1 = csa__exp2(x1);
                 ph[mt][nt][rr] = csa__pack2<TC>(p0, p1);
-                sum += p0 + p1;
+                t[nt] = p0 + p1;
               }
             }
-            l[mt][rr] += sum;
+            if constexpr (!HEXP) {
+#pragma unroll
+              for (int w = 1; w < NT; w *= 2)
+#pragma unroll
+                for (int i = 0; i + w < NT; i += 2 * w)
+                  t[i] += t[i + w];
+              l[mt][rr] = fmaf(l[mt][rr], alpha[mt][rr], t[0]);
+            }
           }
+        /* Rescale the running output only when some row's max moved (rare
+         * after the first blocks of a long row). */
+        if (__any_sync(0xffffffffu, grew)) {
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int rr = 0; rr < 2; ++rr) {
+              if constexpr (HEXP) {
+                lsum[HEXP ? mt : 0][2 * rr] *= alpha[mt][rr];
+                lsum[HEXP ? mt : 0][2 * rr + 1] *= alpha[mt][rr];
+              }
+#pragma unroll
+              for (int i = 0; i < NO; ++i) {
+                o[mt][i][2 * rr] *= alpha[mt][rr];
+                o[mt][i][2 * rr + 1] *= alpha[mt][rr];
+              }
+            }
+        }
 
         /* O += P V, B = V via ldmatrix.trans. */
 #pragma unroll
@@ -493,6 +583,12 @@ __global__ void __launch_bounds__(CSA__THREADS)
             pa[mt][1] = ph[mt][2 * kc][1];
             pa[mt][2] = ph[mt][2 * kc + 1][0];
             pa[mt][3] = ph[mt][2 * kc + 1][1];
+          }
+          if constexpr (HEXP) {
+            const uint32_t one2 = 0x3c003c00u; /* f16 pair (1, 1) */
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+              csa__mma16816<TC>(lsum[HEXP ? mt : 0], pa[mt], one2, one2);
           }
 #pragma unroll
           for (int n2 = 0; n2 < DP / 16; ++n2) {
@@ -516,9 +612,14 @@ __global__ void __launch_bounds__(CSA__THREADS)
   for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      float lt = l[mt][rr];
-      lt += __shfl_xor_sync(0xffffffffu, lt, 1);
-      lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+      float lt;
+      if constexpr (HEXP) {
+        lt = lsum[HEXP ? mt : 0][2 * rr]; /* every column holds the row sum */
+      } else {
+        lt = l[mt][rr];
+        lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+        lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+      }
       const float inv = lt > 0.0f ? __frcp_rn(lt) : 0.0f;
       const int64_t r = r0 + wbase + mt * 16 + g + rr * 8;
       if (r < a.t_q) {
@@ -546,10 +647,10 @@ __global__ void __launch_bounds__(CSA__THREADS)
 
 /* Picks stages for the shared memory the device grants one block (2 if
  * double-buffering fits, else 1) and launches. */
-template <typename TIn, int DP, int BN, int MT, bool QREG>
+template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB>
 static int csa__launch(const csa__cuda_attn_args *a, cudaStream_t stream, int smem_optin,
                        const char **what) {
-  void (*kern)(const csa__cuda_attn_args, const int) = csa__attn_fwd_kernel<TIn, DP, BN, MT, QREG>;
+  void (*kern)(const csa__cuda_attn_args, const int) = csa__attn_fwd_kernel<TIn, DP, BN, MT, QREG, MINB>;
   constexpr int BM = 64 * MT;
   const size_t row_bytes = (size_t)(DP + 8) * 2;
   int stages = 2;
@@ -583,19 +684,42 @@ static int csa__launch(const csa__cuda_attn_args *a, cudaStream_t stream, int sm
   return 0;
 }
 
+/*
+ * Tile shapes, from measurements on H200 (bench/RESULTS.md):
+ *   big   (long sequences, see attn_cuda.c): 128-row tiles, 2 m-tiles per
+ *         warp, so each K/V fragment from shared memory feeds two mma;
+ *         255 registers, 2 CTAs / SM.
+ *   small (short sequences, e.g. thousands of 8..64-token ones): 64-row tiles,
+ *         one m-tile per warp, <= 128 registers for 4 CTAs / SM (warps idle at
+ *         the block-diagonal barriers are covered by other CTAs), and 32-key
+ *         blocks for DP = 64 so a warp's key range wastes less of a block.
+ * fp32 inputs (converted on load; not a speed path) always use big.
+ */
 template <typename TIn>
 static int csa__launch_dtype(const csa__cuda_attn_args *a, cudaStream_t stream, int smem_optin,
                              const char **what) {
   const int dmax = a->d > a->dv ? a->d : a->dv;
+  if constexpr (sizeof(TIn) == 2) {
+    if (a->small) {
+      if (dmax <= 16)
+        return csa__launch<TIn, 16, 64, 1, true, 4>(a, stream, smem_optin, what);
+      if (dmax <= 32)
+        return csa__launch<TIn, 32, 64, 1, true, 4>(a, stream, smem_optin, what);
+      if (dmax <= 64)
+        return csa__launch<TIn, 64, 32, 1, true, 4>(a, stream, smem_optin, what);
+      if (dmax <= 128)
+        return csa__launch<TIn, 128, 64, 1, false, 2>(a, stream, smem_optin, what);
+    }
+  }
   if (dmax <= 16)
-    return csa__launch<TIn, 16, 64, 2, true>(a, stream, smem_optin, what);
+    return csa__launch<TIn, 16, 64, 2, true, 4>(a, stream, smem_optin, what);
   if (dmax <= 32)
-    return csa__launch<TIn, 32, 64, 2, true>(a, stream, smem_optin, what);
+    return csa__launch<TIn, 32, 64, 2, true, 3>(a, stream, smem_optin, what);
   if (dmax <= 64)
-    return csa__launch<TIn, 64, 64, 2, true>(a, stream, smem_optin, what);
+    return csa__launch<TIn, 64, 64, 2, true, 1>(a, stream, smem_optin, what);
   if (dmax <= 128)
-    return csa__launch<TIn, 128, 32, 2, false>(a, stream, smem_optin, what);
-  return csa__launch<TIn, 256, 32, 1, false>(a, stream, smem_optin, what);
+    return csa__launch<TIn, 128, 32, 2, false, 1>(a, stream, smem_optin, what);
+  return csa__launch<TIn, 256, 32, 1, false, 1>(a, stream, smem_optin, what);
 }
 
 /* csa_dtype values (csa.h): FLOAT32 = 1, FLOAT16 = 2, BFLOAT16 = 3. */
