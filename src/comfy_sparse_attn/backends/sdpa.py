@@ -157,8 +157,8 @@ def choose(q, k, v, cu_seqlens_q, max_seqlen_q, causal, lengths_equal):
     d, dv = q.shape[2], v.shape[2]
     halves = q.dtype in (torch.float16, torch.bfloat16)
     fa2_ok = halves and d == dv and d % 8 == 0 and d <= 256 and _sm_major(q.device) >= 8
-    if batch <= _FEW_SEQS and fa2_ok:
-        return "per-seq"
+    if batch <= _FEW_SEQS and fa2_ok and not torch.cuda.is_current_stream_capturing():
+        return "per-seq"  # (it reads the lengths on the host: not while capturing a graph)
     if max_seqlen_q <= _TINY_SEQ or not fa2_ok:
         return "memeff-varlen"
     return "fa2-varlen"
