@@ -25,6 +25,25 @@ from comfy_sparse_attn.backends import sdpa
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
+# Entry points for peers_gpu.py --extra (its NAME=MODULE:FUNC form cannot
+# carry keyword arguments that contain '='):
+#   PYTHONPATH=bench python3 peers_gpu.py --extra auto=bench_dispatch:auto ...
+def auto(q, k, v, cq, ck, mq, mk):
+    return csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+
+
+def auto_nocheck(q, k, v, cq, ck, mq, mk):
+    return csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, check_cu_seqlens=False)
+
+
+def sage2(q, k, v, cq, ck, mq, mk):
+    return csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, backend="sage2")
+
+
+def native(q, k, v, cq, ck, mq, mk):
+    return csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, backend="native")
+
+
 def per_call_us(fns, iters, device, rounds=15):
     """Host time per call of each fn, rounds interleaved (so load changes hit
     all alike); the minimum over rounds (the least-disturbed round)."""
