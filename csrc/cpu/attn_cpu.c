@@ -2,8 +2,9 @@
  * attn_cpu.c — csa_attn_cpu: checks, the work split, and the worker loop.
  *
  * Work split (ggml's ith/nth idea with a shared counter):
- *   1. Items: each (sequence, head) is cut into row tiles of CSA__CPU_ROWS
- *      query rows; an item is independent of every other.
+ *   1. Items: each (sequence, head) is cut into pieces of up to
+ *      CSA__CPU_TILES * CSA__CPU_ROWS query rows; an item is independent of
+ *      every other.
  *   2. Chunks: consecutive items (same head of the same sequence first, so
  *      they share keys in cache) are grouped until their estimated cost
  *      reaches total / (threads * CSA__CHUNKS_PER_THREAD).  Thousands of
@@ -23,6 +24,7 @@
  * row and per key: cost = (rows + C) * (keys + C). */
 #define CSA__ITEM_OVERHEAD 16
 #define CSA__MAX_THREADS 1024
+#define CSA__CPU_ITEM_ROWS (CSA__CPU_TILES * CSA__CPU_ROWS)
 
 /* The largest element offset the kernel forms from this view, sum of
  * (shape_i - 1) * stride_i, must be representable in bytes: then every index
@@ -127,7 +129,7 @@ int csa_attn_cpu(const csa_attn_params *p) {
   const int64_t nb = dims.batch, nh = dims.heads;
   int64_t nitems = 0;
   for (int64_t b = 0; b < nb; b++)
-    nitems += nh * CSA_CEIL_DIV((int64_t)c->cu_q[b + 1] - c->cu_q[b], (int64_t)CSA__CPU_ROWS);
+    nitems += nh * CSA_CEIL_DIV((int64_t)c->cu_q[b + 1] - c->cu_q[b], (int64_t)CSA__CPU_ITEM_ROWS);
   if (nitems == 0)
     return CSA_OK; /* B = 0, or no query rows: nothing to write */
 
@@ -144,8 +146,8 @@ int csa_attn_cpu(const csa_attn_params *p) {
     const int64_t lq = (int64_t)c->cu_q[b + 1] - c->cu_q[b];
     const int64_t lkv = (int64_t)c->cu_kv[b + 1] - c->cu_kv[b];
     for (int64_t h = 0; h < nh; h++)
-      for (int64_t r0 = 0; r0 < lq; r0 += CSA__CPU_ROWS, n++) {
-        const int64_t nr = CSA_MIN((int64_t)CSA__CPU_ROWS, lq - r0);
+      for (int64_t r0 = 0; r0 < lq; r0 += CSA__CPU_ITEM_ROWS, n++) {
+        const int64_t nr = CSA_MIN((int64_t)CSA__CPU_ITEM_ROWS, lq - r0);
         items[n] = (csa__cpu_item){b, h, r0, nr};
         costs[n] = (nr + CSA__ITEM_OVERHEAD) *
                    (csa__visible_keys(c->causal, lq, lkv, r0, nr) + CSA__ITEM_OVERHEAD);

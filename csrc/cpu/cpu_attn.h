@@ -2,8 +2,8 @@
  * cpu_attn.h — the interface between the CPU attention driver (attn_cpu.c:
  * validation, work split, threads) and the per-ISA kernels (kernel_*.c).
  *
- * The driver cuts a call into items: one item is up to CSA__CPU_ROWS query
- * rows of one sequence and one head.  A kernel computes one item completely
+ * The driver cuts a call into items: one item is up to CSA__CPU_TILES *
+ * CSA__CPU_ROWS query rows of one sequence and one head.  A kernel computes one item completely
  * (all its keys, online softmax, output and LSE rows) using only the
  * per-thread scratch the driver hands it, so items run in any order on any
  * thread.
@@ -23,6 +23,9 @@ extern "C" {
 /* Query rows per item: the row tile every kernel keeps its transposed
  * operands in (Q^T, S^T, O^T are [*, CSA__CPU_ROWS] float arrays). */
 #define CSA__CPU_ROWS 64
+/* Row tiles per item: they share each K/V block while it is in cache, so
+ * K and V stream from memory once per CSA__CPU_TILES * CSA__CPU_ROWS rows. */
+#define CSA__CPU_TILES 4
 /* Keys per block of the online softmax. */
 #define CSA__CPU_KEYS 64
 /* Largest head dims the kernels take (scratch is sized from the real dims). */

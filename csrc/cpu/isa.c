@@ -56,6 +56,19 @@ static unsigned long long csa__xcr0(void) {
 
 #define CSA__BIT(x, n) (((x) >> (n)) & 1u)
 
+/* Whether vdpbf16ps beats float32 FMA per FLOP.  On AMD Zen 4/5 it issues
+ * like an FMA and does twice the work (Zen 5: 358 vs 160 GFLOP/s, 2 cores).
+ * On Intel Sapphire Rapids it issues at a quarter of the FMA rate, half the
+ * FLOPs (peak_cpu.c: ~45 vs ~100 GFLOP/s per core), and the bf16 inputs run
+ * faster widened to float32 (cpu-long: 86 vs 127 GFLOP/s per core), so Intel
+ * CPUs default to the AVX-512 kernel; the environment variable or
+ * csa_cpu_isa_force() can still pick avx512bf16. */
+static int csa__bf16dot_is_fast(void) {
+  unsigned r[4];
+  csa__cpuid(0, 0, r);
+  return r[1] == 0x68747541u && r[3] == 0x69746e65u && r[2] == 0x444d4163u; /* "AuthenticAMD" */
+}
+
 /* Best x86 ISA: AVX2 needs AVX2+FMA+F16C and the OS saving YMM (XCR0 bits
  * 1-2); AVX-512 needs F/DQ/BW/VL and the OS saving opmask and ZMM (bits
  * 5-7); BF16 is CPUID.(7,1):EAX bit 5. */
@@ -82,7 +95,7 @@ static int csa__isa_best_x86(void) {
     return CSA_ISA_AVX2;
   if (max_sub7 >= 1) {
     csa__cpuid(7, 1, r);
-    if (CSA__BIT(r[0], 5))
+    if (CSA__BIT(r[0], 5) && csa__bf16dot_is_fast())
       return CSA_ISA_AVX512BF16;
   }
   return CSA_ISA_AVX512;

@@ -40,4 +40,38 @@ static inline csa_v csa_v_load_bf16(const uint16_t *p) {
 static inline csa_v csa_v_load_f16(const uint16_t *p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
 }
+static inline void csa_v_store_f16(uint16_t *p, csa_v a) {
+  _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+/* bf16 = top half of float32, rounded to nearest even (as csa__f32_to_bf16) */
+static inline void csa_v_store_bf16(uint16_t *p, csa_v a) {
+  __m512i u = _mm512_castps_si512(a);
+  __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  u = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff)));
+  _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(_mm512_srli_epi32(u, 16)));
+}
+/* dst[j][i] = src[i][j] for a 16 x 16 block.  Transposing swaps the bits of
+ * the row index with those of the lane index; each of the 4 steps swaps one
+ * bit b: row i (bit b clear) trades its lanes with bit b set for row i+b's
+ * lanes with bit b clear. */
+static inline void csa_v_transpose(const float *src, ptrdiff_t ss, float *dst, ptrdiff_t ds) {
+  __m512 r[16];
+  for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * ss);
+  for (int b = 8; b >= 1; b >>= 1) {
+    int lo[16], hi[16];
+    for (int l = 0; l < 16; l++) {
+      lo[l] = (l & b) ? 16 + l - b : l;
+      hi[l] = (l & b) ? 16 + l : l + b;
+    }
+    const __m512i ilo = _mm512_loadu_si512((const void *)lo), ihi = _mm512_loadu_si512((const void *)hi);
+    for (int i = 0; i < 16; i++) {
+      if (i & b)
+        continue;
+      __m512 x = _mm512_permutex2var_ps(r[i], ilo, r[i + b]);
+      __m512 y = _mm512_permutex2var_ps(r[i], ihi, r[i + b]);
+      r[i] = x, r[i + b] = y;
+    }
+  }
+  for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + i * ds, r[i]);
+}
 #endif

@@ -39,4 +39,21 @@ static inline csa_v csa_v_load_bf16(const uint16_t *p) {
 static inline csa_v csa_v_load_f16(const uint16_t *p) {
   return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
 }
+static inline void csa_v_store_f16(uint16_t *p, csa_v a) {
+  vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(a)));
+}
+static inline void csa_v_store_bf16(uint16_t *p, csa_v a) {
+  uint32x4_t u = vreinterpretq_u32_f32(a);
+  uint32x4_t odd = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+  vst1_u16(p, vshrn_n_u32(vaddq_u32(u, vaddq_u32(odd, vdupq_n_u32(0x7fff))), 16));
+}
+/* dst[j][i] = src[i][j] for a 4 x 4 block. */
+static inline void csa_v_transpose(const float *src, ptrdiff_t ss, float *dst, ptrdiff_t ds) {
+  float32x4x2_t a = vtrnq_f32(vld1q_f32(src), vld1q_f32(src + ss));
+  float32x4x2_t b = vtrnq_f32(vld1q_f32(src + 2 * ss), vld1q_f32(src + 3 * ss));
+  vst1q_f32(dst, vcombine_f32(vget_low_f32(a.val[0]), vget_low_f32(b.val[0])));
+  vst1q_f32(dst + ds, vcombine_f32(vget_low_f32(a.val[1]), vget_low_f32(b.val[1])));
+  vst1q_f32(dst + 2 * ds, vcombine_f32(vget_high_f32(a.val[0]), vget_high_f32(b.val[0])));
+  vst1q_f32(dst + 3 * ds, vcombine_f32(vget_high_f32(a.val[1]), vget_high_f32(b.val[1])));
+}
 #endif

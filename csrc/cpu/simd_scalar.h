@@ -13,6 +13,9 @@
  *   lt_select(a, b, x, y)           a < b ? x : y
  *   iota()                          lanes 0, 1, 2, ...
  *   load_bf16 / load_f16            CSA_VL half-precision values, widened
+ *   store_bf16 / store_f16          narrowed (round to nearest even) and stored
+ *   transpose(src, ss, dst, ds)     dst[j*ds + i] = src[i*ss + j], a
+ *                                   CSA_VL x CSA_VL block
  *
  * CSA_RMAX and CSA_JMAX(r) size the register tile of the micro-kernels.
  * Here the "vector" is a small array the compiler may vectorise itself.
@@ -59,4 +62,14 @@ static inline csa_v csa_v_lt_select(csa_v a, csa_v b, csa_v x, csa_v y) {
 static inline csa_v csa_v_iota(void) { CSA__SV_MAP((float)i); }
 static inline csa_v csa_v_load_bf16(const uint16_t *p) { CSA__SV_MAP(csa__bf16_to_f32(p[i])); }
 static inline csa_v csa_v_load_f16(const uint16_t *p) { CSA__SV_MAP(csa__f16_to_f32(p[i])); }
+static inline void csa_v_store_f16(uint16_t *p, csa_v a) {
+  for (int i = 0; i < CSA_VL; i++) p[i] = csa__f32_to_f16(a.x[i]);
+}
+static inline void csa_v_store_bf16(uint16_t *p, csa_v a) {
+  for (int i = 0; i < CSA_VL; i++) p[i] = csa__f32_to_bf16(a.x[i]);
+}
+static inline void csa_v_transpose(const float *src, ptrdiff_t ss, float *dst, ptrdiff_t ds) {
+  for (int i = 0; i < CSA_VL; i++)
+    for (int j = 0; j < CSA_VL; j++) dst[j * ds + i] = src[i * ss + j];
+}
 #endif
