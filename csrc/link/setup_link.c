@@ -279,8 +279,10 @@ static int csa__link_run(const char *source, const char *comfy_dir, const char *
     if (st != CSA_EEXIST && st != CSA_ENOENT)
       return st;
   }
-  return csa__error(CSA_EIO, "target \"%s\" kept changing while we tried to link it",
-                    info->target);
+  char last[512];
+  snprintf(last, sizeof last, "%s", csa_errmsg());
+  return csa__error(CSA_EIO, "target \"%s\" kept changing while we tried to link it (last: %s)",
+                    info->target, last);
 }
 
 int csa_setup_link_ex(const char *source, const char *comfy_dir, const char *comfy_relative,
