@@ -1,0 +1,219 @@
+"""The native CPU kernel through comfy_sparse_attn._native.varlen_attention.
+
+Every case of DESIGN.md §4 on every ISA variant this CPU runs (forced with
+_C.cpu_isa_force), against a float64 torch reference computed per sequence,
+with the output poisoned (NaN) before each call.  Relative error bounds:
+fp32 1e-5, fp16/bf16 1e-2.  The C-level tests (tests/c/test_cpu_*.c) cover the
+same ground under ASan/UBSan; these check the Python path and torch layouts.
+"""
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is needed for the native CPU tests")
+try:
+    from comfy_sparse_attn import _C, _native
+except ImportError as e:  # pragma: no cover - only while the extension is not built
+    pytest.skip("comfy_sparse_attn._C is not importable (%s): build it with "
+                "`pip install --no-build-isolation -e .`" % e, allow_module_level=True)
+
+ALL_ISAS = ["scalar", "avx2", "avx512", "avx512bf16", "neon"]
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+TOL = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
+
+
+def _supported_isas():
+    start = _C.cpu_isa()
+    ok = []
+    for name in ALL_ISAS:
+        try:
+            _C.cpu_isa_force(name)
+            ok.append(name)
+        except Exception:
+            pass
+    _C.cpu_isa_force(start)
+    return start, ok
+
+
+DEFAULT_ISA, ISAS = _supported_isas()
+
+
+@pytest.fixture(params=ALL_ISAS)
+def isa(request):
+    if request.param not in ISAS:
+        pytest.skip("this CPU/build cannot run the %s kernel" % request.param)
+    _C.cpu_isa_force(request.param)
+    yield request.param
+    _C.cpu_isa_force(DEFAULT_ISA)
+
+
+def cu(lens):
+    out = [0]
+    for n in lens:
+        out.append(out[-1] + n)
+    return torch.tensor(out, dtype=torch.int32)
+
+
+def reference(q, k, v, cq, ckv, scale, causal):
+    """float64, per sequence: out [T_q, H, D_v], lse [H, T_q] (-inf, zeros: no key)."""
+    tq, h, d = q.shape
+    hkv, dv = k.shape[1], v.shape[2]
+    out = torch.zeros(tq, h, dv, dtype=torch.float64)
+    lse = torch.full((h, tq), -math.inf, dtype=torch.float64)
+    scale = scale if scale else 1.0 / math.sqrt(d)
+    for b in range(len(cq) - 1):
+        a, e = int(cq[b]), int(cq[b + 1])
+        ka, ke = int(ckv[b]), int(ckv[b + 1])
+        lq, lk = e - a, ke - ka
+        if lq == 0 or lk == 0:
+            continue  # no keys: zeros and lse = -inf, as initialised
+        qs = q[a:e].double().transpose(0, 1)  # [H, Lq, D]
+        ks = k[ka:ke].double().transpose(0, 1).repeat_interleave(h // hkv, 0)
+        vs = v[ka:ke].double().transpose(0, 1).repeat_interleave(h // hkv, 0)
+        s = scale * qs @ ks.transpose(1, 2)  # [H, Lq, Lk]
+        if causal:
+            i = torch.arange(lq)[:, None]
+            j = torch.arange(lk)[None, :]
+            s = s.masked_fill(j > i + (lk - lq), -math.inf)
+        m = s.amax(-1, keepdim=True)
+        has = torch.isfinite(m)
+        p = torch.where(has, torch.exp(s - torch.where(has, m, torch.zeros_like(m))),
+                        torch.zeros_like(s))
+        l = p.sum(-1, keepdim=True)
+        o = torch.where(l > 0, (p @ vs) / torch.where(l > 0, l, torch.ones_like(l)),
+                        torch.zeros(1, dtype=torch.float64))
+        out[a:e] = o.transpose(0, 1)
+        lse[:, a:e] = torch.where(l[..., 0] > 0, m[..., 0] + torch.log(l[..., 0]),
+                                  torch.full_like(l[..., 0], -math.inf))
+    return out, lse
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    n = b.norm()
+    return ((a - b).norm() / n).item() if n > 0 else a.norm().item()
+
+
+def check(q, k, v, lq, lkv=None, *, causal=False, scale=None, out=None, threads=2):
+    lkv = lq if lkv is None else lkv
+    cq, ckv = cu(lq), cu(lkv)
+    if out is None:
+        out = torch.empty(q.shape[0], q.shape[1], v.shape[2], dtype=q.dtype)
+    out.fill_(float("nan"))
+    got, lse = _native.varlen_attention(q, k, v, cq, ckv, max(lq, default=0), max(lkv, default=0),
+                                        softmax_scale=scale, causal=causal, return_lse=True,
+                                        num_threads=threads, out=out)
+    assert got.data_ptr() == out.data_ptr(), "the output goes into the caller's tensor"
+    ref, ref_lse = reference(q, k, v, cq, ckv, scale, causal)
+    assert not torch.isnan(got).any(), "rows left unwritten (NaN poison survived)"
+    assert rel(got, ref) < TOL[q.dtype], rel(got, ref)
+    no_key = torch.isinf(ref_lse)
+    assert torch.equal(torch.isinf(lse) & (lse < 0), no_key), "lse = -inf exactly where no key"
+    assert (got.double().transpose(0, 1)[no_key] == 0).all(), "rows with no key are zeros"
+    if (~no_key).any():
+        err = ((lse.double() - ref_lse)[~no_key].abs() / (1 + ref_lse[~no_key].abs())).max()
+        assert err < (1e-5 if q.dtype == torch.float32 else 1e-2), err.item()
+    return got
+
+
+def rand(*shape, dtype, g):
+    return torch.randn(*shape, generator=g).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_semantics(isa, dtype):
+    g = torch.Generator().manual_seed(1)
+    lq = [70, 0, 33, 1]
+    t = sum(lq)
+    for d, dv in [(16, 16), (40, 40), (64, 64), (72, 72), (96, 96), (128, 128), (160, 160),
+                  (256, 256), (1, 1), (33, 33), (64, 40), (24, 130)]:
+        check(rand(t, 2, d, dtype=dtype, g=g), rand(t, 2, d, dtype=dtype, g=g),
+              rand(t, 2, dv, dtype=dtype, g=g), lq)
+    # GQA and MQA
+    for hkv in (2, 1):
+        check(rand(t, 8, 64, dtype=dtype, g=g), rand(t, hkv, 64, dtype=dtype, g=g),
+              rand(t, hkv, 64, dtype=dtype, g=g), lq)
+    # causal, bottom-right, L_q != L_kv (rows with no key), and cross attention
+    lq2, lk2 = [20, 90, 0, 5], [150, 7, 4, 0]
+    q = rand(sum(lq2), 4, 32, dtype=dtype, g=g)
+    k = rand(sum(lk2), 2, 32, dtype=dtype, g=g)
+    v = rand(sum(lk2), 2, 48, dtype=dtype, g=g)
+    check(q, k, v, lq2, lk2, causal=True)
+    check(q, k, v, lq2, lk2, causal=False)
+    check(q, k, v, lq2, lk2, causal=True, scale=0.3)
+
+
+def test_b0_and_empty(isa):
+    q = torch.empty(0, 2, 64)
+    got = check(q, q, q, [])
+    assert got.shape == (0, 2, 64)
+    q = torch.empty(0, 2, 64)
+    check(q, q, q, [0, 0, 0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_unbind_views_and_strided_out(isa, dtype):
+    """q/k/v as unbind views of a packed [T, 3, H, D] tensor, read in place; out a
+    strided view of a bigger tensor, whose other elements stay untouched."""
+    g = torch.Generator().manual_seed(2)
+    lq = [100, 37, 64]
+    qkv = rand(sum(lq), 3, 4, 48, dtype=dtype, g=g)
+    q, k, v = qkv.unbind(1)
+    assert not q.is_contiguous()
+    big = torch.zeros(sum(lq), 4, 60, dtype=dtype)
+    out = big[:, :, 5:53]
+    check(q, k, v, lq, out=out, causal=True)
+    assert (big[:, :, :5] == 0).all() and (big[:, :, 53:] == 0).all()
+
+
+def test_many_tiny_sequences(isa):
+    g = torch.Generator().manual_seed(3)
+    rng = torch.Generator().manual_seed(4)
+    lq = torch.randint(1, 17, (2000,), generator=rng).tolist()
+    t = sum(lq)
+    dtype = torch.bfloat16 if isa != "scalar" else torch.float32
+    check(rand(t, 2, 32, dtype=dtype, g=g), rand(t, 2, 32, dtype=dtype, g=g),
+          rand(t, 2, 32, dtype=dtype, g=g), lq, threads=2)
+
+
+def test_random_sweep(isa):
+    rng = torch.Generator().manual_seed(5)
+    g = torch.Generator().manual_seed(6)
+
+    def ri(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=rng))
+
+    for _ in range(40):
+        dtype = DTYPES[ri(0, 2)]
+        b = ri(1, 4)
+        lq = [ri(0, 80) for _ in range(b)]
+        lkv = lq if ri(0, 1) else [ri(0, 80) for _ in range(b)]
+        hkv = ri(1, 3)
+        h = hkv * ri(1, 3)
+        d = ri(1, 130)
+        dv = d if ri(0, 1) else ri(1, 130)
+        check(rand(sum(lq), h, d, dtype=dtype, g=g), rand(sum(lkv), hkv, d, dtype=dtype, g=g),
+              rand(sum(lkv), hkv, dv, dtype=dtype, g=g), lq, lkv, causal=bool(ri(0, 1)),
+              threads=ri(1, 3))
+
+
+def test_head_dim_above_256_is_refused():
+    q = torch.randn(4, 1, 300)
+    with pytest.raises(NotImplementedError, match="256"):
+        _native.varlen_attention(q, q, q, cu([4]), cu([4]), 4, 4)
+
+
+def test_env_var_picks_the_isa():
+    """COMFY_SPARSE_ATTN_CPU_ISA, read once per process, in a fresh process."""
+    code = "from comfy_sparse_attn import _C; print(_C.cpu_isa())"
+    env = dict(os.environ, COMFY_SPARSE_ATTN_CPU_ISA="scalar")
+    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert got == "scalar"
+    env["COMFY_SPARSE_ATTN_CPU_ISA"] = "no-such-isa"
+    got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert got in ISAS and got != "no-such-isa"
