@@ -1,7 +1,7 @@
 """CPU benchmark: our native kernel beside the torch CPU paths, same process.
 
     python3 bench/bench_cpu.py [--only NAME ...] [--dtype float32|bfloat16] [--reps N]
-                               [--threads N] [--md FILE]
+                               [--max-time S] [--threads N] [--md FILE]
 
 For every "cpu" workload of workloads.json and each of its dtypes, times
   native      comfy_sparse_attn._native.varlen_attention (num_threads = torch's)
@@ -129,7 +129,7 @@ def rel_err(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
-def bench_one(w, dtype, reps, threads, min_time):
+def bench_one(w, dtype, reps, threads, max_time):
     inputs = W.make_inputs(w, dtype)
     fns, notes, outs = {}, {}, {}
     for name, make in PATHS:
@@ -145,7 +145,7 @@ def bench_one(w, dtype, reps, threads, min_time):
     times = {name: [] for name in fns}
     t_start = time.perf_counter()
     r = 0
-    while r < reps or (time.perf_counter() - t_start < min_time and r < 50):
+    while r < reps and (r < 2 or time.perf_counter() - t_start < max_time):
         for name, fn in fns.items():
             t0 = time.perf_counter()
             fn()
@@ -162,7 +162,8 @@ def main():
     ap.add_argument("--only", nargs="*", help="workload names")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="one dtype only")
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--min-time", type=float, default=2.0, help="seconds per workload at least")
+    ap.add_argument("--max-time", type=float, default=30.0,
+                    help="stop adding rounds (after 2) once a workload took this many seconds")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--md", help="also write the table (markdown) to this file")
     args = ap.parse_args()
@@ -187,7 +188,7 @@ def main():
         for dt in w.dtypes:
             if args.dtype and dt != args.dtype:
                 continue
-            ms, notes, err = bench_one(w, dt, args.reps, args.threads, args.min_time)
+            ms, notes, err = bench_one(w, dt, args.reps, args.threads, args.max_time)
 
             def cell(name):
                 if name not in ms:

@@ -63,6 +63,45 @@ typedef struct csa__attn_job {
   size_t scratch_stride;
 } csa__attn_job;
 
+#if defined(__GNUC__) || defined(__clang__)
+#define CSA__PREFETCH(p, w) __builtin_prefetch((p), (w), 3)
+#else
+#define CSA__PREFETCH(p, w) ((void)(p))
+#endif
+
+/* Keys of a short sequence at which prefetching the next item pays: below
+ * it an item computes for about as long as its rows take to arrive from
+ * memory (rows of one head are H*D elements apart, so the hardware sees no
+ * stream), above it the kernel's own block loop hides the latency. */
+#define CSA__PREFETCH_MAX_ROWS 256
+
+static void csa__prefetch_rows(const char *base, int64_t n, int64_t stride_bytes,
+                               int64_t row_bytes, int write) {
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t b = 0; b < row_bytes; b += 64) {
+      if (write)
+        CSA__PREFETCH(base + r * stride_bytes + b, 1);
+      else
+        CSA__PREFETCH(base + r * stride_bytes + b, 0);
+    }
+}
+
+/* Asks for the q, k, v (and out) rows of a small item while the current one
+ * runs. */
+static void csa__prefetch_item(const csa__cpu_call *c, const csa__cpu_item *it) {
+  const int64_t esz = (int64_t)csa_dtype_size(c->dtype);
+  const int64_t k0 = c->cu_kv[it->b], lkv = c->cu_kv[it->b + 1] - k0;
+  if (lkv > CSA__PREFETCH_MAX_ROWS)
+    return;
+  const int64_t q0 = c->cu_q[it->b] + it->r0, hk = it->h / c->group;
+  csa__prefetch_rows(c->q + (q0 * c->q_st + it->h * c->q_sh) * esz, it->nr, c->q_st * esz,
+                     c->d * esz, 0);
+  csa__prefetch_rows(c->k + (k0 * c->k_st + hk * c->k_sh) * esz, lkv, c->k_st * esz, c->d * esz, 0);
+  csa__prefetch_rows(c->v + (k0 * c->v_st + hk * c->v_sh) * esz, lkv, c->v_st * esz, c->dv * esz, 0);
+  csa__prefetch_rows(c->out + (q0 * c->o_st + it->h * c->o_sh) * esz, it->nr, c->o_st * esz,
+                     c->dv * esz, 1);
+}
+
 static void csa__attn_worker(void *vjob, int ith) {
   csa__attn_job *job = (csa__attn_job *)vjob;
   void *scratch = job->scratch + (size_t)ith * job->scratch_stride;
@@ -70,8 +109,12 @@ static void csa__attn_worker(void *vjob, int ith) {
     const long long ch = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
     if (ch >= job->nchunks)
       break;
-    for (int64_t i = job->chunk_start[ch]; i < job->chunk_start[ch + 1]; i++)
+    const int64_t end = job->chunk_start[ch + 1];
+    for (int64_t i = job->chunk_start[ch]; i < end; i++) {
+      if (i + 1 < end)
+        csa__prefetch_item(&job->call, &job->items[i + 1]);
       job->kern->item(&job->call, &job->items[i], scratch);
+    }
   }
 }
 
