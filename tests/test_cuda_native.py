@@ -183,6 +183,15 @@ def test_causal_lq_ne_lkv(dtype):
     run_case(lq, lk, causal=True, dtype=dtype, h=4)
 
 
+@pytest.mark.parametrize("hpc", ["1", "4", "5"])
+def test_heads_per_cta(hpc, monkeypatch):
+    # A CTA runs several heads in turn (short sequences); 6 heads in groups
+    # of 4 or 5 leave a partial last group.
+    monkeypatch.setenv("CSA_CUDA_HPC", hpc)
+    run_case([30, 1, 0, 77, 5], h=6, hkv=2, d=64, causal=True, dtype=torch.bfloat16)
+    run_case([200, 9], [3, 150], h=6, hkv=3, d=16, dtype=torch.float16)
+
+
 def test_cross_lengths_noncausal():
     run_case([1000, 3, 250], [37, 500, 1], dtype=torch.bfloat16, h=2)
 

@@ -25,6 +25,7 @@ typedef struct csa__cuda_attn_args {
   int32_t causal;
   int32_t vec;   /* 1: every row start is 16-byte aligned (vector loads) */
   int32_t small; /* 1: short-sequence tile shape (see attn_fwd.cu) */
+  int32_t hpc;   /* query heads per CTA, run one after another (>= 1) */
   float scale, scale_log2;
 } csa__cuda_attn_args;
 

@@ -92,10 +92,23 @@ int csa_attn_cuda(const csa_attn_params *p) {
     a.small = 1;
   else if (tile != NULL && strcmp(tile, "big") == 0)
     a.small = 0;
+  else if (tile != NULL && strcmp(tile, "big128") == 0)
+    a.small = 2; /* experiment: D <= 16 with 128-key blocks */
   else
     a.small = dims.batch > 0 &&
               (dims.total_q <= 96 * dims.batch ||
                (dims.head_dim <= 64 && dims.head_dim_v <= 64 && dims.total_q <= 512 * dims.batch));
+  /* Short sequences: one CTA runs up to 8 heads of its rows, so the row plan
+   * is made once and each head's first copies overlap the previous head's
+   * last block (a CTA of short rows is otherwise mostly pipeline fill). */
+  a.hpc = 1;
+  if (a.small == 1 && dims.total_q <= 96 * dims.batch) { /* H200: windows of ~264 lose 15% */
+    int64_t groups = (dims.heads + 7) / 8;
+    a.hpc = (int32_t)((dims.heads + groups - 1) / groups);
+  }
+  const char *hpc_env = getenv("CSA_CUDA_HPC");
+  if (hpc_env != NULL && atoi(hpc_env) >= 1)
+    a.hpc = atoi(hpc_env) < a.heads ? atoi(hpc_env) : a.heads;
   a.scale = dims.scale;
   a.scale_log2 = dims.scale * 1.4426950408889634f; /* scale * log2(e): exp(x) = 2^(x log2 e) */
 

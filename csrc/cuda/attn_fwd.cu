@@ -204,6 +204,8 @@ static __device__ __forceinline__ int csa__find_seq(const int32_t *cu, int B, in
  * limit of a one-m-tile warp (ldmatrix.x4 moves 512 B at 128 B/clk/SM while
  * its mma does 4096 flop).  QREG: keep Q's fragments in registers instead of
  * re-reading them from shared memory each block (when registers allow).
+ * MH: the CTA may run several heads (a.hpc) one after another; without it
+ * a.hpc must be 1 and the loop keeps the simpler one-head form.
  * MINB: CTAs per SM the register allocation must allow (latency hiding for
  * the short-sequence tiles, where warps often wait at a barrier).
  * stages: 2 = double-buffered K/V, 1 = single (when shared memory is short).
@@ -212,7 +214,7 @@ static __device__ __forceinline__ int csa__find_seq(const int32_t *cu, int B, in
  * 8-element pad staggers rows by 16 bytes so ldmatrix's 8 row reads hit 8
  * different 16-byte bank groups.
  */
-template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB>
+template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB, bool MH>
 __global__ void __launch_bounds__(CSA__THREADS, MINB)
     csa__attn_fwd_kernel(const csa__cuda_attn_args a, const int stages) {
   typedef typename csa__compute<TIn>::type TC;
@@ -221,33 +223,44 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
   constexpr int BM = 64 * MT, WR = 16 * MT, PITCH = DP + 8, CH = DP / 8, NT = BN / 8,
                 NO = DP / 8, KC = DP / 16;
   extern __shared__ __align__(16) unsigned char csa__smem[];
-  TC *const sQ = reinterpret_cast<TC *>(csa__smem);
-  TC *const sK = sQ + BM * PITCH;
+  /* heads this CTA runs one after another (a.hpc per CTA, the last CTA of
+   * a row fewer): the row plan is made once and the copies of the next
+   * head's Q and K/V overlap the current head's last block */
+  const int hpc = MH ? a.hpc : 1;
+  const int h0 = blockIdx.y * hpc;
+  const int nh = MH ? (hpc < a.heads - h0 ? hpc : a.heads - h0) : 1;
+  const int qbufs = MH && hpc > 1 ? 2 : 1;
+  TC *const sQ = reinterpret_cast<TC *>(csa__smem); /* [qbufs][BM][PITCH] */
+  TC *const sK = sQ + qbufs * BM * PITCH;
   TC *const sV = sK + stages * BN * PITCH;
   __shared__ int sKs[BM], sKe[BM]; /* each row's visible keys [ks, ke) */
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int g = lane >> 2, t4 = lane & 3;
-  const int h = blockIdx.y, hk = h / (a.heads / a.heads_kv);
+  const int group = a.heads / a.heads_kv; /* query heads per kv head */
   const int64_t r0 = (int64_t)blockIdx.x * BM;
   const int wbase = warp * WR; /* this warp's first row in the tile */
-  const TIn *const qp = reinterpret_cast<const TIn *>(a.q) + (int64_t)h * a.q_st_h;
-  const TIn *const kp = reinterpret_cast<const TIn *>(a.k) + (int64_t)hk * a.k_st_h;
-  const TIn *const vp = reinterpret_cast<const TIn *>(a.v) + (int64_t)hk * a.v_st_h;
   const bool vec = a.vec != 0;
 
-  /* 0. Q rows [r0, r0 + BM) do not depend on the plan: start their copy
-   *    first so it overlaps the plan's dependent reads of cu_seqlens. */
+  /* Q rows [r0, r0 + BM) of head h into Q buffer buf. */
+  auto load_q = [&](int h, int buf) {
+    const TIn *const qp = reinterpret_cast<const TIn *>(a.q) + (int64_t)h * a.q_st_h;
+    TC *const dQ = sQ + buf * BM * PITCH;
 #pragma unroll
-  for (int i = 0; i < (BM * CH + CSA__THREADS - 1) / CSA__THREADS; ++i) {
-    const int c = tid + i * CSA__THREADS;
-    if ((BM * CH) % CSA__THREADS == 0 || c < BM * CH) {
-      const int row = c / CH, col = (c % CH) * 8;
-      const int64_t r = r0 + row;
-      csa__load_chunk<TIn, TC>(sQ + row * PITCH + col, r < a.t_q ? qp + r * a.q_st_t : nullptr,
-                               col, a.d, vec);
+    for (int i = 0; i < (BM * CH + CSA__THREADS - 1) / CSA__THREADS; ++i) {
+      const int c = tid + i * CSA__THREADS;
+      if ((BM * CH) % CSA__THREADS == 0 || c < BM * CH) {
+        const int row = c / CH, col = (c % CH) * 8;
+        const int64_t r = r0 + row;
+        csa__load_chunk<TIn, TC>(dQ + row * PITCH + col, r < a.t_q ? qp + r * a.q_st_t : nullptr,
+                                 col, a.d, vec);
+      }
     }
-  }
+  };
+
+  /* 0. Q does not depend on the plan: start its copy first so it overlaps
+   *    the plan's dependent reads of cu_seqlens. */
+  load_q(h0, 0);
   csa__cp_async_commit();
 
   /* 1. Row plan: each warp maps its WR rows to sequences (csa__find_seq),
@@ -344,6 +357,46 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
     m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
   const float sl2 = a.scale_log2;
 
+  /* Epilogue of head h: out = o / l (0 for rows without keys), lse =
+   * scale m + ln l. */
+  auto store_head = [&](int h) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        float lt;
+        if constexpr (HEXP) {
+          lt = lsum[HEXP ? mt : 0][2 * rr]; /* every column holds the row sum */
+        } else {
+          lt = l[mt][rr];
+          lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+          lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+        }
+        const float inv = lt > 0.0f ? __frcp_rn(lt) : 0.0f;
+        const int64_t r = r0 + wbase + mt * 16 + g + rr * 8;
+        if (r < a.t_q) {
+          TIn *const op = reinterpret_cast<TIn *>(a.out) + r * a.o_st_t + (int64_t)h * a.o_st_h;
+#pragma unroll
+          for (int nt = 0; nt < NO; ++nt) {
+            const int c = nt * 8 + 2 * t4;
+            if (c < a.dv) {
+              const float x = o[mt][nt][2 * rr] * inv, y = o[mt][nt][2 * rr + 1] * inv;
+              if (vec && c + 1 < a.dv) {
+                csa__store2<TIn>(op + c, x, y);
+              } else {
+                csa__store1<TIn>(op + c, x);
+                if (c + 1 < a.dv)
+                  csa__store1<TIn>(op + c + 1, y);
+              }
+            }
+          }
+          if (a.lse != nullptr && t4 == 0)
+            a.lse[(int64_t)h * a.lse_st_h + r * a.lse_st_t] =
+                lt > 0.0f ? m[mt][rr] * a.scale + logf(lt) : -INFINITY;
+        }
+      }
+  };
+
   if (nblocks > 0) {
     uint32_t qf[QREG ? MT : 1][QREG ? KC : 1][4];
     /* K/V rows [kb, kb + BN) of block it into stage st; rows past c_hi are
@@ -355,7 +408,10 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
     const bool fast = sizeof(TIn) == 2 && vec && a.d == DP && a.dv == DP && NCHUNK >= 1 &&
                       (BN * CH) % CSA__THREADS == 0;
     const int frow = tid / CH, fcol = (tid % CH) * 8;
-    auto load_kv = [&](int it, int st) {
+    auto load_kv = [&](int h, int it, int st) {
+      const int hk = h / group;
+      const TIn *const kp = reinterpret_cast<const TIn *>(a.k) + (int64_t)hk * a.k_st_h;
+      const TIn *const vp = reinterpret_cast<const TIn *>(a.v) + (int64_t)hk * a.v_st_h;
       const int kb = c_lo + it * BN;
       TC *dK = sK + st * BN * PITCH, *dV = sV + st * BN * PITCH;
       if (fast) {
@@ -391,36 +447,59 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
       }
     };
     if (stages == 2) {
-      load_kv(0, 0);
+      load_kv(h0, 0, 0);
       csa__cp_async_commit();
     }
 
-    for (int it = 0; it < nblocks; ++it) {
+    /* Iterations run over (head, key block) pairs: it = hi * nblocks + blk. */
+    const int total = MH ? nh * nblocks : nblocks;
+    for (int it = 0, hi = 0, blk = 0; it < total; ++it) {
       int st = 0;
       if (stages == 2) {
-        if (it + 1 < nblocks)
-          load_kv(it + 1, (it + 1) & 1);
+        if (it + 1 < total) {
+          const int nhi = blk + 1 < nblocks ? hi : hi + 1;
+          const int nblk = blk + 1 < nblocks ? blk + 1 : 0;
+          if (MH && nblk == 0)
+            load_q(h0 + nhi, nhi & 1);
+          load_kv(h0 + nhi, nblk, (it + 1) & 1);
+        }
         csa__cp_async_commit();
         csa__cp_async_wait<1>();
         st = it & 1;
       } else {
-        load_kv(it, 0);
+        if (MH && blk == 0 && hi > 0)
+          load_q(h0 + hi, hi & 1);
+        load_kv(h0 + hi, blk, 0);
         csa__cp_async_commit();
         csa__cp_async_wait<0>();
       }
       __syncthreads();
-      if constexpr (QREG) {
-        if (it == 0) {
+      const TC *const sQh = MH ? sQ + (hi & (qbufs - 1)) * BM * PITCH : sQ;
+      if (blk == 0) {
+        if (MH && hi > 0) { /* a new head: fresh running state */
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+          for (int i = 0; i < NO; i++)
+            o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.0f;
+          m[mt][0] = m[mt][1] = -INFINITY;
+          l[mt][0] = l[mt][1] = 0.0f;
+          if constexpr (HEXP)
+            lsum[HEXP ? mt : 0][0] = lsum[HEXP ? mt : 0][1] = lsum[HEXP ? mt : 0][2] =
+                lsum[HEXP ? mt : 0][3] = 0.0f;
+        }
+        }
+        if constexpr (QREG) {
 #pragma unroll
           for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
             for (int kk = 0; kk < KC; ++kk)
-              csa__ldmatrix_x4(qf[mt][kk], sQ + (wbase + mt * 16 + (lane & 15)) * PITCH +
+              csa__ldmatrix_x4(qf[mt][kk], sQh + (wbase + mt * 16 + (lane & 15)) * PITCH +
                                                kk * 16 + (lane >> 4) * 8);
         }
       }
 
-      const int kb = c_lo + it * BN;
+      const int kb = c_lo + blk * BN;
       if (w_lo < kb + BN && w_hi > kb) {
         const TC *const k_s = sK + st * BN * PITCH;
         const TC *const v_s = sV + st * BN * PITCH;
@@ -444,8 +523,8 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
               for (int x = 0; x < 4; ++x)
                 qa[mt][x] = qf[QREG ? mt : 0][QREG ? kk : 0][x];
             } else {
-              csa__ldmatrix_x4(qa[mt], sQ + (wbase + mt * 16 + (lane & 15)) * PITCH + kk * 16 +
-                                           (lane >> 4) * 8);
+              csa__ldmatrix_x4(qa[mt], sQh + (wbase + mt * 16 + (lane & 15)) * PITCH +
+                                           kk * 16 + (lane >> 4) * 8);
             }
           }
 #pragma unroll
@@ -603,61 +682,39 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
           }
         }
       }
+      if (MH && blk == nblocks - 1)
+        store_head(h0 + hi);
       __syncthreads(); /* stage st is refilled by the next iteration's prefetch */
+      if (++blk == nblocks && MH) {
+        blk = 0;
+        ++hi;
+      }
     }
+    if (!MH)
+      store_head(h0);
+  } else {
+    for (int hi = 0; hi < nh; ++hi) /* no row has a key: zeros, lse = -inf */
+      store_head(h0 + hi);
   }
 
-  /* Epilogue: out = o / l (0 for rows without keys), lse = scale m + ln l. */
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
-      float lt;
-      if constexpr (HEXP) {
-        lt = lsum[HEXP ? mt : 0][2 * rr]; /* every column holds the row sum */
-      } else {
-        lt = l[mt][rr];
-        lt += __shfl_xor_sync(0xffffffffu, lt, 1);
-        lt += __shfl_xor_sync(0xffffffffu, lt, 2);
-      }
-      const float inv = lt > 0.0f ? __frcp_rn(lt) : 0.0f;
-      const int64_t r = r0 + wbase + mt * 16 + g + rr * 8;
-      if (r < a.t_q) {
-        TIn *const op = reinterpret_cast<TIn *>(a.out) + r * a.o_st_t + (int64_t)h * a.o_st_h;
-#pragma unroll
-        for (int nt = 0; nt < NO; ++nt) {
-          const int c = nt * 8 + 2 * t4;
-          if (c < a.dv) {
-            const float x = o[mt][nt][2 * rr] * inv, y = o[mt][nt][2 * rr + 1] * inv;
-            if (vec && c + 1 < a.dv) {
-              csa__store2<TIn>(op + c, x, y);
-            } else {
-              csa__store1<TIn>(op + c, x);
-              if (c + 1 < a.dv)
-                csa__store1<TIn>(op + c + 1, y);
-            }
-          }
-        }
-        if (a.lse != nullptr && t4 == 0)
-          a.lse[(int64_t)h * a.lse_st_h + r * a.lse_st_t] =
-              lt > 0.0f ? m[mt][rr] * a.scale + logf(lt) : -INFINITY;
-      }
-    }
+
 }
 
 /* Picks stages for the shared memory the device grants one block (2 if
  * double-buffering fits, else 1) and launches. */
-template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB>
+template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB, bool MH>
 static int csa__launch(const csa__cuda_attn_args *a, cudaStream_t stream, int smem_optin,
                        const char **what) {
-  void (*kern)(const csa__cuda_attn_args, const int) = csa__attn_fwd_kernel<TIn, DP, BN, MT, QREG, MINB>;
+  void (*kern)(const csa__cuda_attn_args, const int) = csa__attn_fwd_kernel<TIn, DP, BN, MT, QREG, MINB, MH>;
   constexpr int BM = 64 * MT;
   const size_t row_bytes = (size_t)(DP + 8) * 2;
+  const int hpc = MH ? a->hpc : 1; /* kernels without MH run one head */
+  const int qbufs = hpc > 1 ? 2 : 1;
   int stages = 2;
-  size_t smem = (BM + 2 * 2 * BN) * row_bytes;
+  size_t smem = (qbufs * BM + 2 * 2 * BN) * row_bytes;
   if (smem + CSA__STATIC_SMEM * MT > (size_t)smem_optin) {
     stages = 1;
-    smem = (BM + 2 * BN) * row_bytes;
+    smem = (qbufs * BM + 2 * BN) * row_bytes;
   }
   if (smem + CSA__STATIC_SMEM * MT > (size_t)smem_optin) {
     *what = "head dims above 128 need more shared memory per block than this GPU grants "
@@ -673,7 +730,8 @@ static int csa__launch(const csa__cuda_attn_args *a, cudaStream_t stream, int sm
       return (int)e;
     }
   }
-  dim3 grid((unsigned)(((int64_t)a->t_q + BM - 1) / BM), (unsigned)a->heads, 1);
+  dim3 grid((unsigned)(((int64_t)a->t_q + BM - 1) / BM),
+            (unsigned)((a->heads + hpc - 1) / hpc), 1);
   void *args[2] = {(void *)a, (void *)&stages};
   e = cudaLaunchKernel((const void *)kern, grid, dim3(CSA__THREADS, 1, 1), args, smem, stream);
   if (e != cudaSuccess) {
@@ -700,26 +758,28 @@ static int csa__launch_dtype(const csa__cuda_attn_args *a, cudaStream_t stream, 
                              const char **what) {
   const int dmax = a->d > a->dv ? a->d : a->dv;
   if constexpr (sizeof(TIn) == 2) {
-    if (a->small) {
+    if (a->small == 2 && dmax <= 16) /* experiment (CSA_CUDA_TILE=big128) */
+      return csa__launch<TIn, 16, 128, 2, true, 2, false>(a, stream, smem_optin, what);
+    if (a->small == 1) {
       if (dmax <= 16)
-        return csa__launch<TIn, 16, 64, 1, true, 4>(a, stream, smem_optin, what);
+        return csa__launch<TIn, 16, 64, 1, true, 4, true>(a, stream, smem_optin, what);
       if (dmax <= 32)
-        return csa__launch<TIn, 32, 64, 1, true, 4>(a, stream, smem_optin, what);
+        return csa__launch<TIn, 32, 64, 1, true, 4, true>(a, stream, smem_optin, what);
       if (dmax <= 64)
-        return csa__launch<TIn, 64, 32, 1, true, 4>(a, stream, smem_optin, what);
+        return csa__launch<TIn, 64, 32, 1, true, 4, true>(a, stream, smem_optin, what);
       if (dmax <= 128)
-        return csa__launch<TIn, 128, 64, 1, false, 2>(a, stream, smem_optin, what);
+        return csa__launch<TIn, 128, 64, 1, false, 2, true>(a, stream, smem_optin, what);
     }
   }
   if (dmax <= 16)
-    return csa__launch<TIn, 16, 64, 2, true, 4>(a, stream, smem_optin, what);
+    return csa__launch<TIn, 16, 64, 2, true, 4, false>(a, stream, smem_optin, what);
   if (dmax <= 32)
-    return csa__launch<TIn, 32, 64, 2, true, 3>(a, stream, smem_optin, what);
+    return csa__launch<TIn, 32, 64, 2, true, 3, false>(a, stream, smem_optin, what);
   if (dmax <= 64)
-    return csa__launch<TIn, 64, 64, 2, true, 1>(a, stream, smem_optin, what);
+    return csa__launch<TIn, 64, 64, 2, true, 1, false>(a, stream, smem_optin, what);
   if (dmax <= 128)
-    return csa__launch<TIn, 128, 32, 2, false, 1>(a, stream, smem_optin, what);
-  return csa__launch<TIn, 256, 32, 1, false, 1>(a, stream, smem_optin, what);
+    return csa__launch<TIn, 128, 32, 2, false, 1, false>(a, stream, smem_optin, what);
+  return csa__launch<TIn, 256, 32, 1, false, 1, false>(a, stream, smem_optin, what);
 }
 
 /* csa_dtype values (csa.h): FLOAT32 = 1, FLOAT16 = 2, BFLOAT16 = 3. */

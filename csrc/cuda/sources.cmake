@@ -23,7 +23,9 @@ list(APPEND CSA_CORE_SOURCES
 # The C entry point includes cuda_runtime_api.h.
 set_source_files_properties(${CSA_ROOT}/csrc/cuda/attn_cuda.c PROPERTIES
   INCLUDE_DIRECTORIES "${CUDAToolkit_INCLUDE_DIRS}")
+# --threads 0: nvcc compiles the architectures in parallel (one .cu file, so
+# the build tool cannot).
 set_source_files_properties(${CSA_ROOT}/csrc/cuda/attn_fwd.cu PROPERTIES
-  COMPILE_OPTIONS "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall;-Xcompiler=-Wextra>")
+  COMPILE_OPTIONS "$<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall;-Xcompiler=-Wextra;--threads=0>")
 list(APPEND CSA_CORE_LIBS CUDA::cudart_static)
 set(CSA_HAVE_CUDA ON)
