@@ -79,7 +79,8 @@ def case(device, lens, h, d, dtype):
 def overhead(device, iters):
     rows = []
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    for label, lens in (("1 seq x 16", [16]), ("8 seqs x 64", [64] * 8)):
+    for label, lens in (("1 seq x 16", [16]), ("64 seqs x 64", [64] * 64),
+                        ("64 seqs x 128", [128] * 64)):
         q, k, v, cq, ck, mq, mk = case(device, lens, 4, 64, dtype)
         csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
         chosen = csa.get_varlen_backend().backend
