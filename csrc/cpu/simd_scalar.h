@@ -26,7 +26,9 @@
 #include <string.h>
 
 #define CSA_VL 4
-#define CSA_RMAX 4
+/* A small register tile: this variant's job is to be right everywhere, and
+ * a larger one only multiplies the code the compiler must unroll. */
+#define CSA_RMAX 1
 #define CSA_JMAX(r) 4
 
 typedef struct csa_v {
