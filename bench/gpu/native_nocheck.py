@@ -28,4 +28,3 @@ def _forced(tile):
 
 small = _forced("small")
 big = _forced("big")
-big128 = _forced("big128")

@@ -42,7 +42,7 @@ if [ "$MODE" != "nopeers" ]; then
   PYTHONPATH=bench/gpu python3 .carry/bench/peers_gpu.py "${args[@]}" \
     --extra 'native=comfy_sparse_attn._native:varlen_attention' \
     --extra 'native-nohostcheck=native_nocheck:varlen_attention' \
-    --extra 'native-small=native_nocheck:small' --extra 'native-big=native_nocheck:big' --extra 'native-big128=native_nocheck:big128' \
+    --extra 'native-small=native_nocheck:small' --extra 'native-big=native_nocheck:big' \
     > "$OUT/peers.log" 2>&1
   echo "peers rc=$?"
   grep -E "^\| (workload|---|.*(native|fa2|memeff|varlen_attn|njt|cudnn))" "$OUT/peers.log" | grep -v "sdpa-per-seq |"

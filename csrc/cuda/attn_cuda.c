@@ -83,26 +83,22 @@ int csa_attn_cuda(const csa_attn_params *p) {
   a.vec = csa__rows_aligned16(&p->q) && csa__rows_aligned16(&p->k) &&
           csa__rows_aligned16(&p->v) && csa__rows_aligned16(&p->out);
   /* Tile shape (attn_fwd.cu), from the average query length T_q / B, known
-   * without reading cu_seqlens: "small" for averages <= 96 rows, and for
-   * head dims <= 64 up to 512 rows (H200: windows of 16..512 tokens run 15%
-   * faster small, 1024-token patches and 9k+ sequences faster big).
+   * without reading cu_seqlens: "small" for averages <= 96 rows, "big"
+   * otherwise (H200, bench/RESULTS.md: 8..64-token sequences 2.34 ms small
+   * vs 2.85 big; 16..512-token windows 3.57 small vs 2.99 big).
    * CSA_CUDA_TILE=small|big forces one (benchmarks and tuning). */
   const char *tile = getenv("CSA_CUDA_TILE");
   if (tile != NULL && strcmp(tile, "small") == 0)
     a.small = 1;
   else if (tile != NULL && strcmp(tile, "big") == 0)
     a.small = 0;
-  else if (tile != NULL && strcmp(tile, "big128") == 0)
-    a.small = 2; /* experiment: D <= 16 with 128-key blocks */
   else
-    a.small = dims.batch > 0 &&
-              (dims.total_q <= 96 * dims.batch ||
-               (dims.head_dim <= 64 && dims.head_dim_v <= 64 && dims.total_q <= 512 * dims.batch));
+    a.small = dims.batch > 0 && dims.total_q <= 96 * dims.batch;
   /* Short sequences: one CTA runs up to 8 heads of its rows, so the row plan
    * is made once and each head's first copies overlap the previous head's
    * last block (a CTA of short rows is otherwise mostly pipeline fill). */
   a.hpc = 1;
-  if (a.small == 1 && dims.total_q <= 96 * dims.batch) { /* H200: windows of ~264 lose 15% */
+  if (a.small && dims.total_q <= 96 * dims.batch) {
     int64_t groups = (dims.heads + 7) / 8;
     a.hpc = (int32_t)((dims.heads + groups - 1) / groups);
   }

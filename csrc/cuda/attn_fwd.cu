@@ -5,15 +5,17 @@
  * Tiling.  Peers give every sequence its own 64/128-row query tile, so 20,000
  * sequences of 8..64 tokens leave most of each tile empty.  Here a CTA owns a
  * fixed run of BM (64 or 128) consecutive *packed* query rows [r0, r0 + BM)
- * of one head, whatever sequences they belong to.  Because sequences are stored back
- * to back, the keys those rows need are also one contiguous run of packed
- * K/V rows: [cu_kv[s_first], cu_kv[s_last + 1]).  The CTA streams that run
- * through shared memory in blocks of BN keys (double-buffered cp.async) and
- * every row masks, in registers, the keys outside its own sequence
- * ("block-diagonal" mask); a long sequence is simply many such tiles, which
- * is FlashAttention-2 tiling.  The grid is ceil(T_q / BM) x H and needs no
- * plan from the host: each warp maps its rows to sequences by a 32-way
- * search of cu_seqlens_q (csa__find_seq: ~log32(B) round trips).
+ * of one head, whatever sequences they belong to.  Because sequences are
+ * stored back to back, the keys those rows need are also one contiguous run
+ * of packed K/V rows: [cu_kv[s_first], cu_kv[s_last + 1]).  The CTA streams
+ * that run through shared memory in blocks of BN keys (double-buffered
+ * cp.async) and every row masks, in registers, the keys outside its own
+ * sequence ("block-diagonal" mask); a long sequence is simply many such
+ * tiles, which is FlashAttention-2 tiling.  The grid is ceil(T_q / BM) x
+ * ceil(H / hpc) and needs no plan from the host: each warp maps its rows to
+ * sequences by a 32-way search of cu_seqlens_q (csa__find_seq: ~log32(B)
+ * round trips).  For short rows one CTA runs hpc heads in turn (MH): the
+ * plan is made once and each next head's copies overlap the current one.
  *
  * Each of the 4 warps owns BM / 4 rows and skips (no mma, no exp) every key
  * block that misses its rows' key range, so a warp in a 16-token sequence
@@ -705,21 +707,33 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
 template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB, bool MH>
 static int csa__launch(const csa__cuda_attn_args *a, cudaStream_t stream, int smem_optin,
                        const char **what) {
-  void (*kern)(const csa__cuda_attn_args, const int) = csa__attn_fwd_kernel<TIn, DP, BN, MT, QREG, MINB, MH>;
+  void (*kern)(const csa__cuda_attn_args, const int) =
+      csa__attn_fwd_kernel<TIn, DP, BN, MT, QREG, MINB, MH>;
   constexpr int BM = 64 * MT;
   const size_t row_bytes = (size_t)(DP + 8) * 2;
-  const int hpc = MH ? a->hpc : 1; /* kernels without MH run one head */
-  const int qbufs = hpc > 1 ? 2 : 1;
+  /* Shared memory: Q buffers (2 when several heads run in turn), then K and
+   * V stages.  Shrink until it fits the device's per-block grant: first one
+   * K/V stage, then one head per CTA (e.g. SM 7.5's 64 KiB). */
+  csa__cuda_attn_args la = *a;
+  if (!MH)
+    la.hpc = 1; /* kernels without MH run one head */
   int stages = 2;
-  size_t smem = (qbufs * BM + 2 * 2 * BN) * row_bytes;
-  if (smem + CSA__STATIC_SMEM * MT > (size_t)smem_optin) {
-    stages = 1;
-    smem = (qbufs * BM + 2 * BN) * row_bytes;
-  }
-  if (smem + CSA__STATIC_SMEM * MT > (size_t)smem_optin) {
-    *what = "head dims above 128 need more shared memory per block than this GPU grants "
-            "(SM 7.5: 64 KiB); use D, D_v <= 128 on this device";
-    return -1;
+  size_t smem = 0;
+  for (;;) {
+    const int qbufs = la.hpc > 1 ? 2 : 1;
+    smem = (qbufs * BM + 2 * stages * BN) * row_bytes;
+    if (smem + CSA__STATIC_SMEM * MT <= (size_t)smem_optin)
+      break;
+    if (stages == 2) {
+      stages = 1;
+    } else if (la.hpc > 1) {
+      la.hpc = 1;
+      stages = 2;
+    } else {
+      *what = "head dims above 128 need more shared memory per block than this GPU grants "
+              "(SM 7.5: 64 KiB); use D, D_v <= 128 on this device";
+      return -1;
+    }
   }
   cudaError_t e;
   if (smem > 48 * 1024) {
@@ -731,8 +745,8 @@ static int csa__launch(const csa__cuda_attn_args *a, cudaStream_t stream, int sm
     }
   }
   dim3 grid((unsigned)(((int64_t)a->t_q + BM - 1) / BM),
-            (unsigned)((a->heads + hpc - 1) / hpc), 1);
-  void *args[2] = {(void *)a, (void *)&stages};
+            (unsigned)((la.heads + la.hpc - 1) / la.hpc), 1);
+  void *args[2] = {(void *)&la, (void *)&stages};
   e = cudaLaunchKernel((const void *)kern, grid, dim3(CSA__THREADS, 1, 1), args, smem, stream);
   if (e != cudaSuccess) {
     (void)cudaGetLastError(); /* leave no stale error for the caller's next launch */
@@ -758,9 +772,7 @@ static int csa__launch_dtype(const csa__cuda_attn_args *a, cudaStream_t stream, 
                              const char **what) {
   const int dmax = a->d > a->dv ? a->d : a->dv;
   if constexpr (sizeof(TIn) == 2) {
-    if (a->small == 2 && dmax <= 16) /* experiment (CSA_CUDA_TILE=big128) */
-      return csa__launch<TIn, 16, 128, 2, true, 2, false>(a, stream, smem_optin, what);
-    if (a->small == 1) {
+    if (a->small) {
       if (dmax <= 16)
         return csa__launch<TIn, 16, 64, 1, true, 4, true>(a, stream, smem_optin, what);
       if (dmax <= 32)
