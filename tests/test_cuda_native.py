@@ -261,11 +261,13 @@ def test_too_large_head_dim():
         _native.varlen_attention(q, q, q, cq, cq, 4, 4)
 
 
-def test_bad_cu_seqlens_unchecked_do_not_crash():
+@pytest.mark.parametrize("hpc", ["1", "3"])
+def test_bad_cu_seqlens_unchecked_do_not_crash(hpc, monkeypatch):
     """Without host copies the device must clamp: garbage never reads or
     writes out of bounds and the context stays usable."""
+    monkeypatch.setenv("CSA_CUDA_HPC", hpc)
     tq = 300
-    q = torch.randn(tq, 2, 64, device=DEV, dtype=torch.float16)
+    q = torch.randn(tq, 4, 64, device=DEV, dtype=torch.float16)
     bad = [
         [0, -50, 400, 300],          # negative, beyond T
         [0, 250, 100, 300],          # decreasing

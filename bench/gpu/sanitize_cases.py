@@ -37,9 +37,15 @@ call([100, 3], [100, 3], 1, 1, 256, 256, torch.bfloat16, False)
 call([65, 129], [65, 129], 2, 2, 17, 17, torch.float32, True, misaligned=True)
 call([1024, 1024], [1024, 1024], 2, 2, 16, 16, torch.float16, False)
 
-q = torch.randn(300, 2, 64, device=dev, dtype=torch.float16)
-for bad in ([0, -50, 400, 300], [0, 250, 100, 300], [5, 2**31 - 1, -(2**31), 7]):
-    c = torch.tensor(bad, dtype=torch.int32, device=dev)
-    _native.varlen_attention(q, q, q, c, c, 64, 64, causal=True, check_cu_seqlens=False)
-    torch.cuda.synchronize()
+import os  # noqa: E402
+
+q = torch.randn(300, 4, 64, device=dev, dtype=torch.float16)
+for tile, hpc in (("big", "1"), ("small", "1"), ("small", "3")):
+    os.environ["CSA_CUDA_TILE"], os.environ["CSA_CUDA_HPC"] = tile, hpc
+    for bad in ([0, -50, 400, 300], [0, 250, 100, 300], [5, 2**31 - 1, -(2**31), 7]):
+        c = torch.tensor(bad, dtype=torch.int32, device=dev)
+        _native.varlen_attention(q, q, q, c, c, 64, 64, causal=True, check_cu_seqlens=False)
+        torch.cuda.synchronize()
+    call([3, 64, 1, 17, 0, 40], [5, 64, 0, 17, 9, 40], 4, 2, 64, 64, torch.bfloat16, True)
+del os.environ["CSA_CUDA_TILE"], os.environ["CSA_CUDA_HPC"]
 print("sanitize cases done")
