@@ -11,7 +11,8 @@ For every "cpu" workload of workloads.json and each of its dtypes, times
               [T_q, T_kv] block-diagonal -inf mask (only where it fits in memory)
 and reports ms (median), GFLOP/s (4*sum(Lq*Lkv)*H*D / t), speed-up of native
 over the fastest torch path, and native's % of this machine's peak, measured
-by peak_cpu.c (fp32 FMA for float32; vdpbf16ps for bfloat16, where present).
+by peak_cpu.c: float32 FMA, or vdpbf16ps for bfloat16 under the avx512bf16
+kernel (the only one that computes in bf16).
 The machines are shared VMs whose speed drifts, so the paths of one workload
 are timed interleaved, round-robin, and the median kept.
 """
@@ -172,8 +173,9 @@ def main():
     from comfy_sparse_attn import _C
 
     peak = measure_peak(args.threads)
+    isa = _C.cpu_isa()
     head = ["# %s, %d threads, torch %s, native ISA %s, %s" % (
-        cpu_model(), args.threads, torch.__version__, _C.cpu_isa(), time.strftime("%Y-%m-%d")),
+        cpu_model(), args.threads, torch.__version__, isa, time.strftime("%Y-%m-%d")),
         "# peak (peak_cpu.c, %d threads): %s" % (args.threads, ", ".join(
             "%s %.0f GFLOP/s" % kv for kv in sorted(peak.items())) or "n/a"),
         "",
@@ -197,7 +199,9 @@ def main():
 
             torch_ms = [ms[n] for n in ("per-seq", "nested", "dense-mask") if n in ms]
             ratio = "%.2fx" % (min(torch_ms) / ms["native"]) if torch_ms and "native" in ms else "—"
-            pk = peak.get("fp32_fma" if dt == "float32" else "bf16_dot")
+            # the peak of the arithmetic the kernel runs: bf16 dot products
+            # only under the avx512bf16 kernel, float32 FMA otherwise
+            pk = peak.get("bf16_dot" if dt == "bfloat16" and isa == "avx512bf16" else "fp32_fma")
             pct = "%.0f%%" % (100 * w.flops / ms["native"] * 1e-6 / pk) if pk and "native" in ms else "—"
             row = "| %s (%s) | %s | %s | %s | %s | %s | %s | %s | %.1e |" % (
                 w.name, w.describe(), dt, cell("native"), cell("per-seq"), cell("nested"),

@@ -74,6 +74,11 @@ extern const csa__cpu_kernel csa__cpu_kernel_avx512bf16;
 extern const csa__cpu_kernel csa__cpu_kernel_neon;
 #endif
 
+/* 1 if AMX bf16 tiles are present and this process may use them (x86-64
+ * Linux; asked once).  The avx512bf16 kernel then runs its bf16 products on
+ * tiles. */
+int csa__cpu_amx_ready(void);
+
 /* The kernel of an ISA this build has (NULL otherwise). */
 const csa__cpu_kernel *csa__cpu_kernel_get(int isa);
 

@@ -18,6 +18,10 @@
 #elif defined(CSA__CPU_X86)
 #include <intrin.h>
 #endif
+#if defined(CSA__CPU_X86) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #define CSA__ISA_UNSET (-1)
 #define CSA__ISA_COUNT 5
@@ -56,13 +60,51 @@ static unsigned long long csa__xcr0(void) {
 
 #define CSA__BIT(x, n) (((x) >> (n)) & 1u)
 
+/* AMX tiles with bf16 products (CPUID.(7,0):EDX bits 22, 24), usable once
+ * Linux grants this process the tile data state (arch_prctl
+ * ARCH_REQ_XCOMP_PERM for XTILEDATA, feature 18), after which XCR0 shows
+ * bits 17-18.  Other systems: not used.  Cached: asked once per process.
+ * COMFY_SPARSE_ATTN_CPU_AMX=0 turns it off (then avx512bf16 uses vdpbf16ps;
+ * the tests run that path this way). */
+static atomic_int csa__amx_state = -1;
+
+static int csa__amx_probe(void) {
+#if defined(__linux__)
+  const char *env = getenv("COMFY_SPARSE_ATTN_CPU_AMX"); /* "0": keep vdpbf16ps (tests) */
+  if (env && strcmp(env, "0") == 0)
+    return 0;
+  unsigned r[4];
+  csa__cpuid(0, 0, r);
+  if (r[0] < 7)
+    return 0;
+  csa__cpuid(7, 0, r);
+  if (!CSA__BIT(r[3], 22) || !CSA__BIT(r[3], 24))
+    return 0;
+  if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) != 0)
+    return 0;
+  return (csa__xcr0() & 0x60000) == 0x60000;
+#else
+  return 0;
+#endif
+}
+
+int csa__cpu_amx_ready(void) {
+  int s = atomic_load_explicit(&csa__amx_state, memory_order_acquire);
+  if (s < 0) {
+    s = csa__amx_probe();
+    atomic_store(&csa__amx_state, s);
+  }
+  return s;
+}
+
 /* Whether vdpbf16ps beats float32 FMA per FLOP.  On AMD Zen 4/5 it issues
  * like an FMA and does twice the work (Zen 5: 358 vs 160 GFLOP/s, 2 cores).
  * On Intel Sapphire Rapids it issues at a quarter of the FMA rate, half the
  * FLOPs (peak_cpu.c: ~45 vs ~100 GFLOP/s per core), and the bf16 inputs run
  * faster widened to float32 (cpu-long: 86 vs 127 GFLOP/s per core), so Intel
- * CPUs default to the AVX-512 kernel; the environment variable or
- * csa_cpu_isa_force() can still pick avx512bf16. */
+ * CPUs default to the AVX-512 kernel unless they have AMX, which the
+ * avx512bf16 kernel then uses for its bf16 products; the environment variable
+ * or csa_cpu_isa_force() can still pick either. */
 static int csa__bf16dot_is_fast(void) {
   unsigned r[4];
   csa__cpuid(0, 0, r);
@@ -72,7 +114,7 @@ static int csa__bf16dot_is_fast(void) {
 /* Best x86 ISA: AVX2 needs AVX2+FMA+F16C and the OS saving YMM (XCR0 bits
  * 1-2); AVX-512 needs F/DQ/BW/VL and the OS saving opmask and ZMM (bits
  * 5-7); BF16 is CPUID.(7,1):EAX bit 5. */
-static int csa__isa_best_x86(void) {
+static int csa__isa_top_x86(void) {
   unsigned r[4];
   csa__cpuid(0, 0, r);
   const unsigned max_leaf = r[0];
@@ -95,16 +137,32 @@ static int csa__isa_best_x86(void) {
     return CSA_ISA_AVX2;
   if (max_sub7 >= 1) {
     csa__cpuid(7, 1, r);
-    if (CSA__BIT(r[0], 5) && csa__bf16dot_is_fast())
+    if (CSA__BIT(r[0], 5))
       return CSA_ISA_AVX512BF16;
   }
   return CSA_ISA_AVX512;
 }
 #endif
 
+/* The most capable ISA the CPU (and OS) can run. */
+static int csa__isa_top(void) {
+#if defined(CSA__CPU_X86)
+  return csa__isa_top_x86();
+#elif defined(CSA__CPU_ARM64)
+  return CSA_ISA_NEON;
+#else
+  return CSA_ISA_SCALAR;
+#endif
+}
+
+/* The default: the top ISA, except AVX512-BF16 where neither fast
+ * vdpbf16ps nor AMX makes its bf16 path pay. */
 static int csa__isa_best(void) {
 #if defined(CSA__CPU_X86)
-  return csa__isa_best_x86();
+  const int top = csa__isa_top_x86();
+  if (top == CSA_ISA_AVX512BF16 && !csa__bf16dot_is_fast() && !csa__cpu_amx_ready())
+    return CSA_ISA_AVX512;
+  return top;
 #elif defined(CSA__CPU_ARM64)
   return CSA_ISA_NEON;
 #else
@@ -113,17 +171,20 @@ static int csa__isa_best(void) {
 }
 
 /* x86 ISAs are nested (each needs the one below), so "supported" means "at
- * most the best"; NEON is the whole story on AArch64. */
+ * most the top one"; NEON is the whole story on AArch64. */
 static int csa__isa_supported(int isa) {
   if (isa == CSA_ISA_SCALAR)
     return 1;
-  const int best = csa__isa_best();
+  const int top = csa__isa_top();
 #if defined(CSA__CPU_X86)
-  return isa >= CSA_ISA_AVX2 && isa <= CSA_ISA_AVX512BF16 && isa <= best;
+  return isa >= CSA_ISA_AVX2 && isa <= CSA_ISA_AVX512BF16 && isa <= top;
 #else
-  return isa == best;
+  return isa == top;
 #endif
 }
+#if !defined(CSA__CPU_X86)
+int csa__cpu_amx_ready(void) { return 0; }
+#endif
 
 const csa__cpu_kernel *csa__cpu_kernel_get(int isa) {
   switch (isa) {
@@ -174,7 +235,7 @@ int csa_cpu_isa_force(int isa) {
                       "avx512bf16, neon)", isa, CSA__ISA_COUNT - 1);
   if (!csa__isa_supported(isa) || csa__cpu_kernel_get(isa) == NULL)
     return csa__error(CSA_ENOTSUP, "this CPU or build cannot run the %s kernel (best here: %s)",
-                      csa_cpu_isa_name(isa), csa_cpu_isa_name(csa__isa_best()));
+                      csa_cpu_isa_name(isa), csa_cpu_isa_name(csa__isa_top()));
   atomic_store(&csa__isa_choice, isa);
   return CSA_OK;
 }

@@ -1,6 +1,7 @@
 /*
- * kernel.inc.h — the attention kernel of one item (up to CSA__CPU_ROWS query
- * rows of one sequence and head), written once against the SIMD vocabulary.
+ * kernel.inc.h — the attention kernel of one item (up to CSA__CPU_TILES row
+ * tiles of CSA__CPU_ROWS query rows, one sequence and head), written once
+ * against the SIMD vocabulary.
  * Each kernel_<isa>.c defines CSA_KNAME / CSA_KISA, includes its simd_*.h and
  * then this file.
  *
@@ -145,6 +146,16 @@ static int K_(use_bf16dot)(const csa__cpu_call *c) {
 #endif
 }
 
+/* The bf16 products on AMX tiles (see kernel_avx512bf16.c). */
+static int K_(use_amx)(const csa__cpu_call *c) {
+#ifdef CSA_BF16AMX
+  return K_(use_bf16dot)(c) && csa__cpu_amx_ready();
+#else
+  (void)c;
+  return 0;
+#endif
+}
+
 /* Per-thread scratch: the shared block buffers, and per row tile (an item
  * has up to CSA__CPU_TILES of them) its Q^T, O^T and softmax state. */
 typedef struct K_(scratch) {
@@ -189,16 +200,18 @@ static size_t K_(scratch_bytes)(const csa__cpu_call *c) { return K_(layout)(c, N
 /* The tile's Q rows transposed into qt; rows up to the vector boundary are
  * zero so that their (unused) scores stay finite. */
 static void K_(pack_q)(const csa__cpu_call *c, const char *qrow0, const K_(tile) *t,
-                       float *tmp) {
+                       float *tmp, int64_t pairs_rows) {
   const size_t esz = csa_dtype_size(c->dtype);
   const int64_t d = c->d, nr = t->nr, rows_p = (int64_t)t->nrv * CSA_VL;
   if (K_(use_bf16dot)(c)) {
+    /* pairs; AMX reads whole tiles of 16 pairs, zero past d */
+    const int64_t np = pairs_rows;
     uint32_t *qp = (uint32_t *)t->qt;
     for (int64_t r = 0; r < rows_p; r++) {
       const char *row = qrow0 + (size_t)(r * c->q_st) * esz;
-      for (int64_t p = 0; p < d / 2; p++) {
+      for (int64_t p = 0; p < np; p++) {
         uint32_t w = 0;
-        if (r < nr)
+        if (r < nr && p < d / 2)
           memcpy(&w, row + (size_t)p * 4, 4);
         qp[p * CSA__CPU_ROWS + r] = w;
       }
@@ -303,9 +316,17 @@ static void K_(item)(const csa__cpu_call *c, const csa__cpu_item *it, void *scra
   const int64_t k0 = c->cu_kv[it->b], lkv = c->cu_kv[it->b + 1] - k0;
   const int64_t off = lkv - lq; /* causal: row i sees keys j <= i + off */
   const int bf16dot = K_(use_bf16dot)(c);
+  const int amx = K_(use_amx)(c);
+  const int64_t dp32 = (c->d + 31) / 32 * 32, dvp = (int64_t)CSA__VROUND(c->dv);
+  const int64_t pairs_rows = amx ? dp32 / 2 : c->d / 2;
+  (void)dvp; /* AMX only */
   const int ntile = (int)CSA_CEIL_DIV(it->nr, (int64_t)CSA__CPU_ROWS);
   K_(tile) tiles[CSA__CPU_TILES];
   int64_t kv_end = 0;
+#ifdef CSA_BF16AMX
+  if (amx)
+    csa__amx_begin();
+#endif
 
   for (int i = 0; i < ntile; i++) {
     K_(tile) *t = &tiles[i];
@@ -324,7 +345,8 @@ static void K_(item)(const csa__cpu_call *c, const csa__cpu_item *it, void *scra
       t->l[r] = 0.0f;
     }
     if (t->kv_end > 0) /* else no block runs: O^T must read as zeros */
-      K_(pack_q)(c, c->q + (size_t)((q0 + t->r0) * c->q_st + h * c->q_sh) * esz, t, sp.kc);
+      K_(pack_q)(c, c->q + (size_t)((q0 + t->r0) * c->q_st + h * c->q_sh) * esz, t, sp.kc,
+                 pairs_rows);
     else
       memset(t->ot, 0, sp.ot_size * sizeof(float));
   }
@@ -336,7 +358,12 @@ static void K_(item)(const csa__cpu_call *c, const csa__cpu_item *it, void *scra
 
     /* The block as contiguous float32 rows (or V as bf16 pairs; K's pairs
      * are read in place). */
-    if (bf16dot) {
+    if (amx) {
+#ifdef CSA_BF16AMX
+      csa__amx_pack_k((uint16_t *)sp.kc, (const uint16_t *)kb, c->k_st, cn, c->d, dp32);
+      csa__amx_pack_vt((uint16_t *)sp.vc, (const uint16_t *)vb, c->v_st, cn, c->dv, dvp);
+#endif
+    } else if (bf16dot) {
 #ifdef CSA_BF16DOT
       csa__pack_v_pairs((uint32_t *)sp.vc, (const uint16_t *)vb, c->v_st, cn, c->dv);
 #endif
@@ -353,7 +380,11 @@ static void K_(item)(const csa__cpu_call *c, const csa__cpu_item *it, void *scra
         continue;
       const int64_t tn = CSA_MIN(cn, t->kv_end - j0);
       /* S^T = K Q^T */
-      if (bf16dot) {
+      if (amx) {
+#ifdef CSA_BF16AMX
+        csa__amx_scores((const uint16_t *)sp.kc, dp32, t->qt, sp.s, (tn + 15) / 16 * 16, t->nrv);
+#endif
+      } else if (bf16dot) {
 #ifdef CSA_BF16DOT
         K_(bf16_run)(0, tn, c->d / 2, (const uint16_t *)kb, c->k_st, 0, t->qt, sp.s, NULL, t->nrv);
 #endif
@@ -367,7 +398,21 @@ static void K_(item)(const csa__cpu_call *c, const csa__cpu_item *it, void *scra
       /* O^T = O^T * corr + V^T P^T; the first block writes O^T (rows it
        * masks entirely have P = 0, so they start at 0 too) */
       const float *corr = j0 == 0 ? NULL : t->corr;
-      if (bf16dot) {
+      if (amx) {
+#ifdef CSA_BF16AMX
+        const int64_t n32 = (tn + 31) / 32 * 32;
+        csa__pack_p_pairs(sp.s, tn, t->nrv);
+        for (int64_t i = (tn + 1) / 2; i < n32 / 2; i++) /* pairs past the keys: 0 */
+          memset(sp.s + i * CSA__CPU_ROWS, 0, CSA__CPU_ROWS * sizeof(float));
+        if (corr)
+          for (int64_t x = 0; x < dvp; x++)
+            for (int rv = 0; rv < t->nrv; rv++) {
+              float *o = t->ot + x * CSA__CPU_ROWS + rv * CSA_VL;
+              csa_v_store(o, csa_v_mul(csa_v_load(o), csa_v_load(corr + rv * CSA_VL)));
+            }
+        csa__amx_out((const uint16_t *)sp.vc, sp.s, t->ot, dvp, n32, t->nrv, corr == NULL);
+#endif
+      } else if (bf16dot) {
 #ifdef CSA_BF16DOT
         csa__pack_p_pairs(sp.s, tn, t->nrv);
         K_(bf16_run)(1, c->dv, (tn + 1) / 2, (const uint16_t *)sp.vc, 0, 2 * c->dv, sp.s, t->ot,
@@ -379,6 +424,10 @@ static void K_(item)(const csa__cpu_call *c, const csa__cpu_item *it, void *scra
     }
   }
 
+#ifdef CSA_BF16AMX
+  if (amx)
+    _tile_release();
+#endif
   for (int i = 0; i < ntile; i++) K_(finish)(c, &tiles[i], sp.kc, h, q0 + tiles[i].r0);
 }
 

@@ -9,6 +9,10 @@
  * product; P is in [0, 1], so the relative error per weight is <= 2^-9) and
  * paired over consecutive keys, and so is each value column; the running sum
  * l keeps the float32 P.  Accumulation stays float32.
+ *
+ * Where the CPU has AMX (and the OS lets us use it) both products run on
+ * tiles instead (below): Sapphire Rapids does them several times faster than
+ * with vdpbf16ps, which it issues at a quarter of the FMA rate.
  */
 #include <string.h>
 
@@ -22,6 +26,7 @@ static inline uint32_t csa__load_u32(const uint16_t *p) {
 }
 
 #define CSA_BF16DOT 1
+#define CSA_BF16AMX 1
 #define CSA_BF16DOT_AV __m512bh
 #define CSA_BF16DOT_BCAST(p) ((__m512bh)_mm512_set1_epi32((int)csa__load_u32(p)))
 #define CSA_BF16DOT_BV __m512bh
@@ -64,6 +69,112 @@ static void csa__pack_v_pairs(uint32_t *dst, const uint16_t *v, int64_t v_st, in
       _mm512_storeu_si512((void *)(out + j), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
     }
     for (; j < dv; j++) out[j] = (uint32_t)a[j] | (b ? (uint32_t)b[j] << 16 : 0u);
+  }
+}
+
+/* ---- AMX: the same two bf16 products on tiles (where csa__cpu_amx_ready).
+ *
+ * Every tile is 16 rows x 64 bytes: tiles 0-3 accumulate C for the item
+ * tile's (up to) four row vectors, tile 4 holds A, tile 5 B.  TDPBF16PS
+ * computes C[m][n] += A[m][2k] B[k][2n] + A[m][2k+1] B[k][2n+1], so
+ *   scores: A = 16 keys x 32 d (bf16 rows), B = 16 d-pairs x 16 query rows
+ *           (Q^T as pairs, the layout the dot-product path packs), C = S^T;
+ *   output: A = 16 dv x 32 keys (V^T), B = 16 key pairs x 16 rows (P^T as
+ *           pairs), C = O^T.
+ * Operands are zero-padded to whole tiles, so no tile reads past the data. */
+#define CSA__AMX_TILE_K 32 /* bf16 per tile row */
+
+typedef struct csa__tilecfg {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+} csa__tilecfg;
+
+static void csa__amx_begin(void) {
+  csa__tilecfg cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.palette = 1;
+  for (int t = 0; t < 6; t++) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  _tile_loadconfig(&cfg);
+}
+
+#define CSA__AMX_ROWS_STRIDE (CSA__CPU_ROWS * 4)
+/* C tile r (row vector r) += A (tile 4) x B rows at b + r*16 lanes */
+#define CSA__AMX_STEP(r, b)                                                    \
+  do {                                                                         \
+    _tile_loadd(5, (const void *)((b) + (r) * 16), CSA__AMX_ROWS_STRIDE);     \
+    _tile_dpbf16ps(r, 4, 5);                                                   \
+  } while (0)
+#define CSA__AMX_EACH(nrv, MACRO, ...) \
+  do {                                 \
+    MACRO(0, __VA_ARGS__);             \
+    if ((nrv) > 1) MACRO(1, __VA_ARGS__); \
+    if ((nrv) > 2) MACRO(2, __VA_ARGS__); \
+    if ((nrv) > 3) MACRO(3, __VA_ARGS__); \
+  } while (0)
+#define CSA__AMX_ZERO(r, unused) _tile_zero(r)
+#define CSA__AMX_LOADC(r, c) _tile_loadd(r, (const void *)((c) + (r) * 16), CSA__AMX_ROWS_STRIDE)
+#define CSA__AMX_STOREC(r, c) _tile_stored(r, (void *)((c) + (r) * 16), CSA__AMX_ROWS_STRIDE)
+
+/* S^T[key][rows] for keys [0, nkeys16) of kb ([keys][dp32] bf16). */
+static void csa__amx_scores(const uint16_t *kb, int64_t dp32, const float *qp, float *s,
+                            int64_t nkeys16, int nrv) {
+  for (int64_t kg = 0; kg < nkeys16; kg += 16) {
+    CSA__AMX_EACH(nrv, CSA__AMX_ZERO, 0);
+    for (int64_t k = 0; k < dp32; k += CSA__AMX_TILE_K) {
+      _tile_loadd(4, (const void *)(kb + kg * dp32 + k), (int)(dp32 * 2));
+      const float *b = qp + (k / 2) * CSA__CPU_ROWS;
+      CSA__AMX_EACH(nrv, CSA__AMX_STEP, b);
+    }
+    float *c = s + kg * CSA__CPU_ROWS;
+    CSA__AMX_EACH(nrv, CSA__AMX_STOREC, c);
+  }
+}
+
+/* O^T[dv][rows] (+)= V^T P^T over keys [0, nkeys32) of vt ([dvp][KEYS] bf16)
+ * and pp (P^T pairs); first: O^T starts at zero. */
+static void csa__amx_out(const uint16_t *vt, const float *pp, float *ot, int64_t dvp,
+                         int64_t nkeys32, int nrv, int first) {
+  for (int64_t dg = 0; dg < dvp; dg += 16) {
+    float *c = ot + dg * CSA__CPU_ROWS;
+    if (first)
+      CSA__AMX_EACH(nrv, CSA__AMX_ZERO, 0);
+    else
+      CSA__AMX_EACH(nrv, CSA__AMX_LOADC, c);
+    for (int64_t k = 0; k < nkeys32; k += CSA__AMX_TILE_K) {
+      _tile_loadd(4, (const void *)(vt + dg * CSA__CPU_KEYS + k), CSA__CPU_KEYS * 2);
+      const float *b = pp + (k / 2) * CSA__CPU_ROWS;
+      CSA__AMX_EACH(nrv, CSA__AMX_STEP, b);
+    }
+    CSA__AMX_EACH(nrv, CSA__AMX_STOREC, c);
+  }
+}
+
+/* K block rows -> [nkeys16][dp32] bf16, zero beyond d and beyond cn keys. */
+static void csa__amx_pack_k(uint16_t *dst, const uint16_t *k, int64_t k_st, int64_t cn,
+                            int64_t d, int64_t dp32) {
+  const int64_t n16 = (cn + 15) / 16 * 16;
+  for (int64_t j = 0; j < n16; j++) {
+    uint16_t *row = dst + j * dp32;
+    int64_t done = 0;
+    if (j < cn) {
+      memcpy(row, k + j * k_st, (size_t)d * 2);
+      done = d;
+    }
+    memset(row + done, 0, (size_t)(dp32 - done) * 2);
+  }
+}
+
+/* V block -> V^T [dvp][KEYS] bf16, keys beyond cn zero. */
+static void csa__amx_pack_vt(uint16_t *dst, const uint16_t *v, int64_t v_st, int64_t cn,
+                             int64_t dv, int64_t dvp) {
+  memset(dst, 0, (size_t)(dvp * CSA__CPU_KEYS) * 2);
+  for (int64_t j = 0; j < cn; j++) {
+    const uint16_t *row = v + j * v_st;
+    for (int64_t x = 0; x < dv; x++) dst[x * CSA__CPU_KEYS + j] = row[x];
   }
 }
 

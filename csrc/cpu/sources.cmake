@@ -38,7 +38,7 @@ if(CSA_TARGET_X86_64)
   else()
     set(CSA_FLAGS_AVX2 -mavx2 -mfma -mf16c)
     set(CSA_FLAGS_AVX512 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c)
-    set(CSA_FLAGS_AVX512BF16 ${CSA_FLAGS_AVX512} -mavx512bf16)
+    set(CSA_FLAGS_AVX512BF16 ${CSA_FLAGS_AVX512} -mavx512bf16 -mamx-tile -mamx-bf16)
     if(MINGW)
       # Windows x64 only aligns the stack to 16 bytes, but GCC spills 32- and
       # 64-byte vectors with aligned moves (GCC bug 54412): have the assembler
