@@ -394,3 +394,23 @@ def test_torch_compile_fullgraph():
     out = compiled(q, k, v, cq, ck)
     ref, _ = reference(q * 2.0, k, v, cq, ck, softmax_scale=0.125)
     assert rel_err(out - 1, ref) < 1e-5
+
+
+def test_sage1_takes_causal_calls_only(monkeypatch):
+    """sageattention 1.x's non-causal varlen kernel does not mask the keys past
+    a sequence's end: with 1.x, sage2 is offered for causal calls only."""
+    monkeypatch.setitem(_dispatch._loaded, "sage2", (True, "1.0.6"))
+    monkeypatch.setitem(_dispatch._loaded, "flash", (False, "absent"))
+    monkeypatch.setitem(_dispatch._loaded, "xformers", (False, "absent"))
+    monkeypatch.setitem(_dispatch._sm_cache, 0, 90)
+    dev = torch.device("cuda", 0)
+    args = (dev, 2, 64, 64, 8, 8)
+    _, (order, declined, _) = _dispatch._plan(*args, False, True, False, False, False, None)
+    assert "sage2" not in order and "does not mask" in declined["sage2"]
+    assert order[0] == "sdpa"
+    _, (order, declined, _) = _dispatch._plan(*args, True, True, False, False, False, None)
+    assert order[0] == "sage2"
+    monkeypatch.setitem(_dispatch._loaded, "sage2", (True, "2.2.0"))
+    _dispatch._plans.clear()
+    _, (order, _, _) = _dispatch._plan(*args, False, True, False, False, False, None)
+    assert order[0] == "sage2"

@@ -125,6 +125,21 @@ def _probe(name):
     return got
 
 
+# sageattention 1.x (the Triton release on PyPI, 1.0.6): its non-causal varlen
+# kernel loads the keys past a sequence's end as zeros but does not mask their
+# scores, so each padded key adds exp(0 - m) to the softmax denominator: wrong
+# output whenever L_kv is not a multiple of its key block (measured on H200:
+# rel err 0.15-0.6 on windows of 16-512 tokens; slat-self 1.3e-2).  Its causal
+# kernel masks correctly.  So with 1.x, sage2 takes causal calls only.
+_SAGE1_NONCAUSAL = ("sageattention 1.x: its non-causal varlen kernel does not mask the keys "
+                    "past each sequence's end (wrong results); only causal calls use it")
+
+
+def _sage1():
+    ok, ver = _probe("sage2")
+    return ok and str(ver).startswith("1.")
+
+
 def _available_mask(device_type):
     """Bit per backend whose library imports.  On CPU the GPU-only libraries are
     never imported (they cannot take a CPU call; dispatch.c says so)."""
@@ -230,16 +245,24 @@ def _plan(device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad, e
         dis = 0
         for name in disabled:
             dis |= 1 << _ID[name]
+        avail = _available_mask(device.type)
+        sage_bit = 1 << _ID["sage2"]
+        sage_note = None
+        if not causal and avail & sage_bit and _sage1():
+            avail &= ~sage_bit
+            sage_note = _SAGE1_NONCAUSAL
         order, reasons, policy = _C.dispatch_select(
             _DEVICE_CODE[device.type], sm, dtype_code, d, dv, h, hkv, int(causal),
             int(lengths_equal), int(lse), int(grad), int(exact),
-            _available_mask(device.type), dis, _ID[prefer] if prefer else -1,
+            avail, dis, _ID[prefer] if prefer else -1,
             _ID[forced] if forced else -1, int(bool(_C.have_cuda())))
         declined = {}
         for i, why in enumerate(reasons):
             if why:
                 name = BACKENDS[i]
-                if why.endswith("does not import") and name in _loaded and not _loaded[name][0]:
+                if name == "sage2" and sage_note and why.endswith("does not import"):
+                    why = sage_note
+                elif why.endswith("does not import") and name in _loaded and not _loaded[name][0]:
                     why = "%s (%s)" % (why, _loaded[name][1])
                 if "ComfyUI" in why and flags:
                     why = "%s (%s)" % (why, " ".join(flags))

@@ -37,19 +37,23 @@ _HAS_GQA = None
 
 
 def _attend(qh, kh, vh, scale, mask=None, is_causal=False):
-    """qh [H, Lq, D], kh/vh [H_kv, Lk, D]: SDPA with GQA handled."""
+    """qh [1, H, Lq, D], kh/vh [1, H_kv, Lk, D]: SDPA with GQA handled.
+
+    Always 4-D: torch's flash and cuDNN SDPA kernels take only 4-D inputs and
+    3-D ones silently fall back to the math kernel (measured on H200: 20x
+    slower, with a dense [H, Lq, Lk] score matrix)."""
     import torch.nn.functional as F
 
     global _HAS_GQA
-    rep = qh.shape[0] // kh.shape[0]
+    rep = qh.shape[1] // kh.shape[1]
     if rep > 1:
         if _HAS_GQA is None:
             _HAS_GQA = _sdpa_kwargs_support()
         if _HAS_GQA:
             return F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, is_causal=is_causal,
                                                   scale=scale, enable_gqa=True)
-        kh = kh.repeat_interleave(rep, 0)
-        vh = vh.repeat_interleave(rep, 0)
+        kh = kh.repeat_interleave(rep, 1)
+        vh = vh.repeat_interleave(rep, 1)
     return F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, is_causal=is_causal,
                                           scale=scale)
 
@@ -98,12 +102,12 @@ def _per_sequence(q, k, v, cq, ck, scale, causal, out):
         if lk == 0:
             out[a:b].zero_()
             continue
-        qh = q[a:b].transpose(0, 1)
-        kh = k[c:e].transpose(0, 1)
-        vh = v[c:e].transpose(0, 1)
+        qh = q[a:b].transpose(0, 1)[None]
+        kh = k[c:e].transpose(0, 1)[None]
+        vh = v[c:e].transpose(0, 1)[None]
         if not causal or lq == lk:
             o = _attend(qh, kh, vh, scale, is_causal=bool(causal))
-            out[a:b] = o.transpose(0, 1)
+            out[a:b] = o[0].transpose(0, 1)
             continue
         # Bottom-right causal: row r sees keys [0, r + off]; rows with
         # r + off < 0 see nothing and output zeros.
@@ -117,8 +121,8 @@ def _per_sequence(q, k, v, cq, ck, scale, causal, out):
             rows = torch.arange(r0, r1, device=q.device)[:, None]
             cols = torch.arange(kmax, device=q.device)[None, :]
             mask = cols <= rows + off
-            o = _attend(qh[:, r0:r1], kh[:, :kmax], vh[:, :kmax], scale, mask=mask)
-            out[a + r0:a + r1] = o.transpose(0, 1)
+            o = _attend(qh[:, :, r0:r1], kh[:, :, :kmax], vh[:, :, :kmax], scale, mask=mask)
+            out[a + r0:a + r1] = o[0].transpose(0, 1)
     return out
 
 
