@@ -33,11 +33,12 @@ static inline uint32_t csa__load_u32(const uint16_t *p) {
 #define CSA_BF16DOT_BLOAD(p) ((__m512bh)_mm512_loadu_si512((const void *)(p)))
 #define CSA_BF16DOT_STEP(acc, x, y) _mm512_dpbf16_ps((acc), (x), (y))
 
-/* Two float32 vectors -> 16 lanes of (bf16 lo, bf16 hi) pairs. */
+/* Two float32 vectors -> 16 lanes of (bf16 lo, bf16 hi) pairs: one
+ * conversion gives [lo0..lo15, hi0..hi15], one word permute interleaves. */
 static inline __m512i csa__bf16_pairs(__m512 lo, __m512 hi) {
-  __m512i a = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(lo));
-  __m512i b = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(hi));
-  return _mm512_or_si512(a, _mm512_slli_epi32(b, 16));
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                       23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
 /* P^T rows 2i and 2i+1 (float32) -> row i of bf16 pairs, in place: row i is
@@ -168,14 +169,47 @@ static void csa__amx_pack_k(uint16_t *dst, const uint16_t *k, int64_t k_st, int6
   }
 }
 
-/* V block -> V^T [dvp][KEYS] bf16, keys beyond cn zero. */
-static void csa__amx_pack_vt(uint16_t *dst, const uint16_t *v, int64_t v_st, int64_t cn,
-                             int64_t dv, int64_t dvp) {
-  memset(dst, 0, (size_t)(dvp * CSA__CPU_KEYS) * 2);
-  for (int64_t j = 0; j < cn; j++) {
-    const uint16_t *row = v + j * v_st;
-    for (int64_t x = 0; x < dv; x++) dst[x * CSA__CPU_KEYS + j] = row[x];
+/* V block -> V^T [dvp][KEYS] bf16, keys beyond cn zero.  tmp: [KEYS][dvp32]
+ * bf16, the block zero-padded so that whole 32 x 32 blocks move.
+ *
+ * A 32-bit view makes it two known steps: the rows of 16 keys x 16 dv-pairs
+ * transpose as floats (csa_v_transpose), giving per pair p the keys'
+ * (V[j][2p], V[j][2p+1]); one word permute of two such rows (keys 0-15,
+ * 16-31) then takes the even words (dv = 2p) and another the odd (2p+1). */
+static void csa__amx_pack_vt(uint16_t *dst, uint16_t *tmp, const uint16_t *v, int64_t v_st,
+                             int64_t cn, int64_t dv, int64_t dvp) {
+  const int64_t w = (dv + 31) / 32 * 32; /* tmp row width, bf16 */
+  const int64_t n32 = (cn + 31) / 32 * 32;
+  for (int64_t j = 0; j < n32; j++) {
+    int64_t done = 0;
+    if (j < cn) {
+      memcpy(tmp + j * w, v + j * v_st, (size_t)dv * 2);
+      done = dv;
+    }
+    memset(tmp + j * w + done, 0, (size_t)(w - done) * 2);
   }
+  const __m512i even = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36,
+                                        34, 32, 30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6,
+                                        4, 2, 0);
+  const __m512i odd = _mm512_add_epi16(even, _mm512_set1_epi16(1));
+  float t[2][16 * 16];
+  for (int64_t k0 = 0; k0 < n32; k0 += 32)
+    for (int64_t x0 = 0; x0 < w; x0 += 32) {
+      /* t[h][p][j] = pair p of key k0 + 16h + j, dv x0 + 2p */
+      for (int hh = 0; hh < 2; hh++)
+        csa_v_transpose((const float *)(tmp + (k0 + 16 * hh) * w + x0), w / 2, t[hh], 16);
+      for (int p = 0; p < 16 && x0 + 2 * p < dvp; p++) {
+        __m512i a = _mm512_loadu_si512((const void *)(t[0] + p * 16));
+        __m512i b = _mm512_loadu_si512((const void *)(t[1] + p * 16));
+        _mm512_storeu_si512((void *)(dst + (x0 + 2 * p) * CSA__CPU_KEYS + k0),
+                            _mm512_permutex2var_epi16(a, even, b));
+        if (x0 + 2 * p + 1 < dvp)
+          _mm512_storeu_si512((void *)(dst + (x0 + 2 * p + 1) * CSA__CPU_KEYS + k0),
+                              _mm512_permutex2var_epi16(a, odd, b));
+      }
+    }
+  for (int64_t x = 0; x < dvp; x++) /* keys past the block's 32-rounding: 0 */
+    memset(dst + x * CSA__CPU_KEYS + n32, 0, (size_t)(CSA__CPU_KEYS - n32) * 2);
 }
 
 #define CSA_KNAME(x) x##_avx512bf16

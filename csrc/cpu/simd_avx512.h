@@ -55,15 +55,21 @@ static inline void csa_v_store_bf16(uint16_t *p, csa_v a) {
  * bit b: row i (bit b clear) trades its lanes with bit b set for row i+b's
  * lanes with bit b clear. */
 static inline void csa_v_transpose(const float *src, ptrdiff_t ss, float *dst, ptrdiff_t ds) {
+  /* per step (b = 8, 4, 2, 1): lanes of the new row i, then of row i+b */
+  static const int32_t idx[4][2][16] = {
+      {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+       {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+      {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+       {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}},
+      {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+       {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+      {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
+       {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}}};
   __m512 r[16];
   for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + i * ss);
-  for (int b = 8; b >= 1; b >>= 1) {
-    int lo[16], hi[16];
-    for (int l = 0; l < 16; l++) {
-      lo[l] = (l & b) ? 16 + l - b : l;
-      hi[l] = (l & b) ? 16 + l : l + b;
-    }
-    const __m512i ilo = _mm512_loadu_si512((const void *)lo), ihi = _mm512_loadu_si512((const void *)hi);
+  for (int st = 0, b = 8; b >= 1; st++, b >>= 1) {
+    const __m512i ilo = _mm512_loadu_si512((const void *)idx[st][0]);
+    const __m512i ihi = _mm512_loadu_si512((const void *)idx[st][1]);
     for (int i = 0; i < 16; i++) {
       if (i & b)
         continue;
