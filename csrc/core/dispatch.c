@@ -89,11 +89,14 @@ static const csa__native_policy csa__native_policies[] = {
     {CSA_DEVICE_CPU, 0, 0, CSA_BACKEND_XFORMERS,
      "cpu: native first (our C kernel; per-sequence SDPA is the only other CPU path; "
      "bench/RESULTS.md '## Dispatch')"},
-    /* CUDA: no measurement of the native CUDA kernel against torch's varlen
-     * kernels yet, so native is the last resort there; the lead moves it up
-     * per class once bench/RESULTS.md has the numbers. */
+    /* CUDA sm90, measured (H200, torch 2.11, 2026-11-26, bench/RESULTS.md
+     * '## GPU native' and '## Dispatch'): native runs at 0.51-0.92x the
+     * fastest torch-tier path on 5 of the 7 standard workloads and wins only
+     * tiny-seqs (1.0-1.06x) and patches-hd16 (D = 16, 1.06-1.34x), so the
+     * torch tier goes first.  Classes without numbers keep native last. */
     {CSA_DEVICE_CUDA, 90, 99, CSA__LAST,
-     "cuda sm90: native last (not yet measured against the torch tier; pending GPU numbers)"},
+     "cuda sm90: native last (H200 2026-11-26: 0.51-0.92x the torch tier on 5 of 7 "
+     "workloads; bench/RESULTS.md)"},
     {CSA_DEVICE_CUDA, 80, 89, CSA__LAST,
      "cuda sm80-89: native last (not yet measured; pending GPU numbers)"},
     {CSA_DEVICE_CUDA, 100, 1000, CSA__LAST,
