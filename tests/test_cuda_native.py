@@ -192,6 +192,20 @@ def test_heads_per_cta(hpc, monkeypatch):
     run_case([200, 9], [3, 150], h=6, hkv=3, d=16, dtype=torch.float16)
 
 
+@pytest.mark.parametrize("stages", ["1", "2", "3"])
+@pytest.mark.parametrize("hpc", ["1", "6"])
+def test_kv_ring_depth(stages, hpc, monkeypatch):
+    # K/V ring of 1..3 stages (the default takes 3 where it costs no CTA per
+    # SM).  One-block heads ([20] keys, 6 heads in one CTA) copy head h + 2's
+    # Q while head h runs: the Q buffers must not collide.
+    monkeypatch.setenv("CSA_CUDA_STAGES", stages)
+    monkeypatch.setenv("CSA_CUDA_HPC", hpc)
+    run_case([20], h=6, d=64, dtype=torch.float16)
+    run_case([20, 3, 0, 41], h=6, hkv=2, d=128, dtype=torch.bfloat16, causal=True)
+    run_case([300, 17, 1, 130], [40, 250, 7, 130], h=6, d=16, dtype=torch.float16)
+    run_case([513, 64, 200], h=6, hkv=3, d=96, dtype=torch.bfloat16, causal=True)
+
+
 def test_cross_lengths_noncausal():
     run_case([1000, 3, 250], [37, 500, 1], dtype=torch.bfloat16, h=2)
 

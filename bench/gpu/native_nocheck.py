@@ -4,7 +4,9 @@
                     sync per call), i.e. the path CUDA-graph capture takes;
                     the kernel clamps lengths on the device instead;
   small / big       the same with the tile shape forced (CSA_CUDA_TILE),
-                    to compare both on every workload.
+                    to compare both on every workload;
+  s2                the same with a 2-stage K/V ring (CSA_CUDA_STAGES=2;
+                    the default takes 3 stages where occupancy allows).
 """
 import os
 
@@ -16,15 +18,16 @@ def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seq
                                     max_seqlen_kv, check_cu_seqlens=False)
 
 
-def _forced(tile):
+def _forced(name, value):
     def f(*args):
-        os.environ["CSA_CUDA_TILE"] = tile
+        os.environ[name] = value
         try:
             return varlen_attention(*args)
         finally:
-            del os.environ["CSA_CUDA_TILE"]
+            del os.environ[name]
     return f
 
 
-small = _forced("small")
-big = _forced("big")
+small = _forced("CSA_CUDA_TILE", "small")
+big = _forced("CSA_CUDA_TILE", "big")
+s2 = _forced("CSA_CUDA_STAGES", "2")

@@ -43,6 +43,7 @@ if [ "$MODE" != "nopeers" ]; then
     --extra 'native=comfy_sparse_attn._native:varlen_attention' \
     --extra 'native-nohostcheck=native_nocheck:varlen_attention' \
     --extra 'native-small=native_nocheck:small' --extra 'native-big=native_nocheck:big' \
+    --extra 'native-s2=native_nocheck:s2' \
     > "$OUT/peers.log" 2>&1
   echo "peers rc=$?"
   grep -E "^\| (workload|---|.*(native|fa2|memeff|varlen_attn|njt|cudnn))" "$OUT/peers.log" | grep -v "sdpa-per-seq |"

@@ -49,3 +49,11 @@ for tile, hpc in (("big", "1"), ("small", "1"), ("small", "3")):
     call([3, 64, 1, 17, 0, 40], [5, 64, 0, 17, 9, 40], 4, 2, 64, 64, torch.bfloat16, True)
 del os.environ["CSA_CUDA_TILE"], os.environ["CSA_CUDA_HPC"]
 print("sanitize cases done")
+
+# K/V ring depths 1..3 (forced) with several heads per CTA and one-block heads.
+os.environ["CSA_CUDA_TILE"], os.environ["CSA_CUDA_HPC"] = "small", "6"
+for stages in ("1", "2", "3"):
+    os.environ["CSA_CUDA_STAGES"] = stages
+    call([20], [20], 6, 6, 64, 64, torch.float16, False)
+    call([3, 64, 1, 17, 0, 40], [5, 64, 0, 17, 9, 40], 6, 2, 64, 64, torch.bfloat16, True)
+del os.environ["CSA_CUDA_TILE"], os.environ["CSA_CUDA_HPC"], os.environ["CSA_CUDA_STAGES"]

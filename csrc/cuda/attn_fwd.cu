@@ -8,14 +8,15 @@
  * of one head, whatever sequences they belong to.  Because sequences are
  * stored back to back, the keys those rows need are also one contiguous run
  * of packed K/V rows: [cu_kv[s_first], cu_kv[s_last + 1]).  The CTA streams
- * that run through shared memory in blocks of BN keys (double-buffered
- * cp.async) and every row masks, in registers, the keys outside its own
- * sequence ("block-diagonal" mask); a long sequence is simply many such
- * tiles, which is FlashAttention-2 tiling.  The grid is ceil(T_q / BM) x
- * ceil(H / hpc) and needs no plan from the host: each warp maps its rows to
- * sequences by a 32-way search of cu_seqlens_q (csa__find_seq: ~log32(B)
- * round trips).  For short rows one CTA runs hpc heads in turn (MH): the
- * plan is made once and each next head's copies overlap the current one.
+ * that run through shared memory in blocks of BN keys (a ring of up to 3
+ * cp.async stages, one barrier per block) and every row masks, in
+ * registers, the keys outside its own sequence ("block-diagonal" mask); a
+ * long sequence is simply many such tiles, which is FlashAttention-2
+ * tiling.  The grid is ceil(T_q / BM) x ceil(H / hpc) and needs no plan
+ * from the host: each warp maps its rows to sequences by a 32-way search of
+ * cu_seqlens_q (csa__find_seq: ~log32(B) round trips).  For short rows one
+ * CTA runs hpc heads in turn (MH): the plan is made once and each next
+ * head's copies overlap the current one.
  *
  * Each of the 4 warps owns BM / 4 rows and skips (no mma, no exp) every key
  * block that misses its rows' key range, so a warp in a 16-token sequence
@@ -41,6 +42,7 @@
 #include <cuda_runtime.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <type_traits>
 
@@ -210,7 +212,9 @@ static __device__ __forceinline__ int csa__find_seq(const int32_t *cu, int B, in
  * a.hpc must be 1 and the loop keeps the simpler one-head form.
  * MINB: CTAs per SM the register allocation must allow (latency hiding for
  * the short-sequence tiles, where warps often wait at a barrier).
- * stages: 2 = double-buffered K/V, 1 = single (when shared memory is short).
+ * stages: K/V ring depth, 1..3 (the launcher picks 3 where it costs no CTA
+ * per SM, else 2, else 1 when shared memory is short); with S stages S - 1
+ * blocks are in flight while one is computed.
  *
  * Dynamic shared memory: Q [BM][DP+8], K [stages][BN][DP+8], V likewise; the
  * 8-element pad staggers rows by 16 bytes so ldmatrix's 8 row reads hit 8
@@ -231,7 +235,10 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
   const int hpc = MH ? a.hpc : 1;
   const int h0 = blockIdx.y * hpc;
   const int nh = MH ? (hpc < a.heads - h0 ? hpc : a.heads - h0) : 1;
-  const int qbufs = MH && hpc > 1 ? 2 : 1;
+  /* Q buffers: with S stages a head's Q is copied S - 1 blocks before its
+   * first block runs, i.e. while up to S - 1 earlier heads are still in
+   * use or in flight, so S buffers keep every copy off a buffer being read */
+  const int qbufs = MH && hpc > 1 ? stages : 1;
   TC *const sQ = reinterpret_cast<TC *>(csa__smem); /* [qbufs][BM][PITCH] */
   TC *const sK = sQ + qbufs * BM * PITCH;
   TC *const sV = sK + stages * BN * PITCH;
@@ -448,35 +455,55 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
         }
       }
     };
-    if (stages == 2) {
-      load_kv(h0, 0, 0);
-      csa__cp_async_commit();
-    }
+    /*
+     * K/V ring of S = stages buffers, one barrier per block.  Iteration it
+     * computes block it from stage it % S.  After the barrier at the top of
+     * it every warp has finished block it - 1, so its stage (= the stage of
+     * block it + S - 1) and the Q buffer of a finished head may be refilled
+     * right then: S - 1 copies stay in flight under each block's math
+     * (memory-latency bound tiles of short rows see S - 1 times the bytes in
+     * flight).  cp.async groups: one per issued block (the Q of a head joins
+     * its first block's group), so "block it landed" is wait_group(S - 2).
+     * S = 1 (shared memory short) loads and waits inside the iteration.
+     */
+    const int total = MH ? nh * nblocks : nblocks;
+    /* Next block to copy (MH: its head and block, tracked by counters; else
+     * block index = iteration).  Its stage is passed in: i in the prologue,
+     * the stage of block it - 1 inside iteration it. */
+    int p_hi = 0, p_blk = 0, p_qb = 0;
+    auto issue = [&](int pit, int pst) {
+      if (pit < total) {
+        if constexpr (MH) {
+          if (p_blk == 0 && p_hi > 0)
+            load_q(h0 + p_hi, p_qb);
+          load_kv(h0 + p_hi, p_blk, pst);
+          if (++p_blk == nblocks) {
+            p_blk = 0;
+            ++p_hi;
+            p_qb = p_qb + 1 == qbufs ? 0 : p_qb + 1;
+          }
+        } else {
+          load_kv(h0, pit, pst);
+        }
+      }
+      csa__cp_async_commit(); /* empty groups keep the count uniform */
+    };
+    for (int i = 0; i < stages - 1; ++i)
+      issue(i, i);
 
     /* Iterations run over (head, key block) pairs: it = hi * nblocks + blk. */
-    const int total = MH ? nh * nblocks : nblocks;
-    for (int it = 0, hi = 0, blk = 0; it < total; ++it) {
-      int st = 0;
-      if (stages == 2) {
-        if (it + 1 < total) {
-          const int nhi = blk + 1 < nblocks ? hi : hi + 1;
-          const int nblk = blk + 1 < nblocks ? blk + 1 : 0;
-          if (MH && nblk == 0)
-            load_q(h0 + nhi, nhi & 1);
-          load_kv(h0 + nhi, nblk, (it + 1) & 1);
-        }
-        csa__cp_async_commit();
+    for (int it = 0, hi = 0, blk = 0, st = 0, qb = 0; it < total; ++it) {
+      if (stages == 3)
         csa__cp_async_wait<1>();
-        st = it & 1;
-      } else {
-        if (MH && blk == 0 && hi > 0)
-          load_q(h0 + hi, hi & 1);
-        load_kv(h0 + hi, blk, 0);
-        csa__cp_async_commit();
+      else if (stages == 2)
         csa__cp_async_wait<0>();
+      __syncthreads(); /* block it visible; every warp is done with it - 1 */
+      issue(it + stages - 1, st == 0 ? stages - 1 : st - 1);
+      if (stages == 1) {
+        csa__cp_async_wait<0>();
+        __syncthreads();
       }
-      __syncthreads();
-      const TC *const sQh = MH ? sQ + (hi & (qbufs - 1)) * BM * PITCH : sQ;
+      const TC *const sQh = MH ? sQ + qb * BM * PITCH : sQ;
       if (blk == 0) {
         if (MH && hi > 0) { /* a new head: fresh running state */
 #pragma unroll
@@ -686,10 +713,11 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
       }
       if (MH && blk == nblocks - 1)
         store_head(h0 + hi);
-      __syncthreads(); /* stage st is refilled by the next iteration's prefetch */
+      st = st + 1 == stages ? 0 : st + 1;
       if (++blk == nblocks && MH) {
         blk = 0;
         ++hi;
+        qb = qb + 1 == qbufs ? 0 : qb + 1;
       }
     }
     if (!MH)
@@ -702,33 +730,43 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
 
 }
 
-/* Picks stages for the shared memory the device grants one block (2 if
- * double-buffering fits, else 1) and launches. */
+/* Dynamic shared memory of one CTA: Q buffers (as many as stages when
+ * several heads run in turn, see the kernel), then K and V rings. */
+static size_t csa__smem_bytes(int BM, int BN, int DP, int hpc, int stages) {
+  const int qbufs = hpc > 1 ? stages : 1;
+  return (size_t)(qbufs * BM + 2 * stages * BN) * (size_t)(DP + 8) * 2;
+}
+
+/* Picks the K/V ring depth and launches.  Tiles of long rows (no MH): depth
+ * 3 where the device grants the shared memory and it costs no resident CTA
+ * per SM (the occupancy calculator sees registers and shared memory
+ * together), else 2.  Multi-head tiles of short rows: depth 2 (H200, 20,000
+ * sequences of 8..64 tokens: 2.01 ms at depth 2, 2.27-2.52 ms at depth 3,
+ * bench/RESULTS.md).  Then, while it does not fit the per-block grant, 1
+ * stage, then one head per CTA (e.g. SM 7.5's 64 KiB).  CSA_CUDA_STAGES=1|2|3
+ * asks for a depth (tuning, tests); it is still shrunk to what fits. */
 template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB, bool MH>
 static int csa__launch(const csa__cuda_attn_args *a, cudaStream_t stream, int smem_optin,
                        const char **what) {
   void (*kern)(const csa__cuda_attn_args, const int) =
       csa__attn_fwd_kernel<TIn, DP, BN, MT, QREG, MINB, MH>;
   constexpr int BM = 64 * MT;
-  const size_t row_bytes = (size_t)(DP + 8) * 2;
-  /* Shared memory: Q buffers (2 when several heads run in turn), then K and
-   * V stages.  Shrink until it fits the device's per-block grant: first one
-   * K/V stage, then one head per CTA (e.g. SM 7.5's 64 KiB). */
   csa__cuda_attn_args la = *a;
   if (!MH)
     la.hpc = 1; /* kernels without MH run one head */
-  int stages = 2;
-  size_t smem = 0;
-  for (;;) {
-    const int qbufs = la.hpc > 1 ? 2 : 1;
-    smem = (qbufs * BM + 2 * stages * BN) * row_bytes;
-    if (smem + CSA__STATIC_SMEM * MT <= (size_t)smem_optin)
-      break;
-    if (stages == 2) {
-      stages = 1;
+  int want = MH ? 2 : 3;
+  const char *env = getenv("CSA_CUDA_STAGES");
+  const bool forced = env != nullptr && atoi(env) >= 1 && atoi(env) <= 3;
+  if (forced)
+    want = atoi(env);
+  const size_t limit = (size_t)smem_optin - (size_t)CSA__STATIC_SMEM * MT;
+  int stages = want;
+  while (csa__smem_bytes(BM, BN, DP, la.hpc, stages) > limit) {
+    if (stages > 1) {
+      --stages;
     } else if (la.hpc > 1) {
       la.hpc = 1;
-      stages = 2;
+      stages = want;
     } else {
       *what = "head dims above 128 need more shared memory per block than this GPU grants "
               "(SM 7.5: 64 KiB); use D, D_v <= 128 on this device";
@@ -736,12 +774,31 @@ static int csa__launch(const csa__cuda_attn_args *a, cudaStream_t stream, int sm
     }
   }
   cudaError_t e;
+  size_t smem = csa__smem_bytes(BM, BN, DP, la.hpc, stages);
   if (smem > 48 * 1024) {
     e = cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              (int)smem);
     if (e != cudaSuccess) {
       *what = "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)";
       return (int)e;
+    }
+  }
+  if (stages == 3 && !forced) {
+    /* a third stage must not cost a resident CTA (latency hiding across
+     * CTAs is worth more than depth within one) */
+    const size_t smem2 = csa__smem_bytes(BM, BN, DP, la.hpc, 2);
+    int n3 = 0, n2 = 0;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n3, kern, CSA__THREADS, smem);
+    if (e == cudaSuccess)
+      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n2, kern, CSA__THREADS, smem2);
+    if (e != cudaSuccess) {
+      (void)cudaGetLastError();
+      *what = "cudaOccupancyMaxActiveBlocksPerMultiprocessor";
+      return (int)e;
+    }
+    if (n3 < n2) {
+      stages = 2;
+      smem = smem2;
     }
   }
   dim3 grid((unsigned)(((int64_t)a->t_q + BM - 1) / BM),
