@@ -75,34 +75,40 @@ static const int csa__order_other[] = {CSA_BACKEND_XFORMERS, CSA_BACKEND_SDPA,
 /* CUDA rows from GPU runs; first matching row wins.                         */
 /* ======================================================================== */
 #define CSA__LAST (-1)
+#define CSA__FIRST (-2)
 typedef struct csa__native_policy {
   int device_type;
-  int sm_lo, sm_hi; /* inclusive, CUDA only */
-  int before;       /* backend native is placed before, or CSA__LAST */
+  int sm_lo, sm_hi;  /* inclusive, CUDA only */
+  int before;        /* backend native is placed before, CSA__FIRST or CSA__LAST */
+  int before_packed; /* the same for short-row / small-head calls */
   const char *evidence;
+  const char *evidence_packed;
 } csa__native_policy;
 
 static const csa__native_policy csa__native_policies[] = {
     /* CPU: no other backend has a CPU kernel but per-sequence SDPA, which
      * has no LSE and loops over sequences in Python (thousands of tiny
      * windows cost one SDPA call each). */
-    {CSA_DEVICE_CPU, 0, 0, CSA_BACKEND_XFORMERS,
+    {CSA_DEVICE_CPU, 0, 0, CSA__FIRST, CSA__FIRST,
      "cpu: native first (our C kernel; per-sequence SDPA is the only other CPU path; "
-     "bench/RESULTS.md '## Dispatch')"},
+     "bench/RESULTS.md '## CPU')", NULL},
     /* CUDA sm90, measured (H200, torch 2.11, 2026-11-26, bench/RESULTS.md
-     * '## GPU native' and '## Dispatch'): native runs at 0.51-0.92x the
-     * fastest torch-tier path on 5 of the 7 standard workloads and wins only
-     * tiny-seqs (1.0-1.06x) and patches-hd16 (D = 16, 1.06-1.34x), so the
-     * torch tier goes first.  Classes without numbers keep native last. */
-    {CSA_DEVICE_CUDA, 90, 99, CSA__LAST,
-     "cuda sm90: native last (H200 2026-11-26: 0.51-0.92x the torch tier on 5 of 7 "
-     "workloads; bench/RESULTS.md)"},
-    {CSA_DEVICE_CUDA, 80, 89, CSA__LAST,
-     "cuda sm80-89: native last (not yet measured; pending GPU numbers)"},
-    {CSA_DEVICE_CUDA, 100, 1000, CSA__LAST,
-     "cuda sm100+: native last (not yet measured; pending GPU numbers)"},
-    {CSA_DEVICE_CUDA, 0, 79, CSA__LAST,
-     "cuda pre-sm80: native last (not yet measured; pending GPU numbers)"},
+     * '## GPU native' and '## Dispatch'): on long sequences native runs at
+     * 0.51-0.94x the fastest torch-tier path (cuDNN per-sequence SDPA, FA2),
+     * so the torch tier goes first there; where its packed tiles apply it is
+     * the fastest path: tiny-seqs (20,000 x 8-64 tokens) 1.10-1.6x the
+     * mem-efficient op, patches-hd16 (D = 16) 1.34-1.6x FA2. */
+    {CSA_DEVICE_CUDA, 90, 99, CSA__LAST, CSA__FIRST,
+     "cuda sm90: native last for long sequences (H200 2026-11-26: 0.51-0.94x the torch tier; "
+     "bench/RESULTS.md)",
+     "cuda sm90, short sequences or D <= 32: native first (H200 2026-11-26: 1.1-1.6x the "
+     "fastest peer on tiny-seqs and patches-hd16; bench/RESULTS.md)"},
+    {CSA_DEVICE_CUDA, 80, 89, CSA__LAST, CSA__LAST,
+     "cuda sm80-89: native last (not yet measured; pending GPU numbers)", NULL},
+    {CSA_DEVICE_CUDA, 100, 1000, CSA__LAST, CSA__LAST,
+     "cuda sm100+: native last (not yet measured; pending GPU numbers)", NULL},
+    {CSA_DEVICE_CUDA, 0, 79, CSA__LAST, CSA__LAST,
+     "cuda pre-sm80: native last (not yet measured; pending GPU numbers)", NULL},
 };
 
 const csa__backend_caps *csa__backend_caps_get(int b) {
@@ -118,7 +124,8 @@ int csa__backend_from_name(const char *name) {
   return -1;
 }
 
-const char *csa__dispatch_priority(int device_type, int sm, int order[CSA_BACKEND_COUNT]) {
+const char *csa__dispatch_priority(int device_type, int sm, int packed,
+                                   int order[CSA_BACKEND_COUNT]) {
   const int *base = device_type == CSA_DEVICE_CUDA && sm >= 80 ? csa__order_modern
                                                                : csa__order_other;
   const csa__native_policy *pol = NULL;
@@ -130,8 +137,11 @@ const char *csa__dispatch_priority(int device_type, int sm, int order[CSA_BACKEN
       break;
     }
   }
-  int before = pol ? pol->before : CSA__LAST;
+  int use_packed = pol && packed && pol->evidence_packed != NULL;
+  int before = !pol ? CSA__LAST : use_packed ? pol->before_packed : pol->before;
   int n = 0;
+  if (before == CSA__FIRST)
+    order[n++] = CSA_BACKEND_NATIVE;
   for (int i = 0; base[i] >= 0; i++) {
     if (base[i] == before)
       order[n++] = CSA_BACKEND_NATIVE;
@@ -139,7 +149,9 @@ const char *csa__dispatch_priority(int device_type, int sm, int order[CSA_BACKEN
   }
   if (n < CSA_BACKEND_COUNT)
     order[n++] = CSA_BACKEND_NATIVE;
-  return pol ? pol->evidence : "no policy row for this device: native last";
+  if (!pol)
+    return "no policy row for this device: native last";
+  return use_packed ? pol->evidence_packed : pol->evidence;
 }
 
 static const char *csa__dtype_short(int dt) {
@@ -218,7 +230,8 @@ int csa__dispatch_select(const csa__dispatch_facts *f, csa__dispatch_result *r) 
     return csa__error(CSA_EINVAL, "facts: head dims and head counts must be >= 1");
 
   int order[CSA_BACKEND_COUNT];
-  r->policy = csa__dispatch_priority(f->device_type, f->sm, order);
+  int packed = f->short_rows || f->head_dim <= CSA_DISPATCH_SMALL_HEAD;
+  r->policy = csa__dispatch_priority(f->device_type, f->sm, packed, order);
   r->n = 0;
   for (int i = 0; i < CSA_BACKEND_COUNT; i++) {
     int b = order[i];

@@ -80,7 +80,15 @@ typedef struct csa__dispatch_facts {
   int prefer;            /* backend moved to the front if capable (ComfyUI flag), or -1 */
   int forced;            /* only this backend (backend=, env, use_backend), or -1 */
   int native_cuda;       /* this build has the CUDA kernels */
+  int short_rows;        /* mean query length per sequence <= CSA_DISPATCH_SHORT_ROWS */
 } csa__dispatch_facts;
+
+/* Calls whose sequences average at most this many query rows, or whose head
+ * dim is at most CSA_DISPATCH_SMALL_HEAD, are where the native CUDA kernel's
+ * packed tiles (several sequences per 64-row tile) beat the per-sequence
+ * tiling of every peer; the policy table may place native differently there. */
+#define CSA_DISPATCH_SHORT_ROWS 96
+#define CSA_DISPATCH_SMALL_HEAD 32
 
 #define CSA_DISPATCH_REASON_MAX 160
 
@@ -97,9 +105,11 @@ const csa__backend_caps *csa__backend_caps_get(int b);
 int csa__backend_from_name(const char *name);
 
 /* Priority order for a device class (before constraints), the native
- * backend placed by csa__native_policy; fills order[CSA_BACKEND_COUNT] and
- * returns the policy row's description. */
-const char *csa__dispatch_priority(int device_type, int sm, int order[CSA_BACKEND_COUNT]);
+ * backend placed by csa__native_policy (packed: the call is of the short-row
+ * or small-head kind above); fills order[CSA_BACKEND_COUNT] and returns the
+ * policy row's description. */
+const char *csa__dispatch_priority(int device_type, int sm, int packed,
+                                   int order[CSA_BACKEND_COUNT]);
 
 /* The walk: for each backend in priority order, every constraint is checked
  * against the facts; the first one that fails becomes that backend's reason

@@ -76,6 +76,23 @@ static void test_priority(void) {
     CSA_CHECK(r.order[i] == want[i], "sm90 position %d: %d, want %d", i, r.order[i], want[i]);
   CSA_CHECK(strstr(r.policy, "sm90") != NULL, "policy row: %s", r.policy);
 
+  /* sm90, short sequences or a small head dim: the packed native kernel was
+   * measured fastest there, so it goes first; sm80-89 has no numbers yet. */
+  f = base_cuda(90);
+  f.short_rows = 1;
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_OK);
+  CSA_CHECK(r.n == 5 && r.order[0] == CSA_BACKEND_NATIVE && r.order[1] == CSA_BACKEND_SAGE2,
+            "sm90 short rows: native first, got %d", r.order[0]);
+  CSA_CHECK(strstr(r.policy, "short sequences") != NULL, "packed policy row: %s", r.policy);
+  f.short_rows = 0;
+  f.head_dim = f.head_dim_v = CSA_DISPATCH_SMALL_HEAD;
+  CSA_CHECK(first(&f) == CSA_BACKEND_NATIVE, "sm90 D = 32: native first");
+  f.head_dim = f.head_dim_v = CSA_DISPATCH_SMALL_HEAD + 1;
+  CSA_CHECK(first(&f) == CSA_BACKEND_FLASH, "sm90 D = 33: seed order (sage2 takes 64/128 only)");
+  f = base_cuda(86);
+  f.short_rows = 1;
+  CSA_CHECK(first(&f) == CSA_BACKEND_SAGE2, "sm86 short rows: no evidence, native stays last");
+
   /* Older GPU: xformers > sdpa; sage2 and flash refused for compute capability. */
   f = base_cuda(75);
   char why[CSA_DISPATCH_REASON_MAX];
@@ -108,8 +125,8 @@ static void test_priority(void) {
   int order[CSA_BACKEND_COUNT];
   int devs[][2] = {{CSA_DEVICE_CPU, 0}, {CSA_DEVICE_CUDA, 61}, {CSA_DEVICE_CUDA, 80},
                    {CSA_DEVICE_CUDA, 90}, {CSA_DEVICE_CUDA, 120}};
-  for (int i = 0; i < 5; i++) {
-    csa__dispatch_priority(devs[i][0], devs[i][1], order);
+  for (int i = 0; i < 10; i++) {
+    csa__dispatch_priority(devs[i / 2][0], devs[i / 2][1], i % 2, order);
     unsigned seen = 0;
     for (int j = 0; j < CSA_BACKEND_COUNT; j++)
       seen |= 1u << order[j];
