@@ -67,6 +67,17 @@ def measure_peak(threads):
     return best
 
 
+def uses_amx():
+    """Whether the avx512bf16 kernel runs its bf16 products on AMX tiles here."""
+    if os.environ.get("COMFY_SPARSE_ATTN_CPU_AMX") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            return " amx_bf16" in f.read()
+    except OSError:
+        return False
+
+
 # ---- the paths -------------------------------------------------------------
 
 def native_fn(q, k, v, cq, ckv, mq, mkv, threads):
@@ -200,8 +211,11 @@ def main():
             torch_ms = [ms[n] for n in ("per-seq", "nested", "dense-mask") if n in ms]
             ratio = "%.2fx" % (min(torch_ms) / ms["native"]) if torch_ms and "native" in ms else "—"
             # the peak of the arithmetic the kernel runs: bf16 dot products
-            # only under the avx512bf16 kernel, float32 FMA otherwise
+            # only under the avx512bf16 kernel (AMX tiles where present: no
+            # peak measured for those), float32 FMA otherwise
             pk = peak.get("bf16_dot" if dt == "bfloat16" and isa == "avx512bf16" else "fp32_fma")
+            if dt == "bfloat16" and isa == "avx512bf16" and uses_amx():
+                pk = None
             pct = "%.0f%%" % (100 * w.flops / ms["native"] * 1e-6 / pk) if pk and "native" in ms else "—"
             row = "| %s (%s) | %s | %s | %s | %s | %s | %s | %s | %.1e |" % (
                 w.name, w.describe(), dt, cell("native"), cell("per-seq"), cell("nested"),
