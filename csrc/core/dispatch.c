@@ -80,9 +80,9 @@ typedef struct csa__native_policy {
   int device_type;
   int sm_lo, sm_hi;  /* inclusive, CUDA only */
   int before;        /* backend native is placed before, CSA__FIRST or CSA__LAST */
-  int before_packed; /* the same for short-row / small-head calls */
+  int before_small;  /* the same for small-head calls (D <= CSA_DISPATCH_SMALL_HEAD) */
   const char *evidence;
-  const char *evidence_packed;
+  const char *evidence_small; /* NULL: small-head calls follow the general rule */
 } csa__native_policy;
 
 static const csa__native_policy csa__native_policies[] = {
@@ -93,16 +93,16 @@ static const csa__native_policy csa__native_policies[] = {
      "cpu: native first (our C kernel; per-sequence SDPA is the only other CPU path; "
      "bench/RESULTS.md '## CPU')", NULL},
     /* CUDA sm90, measured (H200, torch 2.11, 2026-11-26, bench/RESULTS.md
-     * '## GPU native' and '## Dispatch'): on long sequences native runs at
-     * 0.51-0.94x the fastest torch-tier path (cuDNN per-sequence SDPA, FA2),
-     * so the torch tier goes first there; where its packed tiles apply it is
-     * the fastest path: tiny-seqs (20,000 x 8-64 tokens) 1.10-1.6x the
-     * mem-efficient op, patches-hd16 (D = 16) 1.34-1.6x FA2. */
+     * '## GPU native' and '## Dispatch'): native runs at 0.51-0.94x the
+     * fastest torch-tier path on the D = 64 / 128 workloads, ties the
+     * mem-efficient op on tiny-seqs (0.92-1.10x over four runs), and leads
+     * on patches-hd16 (D = 16: 1.19-1.39x FA2, the fastest peer), so native
+     * goes first for D <= 32 and last otherwise. */
     {CSA_DEVICE_CUDA, 90, 99, CSA__LAST, CSA__FIRST,
-     "cuda sm90: native last for long sequences (H200 2026-11-26: 0.51-0.94x the torch tier; "
-     "bench/RESULTS.md)",
-     "cuda sm90, short sequences or D <= 32: native first (H200 2026-11-26: 1.1-1.6x the "
-     "fastest peer on tiny-seqs and patches-hd16; bench/RESULTS.md)"},
+     "cuda sm90: native last (H200 2026-11-26: 0.51-0.94x the torch tier for D >= 64, a tie "
+     "on tiny sequences; bench/RESULTS.md)",
+     "cuda sm90, D <= 32: native first (H200 2026-11-26: 1.19-1.39x the fastest peer on "
+     "patches-hd16; bench/RESULTS.md)"},
     {CSA_DEVICE_CUDA, 80, 89, CSA__LAST, CSA__LAST,
      "cuda sm80-89: native last (not yet measured; pending GPU numbers)", NULL},
     {CSA_DEVICE_CUDA, 100, 1000, CSA__LAST, CSA__LAST,
@@ -124,7 +124,7 @@ int csa__backend_from_name(const char *name) {
   return -1;
 }
 
-const char *csa__dispatch_priority(int device_type, int sm, int packed,
+const char *csa__dispatch_priority(int device_type, int sm, int small_head,
                                    int order[CSA_BACKEND_COUNT]) {
   const int *base = device_type == CSA_DEVICE_CUDA && sm >= 80 ? csa__order_modern
                                                                : csa__order_other;
@@ -137,8 +137,8 @@ const char *csa__dispatch_priority(int device_type, int sm, int packed,
       break;
     }
   }
-  int use_packed = pol && packed && pol->evidence_packed != NULL;
-  int before = !pol ? CSA__LAST : use_packed ? pol->before_packed : pol->before;
+  int use_small = pol && small_head && pol->evidence_small != NULL;
+  int before = !pol ? CSA__LAST : use_small ? pol->before_small : pol->before;
   int n = 0;
   if (before == CSA__FIRST)
     order[n++] = CSA_BACKEND_NATIVE;
@@ -151,7 +151,7 @@ const char *csa__dispatch_priority(int device_type, int sm, int packed,
     order[n++] = CSA_BACKEND_NATIVE;
   if (!pol)
     return "no policy row for this device: native last";
-  return use_packed ? pol->evidence_packed : pol->evidence;
+  return use_small ? pol->evidence_small : pol->evidence;
 }
 
 static const char *csa__dtype_short(int dt) {
@@ -230,8 +230,8 @@ int csa__dispatch_select(const csa__dispatch_facts *f, csa__dispatch_result *r) 
     return csa__error(CSA_EINVAL, "facts: head dims and head counts must be >= 1");
 
   int order[CSA_BACKEND_COUNT];
-  int packed = f->short_rows || f->head_dim <= CSA_DISPATCH_SMALL_HEAD;
-  r->policy = csa__dispatch_priority(f->device_type, f->sm, packed, order);
+  int small_head = CSA_MAX(f->head_dim, f->head_dim_v) <= CSA_DISPATCH_SMALL_HEAD;
+  r->policy = csa__dispatch_priority(f->device_type, f->sm, small_head, order);
   r->n = 0;
   for (int i = 0; i < CSA_BACKEND_COUNT; i++) {
     int b = order[i];

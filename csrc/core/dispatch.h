@@ -80,14 +80,12 @@ typedef struct csa__dispatch_facts {
   int prefer;            /* backend moved to the front if capable (ComfyUI flag), or -1 */
   int forced;            /* only this backend (backend=, env, use_backend), or -1 */
   int native_cuda;       /* this build has the CUDA kernels */
-  int short_rows;        /* mean query length per sequence <= CSA_DISPATCH_SHORT_ROWS */
 } csa__dispatch_facts;
 
-/* Calls whose sequences average at most this many query rows, or whose head
- * dim is at most CSA_DISPATCH_SMALL_HEAD, are where the native CUDA kernel's
- * packed tiles (several sequences per 64-row tile) beat the per-sequence
- * tiling of every peer; the policy table may place native differently there. */
-#define CSA_DISPATCH_SHORT_ROWS 96
+/* Calls whose head dim is at most this are where the native CUDA kernel was
+ * measured ahead of every peer (its short-D path: packed f16x2 exponentials,
+ * row sums from the matrix unit); the policy table may place native
+ * differently there ("small-head" calls). */
 #define CSA_DISPATCH_SMALL_HEAD 32
 
 #define CSA_DISPATCH_REASON_MAX 160
@@ -105,10 +103,9 @@ const csa__backend_caps *csa__backend_caps_get(int b);
 int csa__backend_from_name(const char *name);
 
 /* Priority order for a device class (before constraints), the native
- * backend placed by csa__native_policy (packed: the call is of the short-row
- * or small-head kind above); fills order[CSA_BACKEND_COUNT] and returns the
- * policy row's description. */
-const char *csa__dispatch_priority(int device_type, int sm, int packed,
+ * backend placed by csa__native_policy (small_head: D <= CSA_DISPATCH_SMALL_HEAD);
+ * fills order[CSA_BACKEND_COUNT] and returns the policy row's description. */
+const char *csa__dispatch_priority(int device_type, int sm, int small_head,
                                    int order[CSA_BACKEND_COUNT]);
 
 /* The walk: for each backend in priority order, every constraint is checked

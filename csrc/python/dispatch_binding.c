@@ -109,16 +109,16 @@ PyObject *csa__py_dispatch_caps(PyObject *self, PyObject *args) {
 
 /* dispatch_select(device_type, sm, dtype, D, D_v, H, H_kv, causal,
  *                 lengths_equal, lse, grad, exact_only, available, disabled,
- *                 prefer, forced, native_cuda, short_rows)
+ *                 prefer, forced, native_cuda)
  *   -> (order: tuple of backend ids, reasons: tuple of str by id, policy: str) */
 PyObject *csa__py_dispatch_select(PyObject *self, PyObject *args) {
   (void)self;
   csa__dispatch_facts f;
   long long d, dv, h, hkv;
-  if (!PyArg_ParseTuple(args, "iiiLLLLiiiiiIIiiii:dispatch_select", &f.device_type, &f.sm,
+  if (!PyArg_ParseTuple(args, "iiiLLLLiiiiiIIiii:dispatch_select", &f.device_type, &f.sm,
                         &f.dtype, &d, &dv, &h, &hkv, &f.causal, &f.lengths_equal, &f.lse,
                         &f.grad, &f.exact_only, &f.available, &f.disabled, &f.prefer, &f.forced,
-                        &f.native_cuda, &f.short_rows))
+                        &f.native_cuda))
     return NULL;
   f.head_dim = d;
   f.head_dim_v = dv;

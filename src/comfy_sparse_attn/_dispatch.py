@@ -45,7 +45,6 @@ _ID = {name: i for i, name in enumerate(BACKENDS)}
 _AUTO = ("", "auto", None)
 _DEVICE_CODE = {"cpu": 1, "cuda": 2}
 _LIBRARY_BACKENDS = ("sage2", "flash", "xformers")
-_SHORT_ROWS = 96  # CSA_DISPATCH_SHORT_ROWS in csrc/core/dispatch.h
 
 _local = threading.local()
 _lock = threading.Lock()
@@ -236,11 +235,10 @@ _failed = {}     # signature -> {name: error text} for backends that raised at r
 _NONE = {}
 
 
-def _plan(device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad, exact, forced,
-          short_rows=False):
+def _plan(device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad, exact, forced):
     prefer, disabled, flags = _comfy.comfy_flags()
     sig = (device.type, device.index, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad,
-           exact, forced, short_rows, flags)
+           exact, forced, flags)
     plan = _plans.get(sig)
     if plan is None:
         sm = _sm(device) if device.type == "cuda" else 0
@@ -257,7 +255,7 @@ def _plan(device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad, e
             _DEVICE_CODE[device.type], sm, dtype_code, d, dv, h, hkv, int(causal),
             int(lengths_equal), int(lse), int(grad), int(exact),
             avail, dis, _ID[prefer] if prefer else -1,
-            _ID[forced] if forced else -1, int(bool(_C.have_cuda())), int(short_rows))
+            _ID[forced] if forced else -1, int(bool(_C.have_cuda())))
         declined = {}
         for i, why in enumerate(reasons):
             if why:
@@ -346,13 +344,9 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
                 cu_seqlens_kv, torch.Tensor) and cu_seqlens_q.shape == cu_seqlens_kv.shape:
             lengths_equal = torch.equal(cu_seqlens_q, cu_seqlens_kv)
 
-    # Short sequences on average (T_q <= 96 B, from shapes alone: no sync) is
-    # where the native CUDA kernel's packed tiles win; the C policy decides.
-    nseq = cu_seqlens_q.shape[0] - 1 if cuda else 0
-    short_rows = cuda and nseq > 0 and q.shape[0] <= _SHORT_ROWS * nseq
     sig, (order, declined, policy) = _plan(device, dtype_code, d, dv, h, hkv, bool(causal),
                                            bool(lengths_equal), bool(return_lse), grad, exact,
-                                           forced, short_rows)
+                                           forced)
     failed = _failed.get(sig, _NONE) if _failed else _NONE
     for name in order:
         if name in failed:

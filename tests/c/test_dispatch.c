@@ -76,22 +76,19 @@ static void test_priority(void) {
     CSA_CHECK(r.order[i] == want[i], "sm90 position %d: %d, want %d", i, r.order[i], want[i]);
   CSA_CHECK(strstr(r.policy, "sm90") != NULL, "policy row: %s", r.policy);
 
-  /* sm90, short sequences or a small head dim: the packed native kernel was
-   * measured fastest there, so it goes first; sm80-89 has no numbers yet. */
+  /* sm90, small head dim: the native kernel was measured fastest there, so
+   * it goes first; sm80-89 has no numbers yet. */
   f = base_cuda(90);
-  f.short_rows = 1;
-  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_OK);
-  CSA_CHECK(r.n == 5 && r.order[0] == CSA_BACKEND_NATIVE && r.order[1] == CSA_BACKEND_SAGE2,
-            "sm90 short rows: native first, got %d", r.order[0]);
-  CSA_CHECK(strstr(r.policy, "short sequences") != NULL, "packed policy row: %s", r.policy);
-  f.short_rows = 0;
   f.head_dim = f.head_dim_v = CSA_DISPATCH_SMALL_HEAD;
-  CSA_CHECK(first(&f) == CSA_BACKEND_NATIVE, "sm90 D = 32: native first");
+  CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_OK);
+  CSA_CHECK(r.n == 4 && r.order[0] == CSA_BACKEND_NATIVE && r.order[1] == CSA_BACKEND_FLASH,
+            "sm90 D = 32: native first, got %d (n %d)", r.order[0], r.n);
+  CSA_CHECK(strstr(r.policy, "D <= 32") != NULL, "small-head policy row: %s", r.policy);
   f.head_dim = f.head_dim_v = CSA_DISPATCH_SMALL_HEAD + 1;
   CSA_CHECK(first(&f) == CSA_BACKEND_FLASH, "sm90 D = 33: seed order (sage2 takes 64/128 only)");
   f = base_cuda(86);
-  f.short_rows = 1;
-  CSA_CHECK(first(&f) == CSA_BACKEND_SAGE2, "sm86 short rows: no evidence, native stays last");
+  f.head_dim = f.head_dim_v = 16;
+  CSA_CHECK(first(&f) == CSA_BACKEND_FLASH, "sm86 D = 16: no evidence, native stays last");
 
   /* Older GPU: xformers > sdpa; sage2 and flash refused for compute capability. */
   f = base_cuda(75);
