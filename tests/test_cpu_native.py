@@ -217,3 +217,15 @@ def test_env_var_picks_the_isa():
     got = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.strip()
     assert got in ISAS and got != "no-such-isa"
+
+
+def test_isa_force_auto_returns_to_the_automatic_choice():
+    auto = _C.cpu_isa()
+    _C.cpu_isa_force("scalar")
+    try:
+        assert _C.cpu_isa() == "scalar"
+    finally:
+        _C.cpu_isa_force("auto")
+    assert _C.cpu_isa() == auto
+    with pytest.raises(ValueError, match="unknown CPU ISA"):
+        _C.cpu_isa_force("sse9")

@@ -62,6 +62,9 @@ static int csa__same_device(const csa_tensor *a, const csa_tensor *b, const char
 /* The output is written, so two of its elements must never share memory:
  * row-major nesting of the strides is a simple sufficient condition. */
 static int csa__check_no_overlap(const csa_tensor *t, const char *name) {
+  for (int i = 0; i < t->ndim; i++)
+    if (t->shape[i] == 0)
+      return CSA_OK; /* no elements: nothing can overlap */
   int64_t inner_extent = 1; /* elements spanned by one step of the next-outer dim */
   for (int i = t->ndim - 1; i >= 0; i--) {
     if (t->shape[i] > 1 && t->strides[i] < inner_extent)

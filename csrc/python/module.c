@@ -155,6 +155,12 @@ static PyObject *csa__py_cpu_isa_force(PyObject *self, PyObject *args) {
   const char *name;
   if (!PyArg_ParseTuple(args, "s:cpu_isa_force", &name))
     return NULL;
+  if (strcmp(name, "auto") == 0) {
+    int st = csa_cpu_isa_force(-1);
+    if (st != CSA_OK)
+      return csa__py_raise(st);
+    Py_RETURN_NONE;
+  }
   for (int isa = CSA_ISA_SCALAR; isa <= CSA_ISA_NEON; isa++) {
     if (strcmp(name, csa_cpu_isa_name(isa)) == 0) {
       int st = csa_cpu_isa_force(isa);
@@ -163,7 +169,8 @@ static PyObject *csa__py_cpu_isa_force(PyObject *self, PyObject *args) {
       Py_RETURN_NONE;
     }
   }
-  PyErr_Format(PyExc_ValueError, "unknown CPU ISA %s (scalar, avx2, avx512, avx512bf16, neon)",
+  PyErr_Format(PyExc_ValueError,
+               "unknown CPU ISA %s (auto, scalar, avx2, avx512, avx512bf16, neon)",
                name);
   return NULL;
 }
@@ -198,7 +205,8 @@ static PyMethodDef csa__methods[] = {
      "cu_kv_host, num_threads, stream) -> None"},
     {"have_cuda", csa__py_have_cuda, METH_NOARGS, "True if this build has the CUDA kernels."},
     {"cpu_isa", csa__py_cpu_isa, METH_NOARGS, "Name of the ISA the CPU kernel uses."},
-    {"cpu_isa_force", csa__py_cpu_isa_force, METH_VARARGS, "Force the CPU kernel's ISA (tests)."},
+    {"cpu_isa_force", csa__py_cpu_isa_force, METH_VARARGS,
+     "Force the CPU kernel's ISA by name (tests); 'auto' returns to the automatic choice."},
     {"setup_link_ex", csa__py_setup_link_ex, METH_VARARGS,
      "setup_link_ex(source, comfy_dir or None, comfy_relative) -> dict"},
     {"status_table", csa__py_status_table, METH_NOARGS, "{code: (name, message)}"},

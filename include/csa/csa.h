@@ -167,12 +167,16 @@ typedef enum csa_cpu_isa {
   CSA_ISA_NEON = 4
 } csa_cpu_isa;
 
-/* ISA the CPU kernel will use: best the CPU supports, unless the environment
- * variable COMFY_SPARSE_ATTN_CPU_ISA (scalar|avx2|avx512|avx512bf16|neon)
- * asks for one it also supports. */
+/* ISA the CPU kernel will use: the fastest on this CPU (measured, not the
+ * newest: on Intel without AMX vdpbf16ps runs at half the FMA rate, so bf16
+ * calls widen to fp32 under avx512 there), unless the environment variable
+ * COMFY_SPARSE_ATTN_CPU_ISA (scalar|avx2|avx512|avx512bf16|neon) asks for one
+ * the CPU also supports.  Under avx512bf16 the bf16 products run on AMX tiles
+ * where Linux grants them; COMFY_SPARSE_ATTN_CPU_AMX=0 keeps vdpbf16ps. */
 int csa_cpu_isa_selected(void);
 const char *csa_cpu_isa_name(int isa);
-/* Forces an ISA for this process (tests); CSA_ENOTSUP if the CPU lacks it. */
+/* Forces an ISA for this process (tests); CSA_ENOTSUP if the CPU lacks it.
+ * isa = -1 returns to the automatic choice. */
 int csa_cpu_isa_force(int isa);
 
 /* ------------------------------------------------------------------------ */

@@ -111,6 +111,9 @@ int main(void) {
   p = good(); p.lse = lse; expect(p, CSA_OK, NULL);
   p.lse.shape[1] = 7; expect(p, CSA_ESHAPE, "lse must be [H, T_q]");
   p = good(); p.lse = lse; p.lse.dtype = CSA_FLOAT16; expect(p, CSA_EDTYPE, "lse must be float32");
+  p = good(); p.out.strides[0] = 0; p.out.shape[0] = 0; p.q.shape[0] = 0;
+  int32_t cuq0[3] = {0, 0, 0};
+  p.cu_seqlens_q.data = cuq0; expect(p, CSA_OK, NULL); /* empty output: no overlap possible */
 
   /* scale */
   p = good(); p.softmax_scale = NAN; expect(p, CSA_EINVAL, "softmax_scale");
