@@ -26,7 +26,13 @@ static inline uint32_t csa__load_u32(const uint16_t *p) {
 }
 
 #define CSA_BF16DOT 1
+/* AMX is used on Linux only (the kernel must grant the tile state through
+ * arch_prctl, isa.c).  Elsewhere it is not even compiled: mingw-w64's
+ * _tile_loadd passes its stride as a 32-bit `long` (LLP64) straight into a
+ * 64-bit address operand, which the assembler rejects. */
+#if defined(__linux__)
 #define CSA_BF16AMX 1
+#endif
 #define CSA_BF16DOT_AV __m512bh
 #define CSA_BF16DOT_BCAST(p) ((__m512bh)_mm512_set1_epi32((int)csa__load_u32(p)))
 #define CSA_BF16DOT_BV __m512bh
@@ -73,6 +79,7 @@ static void csa__pack_v_pairs(uint32_t *dst, const uint16_t *v, int64_t v_st, in
   }
 }
 
+#ifdef CSA_BF16AMX
 /* ---- AMX: the same two bf16 products on tiles (where csa__cpu_amx_ready).
  *
  * Every tile is 16 rows x 64 bytes: tiles 0-3 accumulate C for the item
@@ -211,6 +218,8 @@ static void csa__amx_pack_vt(uint16_t *dst, uint16_t *tmp, const uint16_t *v, in
   for (int64_t x = 0; x < dvp; x++) /* keys past the block's 32-rounding: 0 */
     memset(dst + x * CSA__CPU_KEYS + n32, 0, (size_t)(CSA__CPU_KEYS - n32) * 2);
 }
+
+#endif /* CSA_BF16AMX */
 
 #define CSA_KNAME(x) x##_avx512bf16
 #define CSA_KISA "avx512bf16"
