@@ -7,6 +7,9 @@
 #define CSA_TEST_H
 
 #include <stdio.h>
+#include <string.h>
+
+#include "csa/csa.h"
 
 static int csa_test_failures = 0;
 static int csa_test_checks = 0;
@@ -28,6 +31,33 @@ static int csa_test_checks = 0;
     CSA_CHECK(csa__got == (want), "%s returned %s (%s), want %s", #expr,  \
               csa_status_name(csa__got), csa_errmsg(), csa_status_name(want)); \
   } while (0)
+
+/* A CPU view [n0, n1, n2] with row strides s0, s1 (unit last stride). */
+static inline csa_tensor csa_test_view3(void *data, int dtype, int64_t n0, int64_t n1, int64_t n2,
+                                        int64_t s0, int64_t s1) {
+  csa_tensor t;
+  memset(&t, 0, sizeof t);
+  t.data = data;
+  t.dtype = dtype;
+  t.device_type = CSA_DEVICE_CPU;
+  t.ndim = 3;
+  t.shape[0] = n0, t.shape[1] = n1, t.shape[2] = n2;
+  t.strides[0] = s0, t.strides[1] = s1, t.strides[2] = 1;
+  return t;
+}
+
+/* A contiguous CPU int32 vector of n elements (cu_seqlens). */
+static inline csa_tensor csa_test_view1_i32(int32_t *data, int64_t n) {
+  csa_tensor t;
+  memset(&t, 0, sizeof t);
+  t.data = data;
+  t.dtype = CSA_INT32;
+  t.device_type = CSA_DEVICE_CPU;
+  t.ndim = 1;
+  t.shape[0] = n;
+  t.strides[0] = 1;
+  return t;
+}
 
 static int csa_test_finish(const char *name) {
   printf("%s: %d checks, %d failed\n", name, csa_test_checks, csa_test_failures);

@@ -64,31 +64,6 @@ static double load_elem(const void *base, int64_t idx, int dtype) {
   return csa__f16_to_f32(((const uint16_t *)base)[idx]);
 }
 
-static csa_tensor view3(void *data, int dtype, int64_t n0, int64_t n1, int64_t n2, int64_t s0,
-                        int64_t s1) {
-  csa_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = data;
-  t.dtype = dtype;
-  t.device_type = CSA_DEVICE_CPU;
-  t.ndim = 3;
-  t.shape[0] = n0, t.shape[1] = n1, t.shape[2] = n2;
-  t.strides[0] = s0, t.strides[1] = s1, t.strides[2] = 1;
-  return t;
-}
-
-static csa_tensor view1_i32(int32_t *data, int64_t n) {
-  csa_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = data;
-  t.dtype = CSA_INT32;
-  t.device_type = CSA_DEVICE_CPU;
-  t.ndim = 1;
-  t.shape[0] = n;
-  t.strides[0] = 1;
-  return t;
-}
-
 /* Buffer of n elements filled with a sentinel bit pattern (0x7e7e...). */
 static void *sentinel_buf(size_t bytes) {
   void *p = malloc(bytes ? bytes : 1);
@@ -168,12 +143,12 @@ static result run_case(const tcase *tc) {
 
   csa_attn_params p;
   memset(&p, 0, sizeof p);
-  p.q = view3(qd, dt, tq, h, d, q_st, q_sh);
-  p.k = view3(kd, dt, tkv, hkv, d, k_st, k_sh);
-  p.v = view3(vd, dt, tkv, hkv, dv, v_st, v_sh);
-  p.out = view3(ob, dt, tq, h, dv, o_st, o_sh);
-  p.cu_seqlens_q = view1_i32(cuq, tc->b + 1);
-  p.cu_seqlens_kv = view1_i32(cukv, tc->b + 1);
+  p.q = csa_test_view3(qd, dt, tq, h, d, q_st, q_sh);
+  p.k = csa_test_view3(kd, dt, tkv, hkv, d, k_st, k_sh);
+  p.v = csa_test_view3(vd, dt, tkv, hkv, dv, v_st, v_sh);
+  p.out = csa_test_view3(ob, dt, tq, h, dv, o_st, o_sh);
+  p.cu_seqlens_q = csa_test_view1_i32(cuq, tc->b + 1);
+  p.cu_seqlens_kv = csa_test_view1_i32(cukv, tc->b + 1);
   if (lse) {
     p.lse.data = lse;
     p.lse.dtype = CSA_FLOAT32;
@@ -421,28 +396,28 @@ static void errors(void) {
   int32_t cu[2] = {0, 1};
   csa_attn_params p;
   memset(&p, 0, sizeof p);
-  p.q = view3(x, CSA_FLOAT32, 1, 1, 257, 257, 257);
-  p.k = view3(x, CSA_FLOAT32, 1, 1, 257, 257, 257);
-  p.v = view3(x, CSA_FLOAT32, 1, 1, 8, 8, 8);
-  p.out = view3(x + 300, CSA_FLOAT32, 1, 1, 8, 8, 8);
-  p.cu_seqlens_q = view1_i32(cu, 2);
-  p.cu_seqlens_kv = view1_i32(cu, 2);
+  p.q = csa_test_view3(x, CSA_FLOAT32, 1, 1, 257, 257, 257);
+  p.k = csa_test_view3(x, CSA_FLOAT32, 1, 1, 257, 257, 257);
+  p.v = csa_test_view3(x, CSA_FLOAT32, 1, 1, 8, 8, 8);
+  p.out = csa_test_view3(x + 300, CSA_FLOAT32, 1, 1, 8, 8, 8);
+  p.cu_seqlens_q = csa_test_view1_i32(cu, 2);
+  p.cu_seqlens_kv = csa_test_view1_i32(cu, 2);
   p.max_seqlen_q = p.max_seqlen_kv = 1;
   CSA_CHECK_STATUS(csa_attn_cpu(&p), CSA_ENOTSUP);
   CSA_CHECK(strstr(csa_errmsg(), "256") != NULL, "message names the limit: %s", csa_errmsg());
-  p.q = view3(x, CSA_FLOAT32, 1, 1, 8, 8, 8);
-  p.k = view3(x, CSA_FLOAT32, 1, 1, 8, 8, 8);
-  p.v = view3(x, CSA_FLOAT32, 1, 1, 260, 260, 260);
-  p.out = view3(x + 300, CSA_FLOAT32, 1, 1, 260, 260, 260);
+  p.q = csa_test_view3(x, CSA_FLOAT32, 1, 1, 8, 8, 8);
+  p.k = csa_test_view3(x, CSA_FLOAT32, 1, 1, 8, 8, 8);
+  p.v = csa_test_view3(x, CSA_FLOAT32, 1, 1, 260, 260, 260);
+  p.out = csa_test_view3(x + 300, CSA_FLOAT32, 1, 1, 260, 260, 260);
   CSA_CHECK_STATUS(csa_attn_cpu(&p), CSA_ENOTSUP);
-  p.v = view3(x, CSA_FLOAT32, 1, 1, 8, 8, 8);
-  p.out = view3(x + 300, CSA_FLOAT32, 1, 1, 8, 8, 8);
+  p.v = csa_test_view3(x, CSA_FLOAT32, 1, 1, 8, 8, 8);
+  p.out = csa_test_view3(x + 300, CSA_FLOAT32, 1, 1, 8, 8, 8);
   CSA_CHECK_STATUS(csa_attn_cpu(&p), CSA_OK);
   /* a stride whose extent overflows is refused before any access */
-  p.k = view3(x, CSA_FLOAT32, 1, 3, 8, 8, INT64_MAX / 2);
-  p.q = view3(x, CSA_FLOAT32, 1, 3, 8, 8, 8);
-  p.out = view3(x + 300, CSA_FLOAT32, 1, 3, 8, 24, 8);
-  p.v = view3(x, CSA_FLOAT32, 1, 3, 8, 24, 8);
+  p.k = csa_test_view3(x, CSA_FLOAT32, 1, 3, 8, 8, INT64_MAX / 2);
+  p.q = csa_test_view3(x, CSA_FLOAT32, 1, 3, 8, 8, 8);
+  p.out = csa_test_view3(x + 300, CSA_FLOAT32, 1, 3, 8, 24, 8);
+  p.v = csa_test_view3(x, CSA_FLOAT32, 1, 3, 8, 24, 8);
   CSA_CHECK_STATUS(csa_attn_cpu(&p), CSA_ESTRIDE);
   CSA_CHECK_STATUS(csa_attn_cpu(NULL), CSA_EINVAL);
 }

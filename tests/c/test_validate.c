@@ -13,29 +13,12 @@ static float qbuf[64 * 4 * 8], kbuf[64 * 2 * 8], vbuf[64 * 2 * 6], obuf[64 * 4 *
 static float lsebuf[4 * 64];
 static int32_t cuq[3] = {0, 3, 8}, cukv[3] = {0, 4, 10};
 
+/* contiguous [a, b, c] */
 static csa_tensor t3(void *data, int dtype, int64_t a, int64_t b, int64_t c) {
-  csa_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = data;
-  t.dtype = dtype;
-  t.device_type = CSA_DEVICE_CPU;
-  t.ndim = 3;
-  t.shape[0] = a, t.shape[1] = b, t.shape[2] = c;
-  t.strides[2] = 1, t.strides[1] = c, t.strides[0] = b * c;
-  return t;
+  return csa_test_view3(data, dtype, a, b, c, b * c, c);
 }
 
-static csa_tensor t1(int32_t *data, int64_t n) {
-  csa_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = data;
-  t.dtype = CSA_INT32;
-  t.device_type = CSA_DEVICE_CPU;
-  t.ndim = 1;
-  t.shape[0] = n;
-  t.strides[0] = 1;
-  return t;
-}
+#define t1 csa_test_view1_i32
 
 /* q [8,4,8], k [10,2,8], v [10,2,6], out [8,4,6], B = 2 */
 static csa_attn_params good(void) {
