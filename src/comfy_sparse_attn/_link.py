@@ -149,22 +149,6 @@ def _alias_in_process(source, modname):
     return module
 
 
-def _native():
-    from . import _C
-
-    return _C
-
-
-def _call(_C, source, comfy_dir, comfy_relative):
-    ex = getattr(_C, "setup_link_ex", None)
-    if ex is not None:
-        return ex(source, comfy_dir, comfy_relative)
-    # Older binding: the result code only.
-    return {"result": _C.setup_link(source, comfy_dir, comfy_relative),
-            "target": os.path.join(comfy_dir, comfy_relative), "source": source,
-            "previous": None, "git_exclude": 0, "git_path": None, "git_note": None}
-
-
 def _log_git(info, where):
     status = info.get("git_exclude", 0)
     if status == _GIT_ADDED:
@@ -182,17 +166,17 @@ def setup_link(source, comfy_relative="sparse.py"):
     created or repaired.  See the module docstring for every case."""
     source = os.fspath(source)
     comfy_relative = os.fspath(comfy_relative)
-    _C = _native()
-    if hasattr(_C, "setup_link_ex"):
-        # Argument errors first, ComfyUI or not.
-        _C.setup_link_ex(source, None, comfy_relative)
+    from . import _C
+
+    # Argument errors first (comfy_dir None: check only), ComfyUI or not.
+    _C.setup_link_ex(source, None, comfy_relative)
 
     comfy_dir, why = find_comfy_dir()
     if comfy_dir is None:
         log.warning("setup_link: not staging comfy/%s: %s", comfy_relative, why)
         return False
 
-    info = _call(_C, source, comfy_dir, comfy_relative)
+    info = _C.setup_link_ex(source, comfy_dir, comfy_relative)
     result = info["result"]
     target, src = info["target"], info["source"]
     if result == LINK_CREATED:
