@@ -49,3 +49,23 @@ def test_c_core_warning_free():
     run(["cmake", "-S", "tests/c", "-B", build, "-DCSA_SANITIZE=OFF",
          "-DCMAKE_C_FLAGS=-Wall -Wextra -Werror"])
     run(["cmake", "--build", build, "--target", "csa_core", "-j", "2"])
+
+
+def test_wheel_is_abi3_and_links_no_torch(tmp_path):
+    """One wheel for every CPython >= 3.10 (limited API), and the extension
+    depends on neither libtorch nor libpython (tensors arrive through DLPack)."""
+    import sys
+    import zipfile
+
+    require("cmake", "readelf")
+    run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", ".", "-w",
+         str(tmp_path)], env={"CSA_WITH_CUDA": "OFF"}, timeout=900)
+    (wheel,) = [p for p in tmp_path.iterdir() if p.suffix == ".whl"]
+    assert "-cp310-abi3-" in wheel.name, wheel.name
+    with zipfile.ZipFile(wheel) as z:
+        (ext,) = [n for n in z.namelist() if n.endswith(".abi3.so")]
+        so = tmp_path / "ext.so"
+        so.write_bytes(z.read(ext))
+    needed = run(["readelf", "-d", str(so)]).stdout
+    assert "libtorch" not in needed and "libc10" not in needed, needed
+    assert "libpython" not in needed, needed
