@@ -6,7 +6,6 @@ with the output poisoned (NaN) before each call.  Relative error bounds:
 fp32 1e-5, fp16/bf16 1e-2.  The C-level tests (tests/c/test_cpu_*.c) cover the
 same ground under ASan/UBSan; these check the Python path and torch layouts.
 """
-import math
 import os
 import subprocess
 import sys
@@ -20,9 +19,10 @@ except ImportError as e:  # pragma: no cover - only while the extension is not b
     pytest.skip("comfy_sparse_attn._C is not importable (%s): build it with "
                 "`pip install --no-build-isolation -e .`" % e, allow_module_level=True)
 
+from reference import TOL, cu_from_lengths as cu, reference, rel_err  # noqa: E402
+
 ALL_ISAS = ["scalar", "avx2", "avx512", "avx512bf16", "neon"]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-TOL = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 
 
 def _supported_isas():
@@ -50,53 +50,6 @@ def isa(request):
     _C.cpu_isa_force(DEFAULT_ISA)
 
 
-def cu(lens):
-    out = [0]
-    for n in lens:
-        out.append(out[-1] + n)
-    return torch.tensor(out, dtype=torch.int32)
-
-
-def reference(q, k, v, cq, ckv, scale, causal):
-    """float64, per sequence: out [T_q, H, D_v], lse [H, T_q] (-inf, zeros: no key)."""
-    tq, h, d = q.shape
-    hkv, dv = k.shape[1], v.shape[2]
-    out = torch.zeros(tq, h, dv, dtype=torch.float64)
-    lse = torch.full((h, tq), -math.inf, dtype=torch.float64)
-    scale = scale if scale else 1.0 / math.sqrt(d)
-    for b in range(len(cq) - 1):
-        a, e = int(cq[b]), int(cq[b + 1])
-        ka, ke = int(ckv[b]), int(ckv[b + 1])
-        lq, lk = e - a, ke - ka
-        if lq == 0 or lk == 0:
-            continue  # no keys: zeros and lse = -inf, as initialised
-        qs = q[a:e].double().transpose(0, 1)  # [H, Lq, D]
-        ks = k[ka:ke].double().transpose(0, 1).repeat_interleave(h // hkv, 0)
-        vs = v[ka:ke].double().transpose(0, 1).repeat_interleave(h // hkv, 0)
-        s = scale * qs @ ks.transpose(1, 2)  # [H, Lq, Lk]
-        if causal:
-            i = torch.arange(lq)[:, None]
-            j = torch.arange(lk)[None, :]
-            s = s.masked_fill(j > i + (lk - lq), -math.inf)
-        m = s.amax(-1, keepdim=True)
-        has = torch.isfinite(m)
-        p = torch.where(has, torch.exp(s - torch.where(has, m, torch.zeros_like(m))),
-                        torch.zeros_like(s))
-        l = p.sum(-1, keepdim=True)
-        o = torch.where(l > 0, (p @ vs) / torch.where(l > 0, l, torch.ones_like(l)),
-                        torch.zeros(1, dtype=torch.float64))
-        out[a:e] = o.transpose(0, 1)
-        lse[:, a:e] = torch.where(l[..., 0] > 0, m[..., 0] + torch.log(l[..., 0]),
-                                  torch.full_like(l[..., 0], -math.inf))
-    return out, lse
-
-
-def rel(a, b):
-    a, b = a.double(), b.double()
-    n = b.norm()
-    return ((a - b).norm() / n).item() if n > 0 else a.norm().item()
-
-
 def check(q, k, v, lq, lkv=None, *, causal=False, scale=None, out=None, threads=2):
     lkv = lq if lkv is None else lkv
     cq, ckv = cu(lq), cu(lkv)
@@ -107,9 +60,9 @@ def check(q, k, v, lq, lkv=None, *, causal=False, scale=None, out=None, threads=
                                         softmax_scale=scale, causal=causal, return_lse=True,
                                         num_threads=threads, out=out)
     assert got.data_ptr() == out.data_ptr(), "the output goes into the caller's tensor"
-    ref, ref_lse = reference(q, k, v, cq, ckv, scale, causal)
+    ref, ref_lse = reference(q, k, v, cq, ckv, softmax_scale=scale, causal=causal)
     assert not torch.isnan(got).any(), "rows left unwritten (NaN poison survived)"
-    assert rel(got, ref) < TOL[q.dtype], rel(got, ref)
+    assert rel_err(got, ref) < TOL[q.dtype], rel_err(got, ref)
     no_key = torch.isinf(ref_lse)
     assert torch.equal(torch.isinf(lse) & (lse < 0), no_key), "lse = -inf exactly where no key"
     assert (got.double().transpose(0, 1)[no_key] == 0).all(), "rows with no key are zeros"
