@@ -29,6 +29,7 @@
  *   GT_AV, GT_BCAST   broadcast operand type and its load from a GT_A *
  *   GT_BV, GT_BLOAD   B row vector type and its load from a float *
  *   GT_STEP(acc,a,b)  acc + a*b (for pairs: acc + a.lo*b.lo + a.hi*b.hi)
+ * The file undefines them at its end, so the next instance starts clean.
  */
 
 #ifndef CSA__ALWAYS_INLINE
@@ -156,3 +157,11 @@ static void GT_NAME(run)(int pv, int64_t J, GT_ARGS, int nrv) {
 #undef GT_INST
 #undef GT_INST_R
 #undef GT_ROW
+#undef GT_NAME
+#undef GT_A
+#undef GT_E
+#undef GT_AV
+#undef GT_BCAST
+#undef GT_BV
+#undef GT_BLOAD
+#undef GT_STEP

@@ -50,14 +50,6 @@
 #define GT_BLOAD(p) csa_v_load(p)
 #define GT_STEP(acc, x, y) csa_v_fma((x), (y), (acc))
 #include "gemmt.inc.h"
-#undef GT_NAME
-#undef GT_A
-#undef GT_E
-#undef GT_AV
-#undef GT_BCAST
-#undef GT_BV
-#undef GT_BLOAD
-#undef GT_STEP
 
 #ifdef CSA_BF16DOT
 /* Products over bf16 pairs: A items and B lanes hold two bf16 values each
@@ -74,14 +66,6 @@
 #define GT_BLOAD(p) CSA_BF16DOT_BLOAD(p)
 #define GT_STEP(acc, x, y) CSA_BF16DOT_STEP(acc, x, y)
 #include "gemmt.inc.h"
-#undef GT_NAME
-#undef GT_A
-#undef GT_E
-#undef GT_AV
-#undef GT_BCAST
-#undef GT_BV
-#undef GT_BLOAD
-#undef GT_STEP
 #endif
 
 /* 2^x for x <= 0 (x = -inf gives 0): 2^x = 2^n * 2^f with n = round(x),
