@@ -293,10 +293,8 @@ def _host_lists(q, cu_q, cu_kv, check):
 
 def _validate(q, k, v, cu_q, cu_kv, max_q, max_kv, softmax_scale, out, hq, hk):
     """C validation (no kernel) with host copies already made (or None)."""
-    x = _native._exporter()
-    _C.attention("validate", x(q), x(k), x(v), None if out is None else x(out), x(cu_q), x(cu_kv),
-                 int(max_q), int(max_kv), _native._scale_arg(softmax_scale), False, None,
-                 None if hq is None else x(hq), None if hk is None else x(hk), 1, 0)
+    _native.validate(q, k, v, cu_q, cu_kv, max_q, max_kv, softmax_scale=softmax_scale, out=out,
+                     host_q=hq, host_kv=hk)
 
 
 def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, softmax_scale, causal,

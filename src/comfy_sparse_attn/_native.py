@@ -60,10 +60,19 @@ def _host_copies(q, cu_seqlens_q, cu_seqlens_kv, check_cu_seqlens):
     return both[:n], both[n:]
 
 
+_MAKE = object()  # host copies not given: make them here
+
+
 def validate(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, *,
-             softmax_scale=None, lse=None, out=None, check_cu_seqlens=True):
-    """Run the C validation only (no kernel): raises on any bad argument."""
-    hq, hk = _host_copies(q, cu_seqlens_q, cu_seqlens_kv, check_cu_seqlens)
+             softmax_scale=None, lse=None, out=None, check_cu_seqlens=True, host_q=_MAKE,
+             host_kv=_MAKE):
+    """Run the C validation only (no kernel): raises on any bad argument.
+
+    host_q / host_kv: host copies of CUDA cu_seqlens the caller already made
+    (or None: values not checked on the host); by default they are made here."""
+    if host_q is _MAKE or host_kv is _MAKE:
+        host_q, host_kv = _host_copies(q, cu_seqlens_q, cu_seqlens_kv, check_cu_seqlens)
+    hq, hk = host_q, host_kv
     x = _exporter()
     _C.attention("validate", x(q), x(k), x(v), None if out is None else x(out), x(cu_seqlens_q),
                  x(cu_seqlens_kv), int(max_seqlen_q), int(max_seqlen_kv), _scale_arg(softmax_scale),
