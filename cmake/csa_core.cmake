@@ -33,6 +33,35 @@ if(NOT CSA_HAVE_CUDA)
   list(APPEND CSA_CORE_SOURCES ${CSA_ROOT}/csrc/core/no_cuda.c)
 endif()
 
+# A compiler that cannot build a part is named with what it lacks, at configure
+# time, instead of failing halfway through the build: every C source that
+# carries its own flags (the ISA-specific CPU kernels) is test-compiled with
+# exactly those flags.
+include(CheckCSourceCompiles)
+foreach(src ${CSA_CORE_SOURCES})
+  if(NOT src MATCHES "\\.c$")
+    continue()
+  endif()
+  get_source_file_property(csa_opts ${src} COMPILE_OPTIONS)
+  if(NOT csa_opts OR csa_opts MATCHES "\\$<")
+    continue()
+  endif()
+  get_filename_component(csa_name ${src} NAME_WE)
+  string(MAKE_C_IDENTIFIER "CSA_CC_BUILDS_${csa_name}" csa_var)
+  string(REPLACE ";" " " csa_flags "${csa_opts}")
+  set(CMAKE_REQUIRED_FLAGS "${csa_flags}")
+  set(CMAKE_REQUIRED_QUIET ON)
+  check_c_source_compiles("int main(void) { return 0; }" ${csa_var})
+  unset(CMAKE_REQUIRED_FLAGS)
+  unset(CMAKE_REQUIRED_QUIET)
+  if(NOT ${csa_var})
+    message(FATAL_ERROR "comfy-sparse-attn: the C compiler (${CMAKE_C_COMPILER_ID} "
+      "${CMAKE_C_COMPILER_VERSION}, ${CMAKE_C_COMPILER}) cannot build ${csa_name}.c: it refuses "
+      "the flags ${csa_flags}. Use a newer GCC/Clang (or zig cc), "
+      "or another compiler for this target.")
+  endif()
+endforeach()
+
 add_library(csa_core STATIC ${CSA_CORE_SOURCES})
 set_target_properties(csa_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_include_directories(csa_core PUBLIC ${CSA_ROOT}/include PRIVATE ${CSA_ROOT}/csrc)

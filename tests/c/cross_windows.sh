@@ -72,6 +72,11 @@ for w in "${CSA_WINE:-}" wine64 wine /usr/lib/wine/wine64; do
 done
 if [ "${CSA_CROSS_RUN:-1}" = "0" ] || [ -z "$wine" ]; then
   echo "cross_windows: Wine not found (or CSA_CROSS_RUN=0): Windows executables not run"
+  # CI installs Wine and asks for every tool: there a missing Wine fails.
+  if [ -z "$wine" ] && [ "${COMFY_SPARSE_ATTN_REQUIRE_TOOLS:-0}" = "1" ]; then
+    echo "cross_windows: COMFY_SPARSE_ATTN_REQUIRE_TOOLS=1 and no Wine" >&2
+    exit 1
+  fi
   exit $status
 fi
 export WINEPREFIX="${WINEPREFIX:-$build/wineprefix}" WINEDEBUG=-all
