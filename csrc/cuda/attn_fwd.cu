@@ -39,21 +39,15 @@
  * output written as fp32.  Scores, softmax and the output accumulate in fp32;
  * P is rounded to the input's 16-bit type for the second product.
  */
-#include <cuda_runtime.h>
 #include <limits.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include <type_traits>
 
 #include "attn_args.h"
+#include "attn_kernels.h"
 #include "ptx.cuh"
 
-#define CSA__WARPS 4    /* 16 rows each */
-#define CSA__THREADS (CSA__WARPS * 32)
-/* Static shared memory of the kernel (row key ranges), kept out of the
- * dynamic budget the launcher computes. */
-#define CSA__STATIC_SMEM (2 * 64 * 4) /* per m-tile of each warp */
 
 /* 16-bit type fed to the tensor cores for each input type. */
 template <typename T> struct csa__compute { typedef T type; };
@@ -220,9 +214,9 @@ static __device__ __forceinline__ int csa__find_seq(const int32_t *cu, int B, in
  * 8-element pad staggers rows by 16 bytes so ldmatrix's 8 row reads hit 8
  * different 16-byte bank groups.
  */
-template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB, bool MH>
-__global__ void __launch_bounds__(CSA__THREADS, MINB)
-    csa__attn_fwd_kernel(const csa__cuda_attn_args a, const int stages) {
+template <typename TIn, int DP, int BN, int MT, bool QREG, bool MH>
+static __device__ __forceinline__ void csa__attn_fwd_body(const csa__cuda_attn_args &a) {
+  const int stages = a.stages;
   typedef typename csa__compute<TIn>::type TC;
   /* packed f16x2 exponentials: f16 operands, and exp-bound (small D) */
   constexpr bool HEXP = sizeof(TIn) == 2 && !std::is_same<TIn, __nv_bfloat16>::value && DP <= 32;
@@ -256,9 +250,9 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
     const TIn *const qp = reinterpret_cast<const TIn *>(a.q) + (int64_t)h * a.q_st_h;
     TC *const dQ = sQ + buf * BM * PITCH;
 #pragma unroll
-    for (int i = 0; i < (BM * CH + CSA__THREADS - 1) / CSA__THREADS; ++i) {
-      const int c = tid + i * CSA__THREADS;
-      if ((BM * CH) % CSA__THREADS == 0 || c < BM * CH) {
+    for (int i = 0; i < (BM * CH + CSA__ATTN_THREADS - 1) / CSA__ATTN_THREADS; ++i) {
+      const int c = tid + i * CSA__ATTN_THREADS;
+      if ((BM * CH) % CSA__ATTN_THREADS == 0 || c < BM * CH) {
         const int row = c / CH, col = (c % CH) * 8;
         const int64_t r = r0 + row;
         csa__load_chunk<TIn, TC>(dQ + row * PITCH + col, r < a.t_q ? qp + r * a.q_st_t : nullptr,
@@ -413,9 +407,9 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
     /* Fast path (16-bit inputs, aligned rows, D = D_v = DP): thread tid
      * always copies column (tid % CH) * 8 of rows tid / CH + i * RSTEP, so
      * the addresses are a base plus compile-time steps. */
-    constexpr int RSTEP = CSA__THREADS / CH, NCHUNK = BN * CH / CSA__THREADS;
+    constexpr int RSTEP = CSA__ATTN_THREADS / CH, NCHUNK = BN * CH / CSA__ATTN_THREADS;
     const bool fast = sizeof(TIn) == 2 && vec && a.d == DP && a.dv == DP && NCHUNK >= 1 &&
-                      (BN * CH) % CSA__THREADS == 0;
+                      (BN * CH) % CSA__ATTN_THREADS == 0;
     const int frow = tid / CH, fcol = (tid % CH) * 8;
     auto load_kv = [&](int h, int it, int st) {
       const int hk = h / group;
@@ -442,9 +436,9 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
         return;
       }
 #pragma unroll
-      for (int i = 0; i < (BN * CH + CSA__THREADS - 1) / CSA__THREADS; ++i) {
-        const int c = tid + i * CSA__THREADS;
-        if ((BN * CH) % CSA__THREADS == 0 || c < BN * CH) {
+      for (int i = 0; i < (BN * CH + CSA__ATTN_THREADS - 1) / CSA__ATTN_THREADS; ++i) {
+        const int c = tid + i * CSA__ATTN_THREADS;
+        if ((BN * CH) % CSA__ATTN_THREADS == 0 || c < BN * CH) {
           const int row = c / CH, col = (c % CH) * 8;
           const int64_t j = (int64_t)kb + row;
           const bool ok = j < c_hi;
@@ -730,148 +724,25 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
 
 }
 
-/* Dynamic shared memory of one CTA: Q buffers (as many as stages when
- * several heads run in turn, see the kernel), then K and V rings. */
-static size_t csa__smem_bytes(int BM, int BN, int DP, int hpc, int stages) {
-  const int qbufs = hpc > 1 ? stages : 1;
-  return (size_t)(qbufs * BM + 2 * stages * BN) * (size_t)(DP + 8) * 2;
-}
-
-/* Picks the K/V ring depth and launches.  Tiles of long rows (no MH): depth
- * 3 where the device grants the shared memory and it costs no resident CTA
- * per SM (the occupancy calculator sees registers and shared memory
- * together), else 2.  Multi-head tiles of short rows: depth 2 (H200, 20,000
- * sequences of 8..64 tokens: 2.01 ms at depth 2, 2.27-2.52 ms at depth 3,
- * bench/RESULTS.md).  Then, while it does not fit the per-block grant, 1
- * stage, then one head per CTA (e.g. SM 7.5's 64 KiB).  CSA_CUDA_STAGES=1|2|3
- * asks for a depth (tuning, tests); it is still shrunk to what fits. */
-template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB, bool MH>
-static int csa__launch(const csa__cuda_attn_args *a, cudaStream_t stream, int smem_optin,
-                       const char **what) {
-  void (*kern)(const csa__cuda_attn_args, const int) =
-      csa__attn_fwd_kernel<TIn, DP, BN, MT, QREG, MINB, MH>;
-  constexpr int BM = 64 * MT;
-  csa__cuda_attn_args la = *a;
-  if (!MH)
-    la.hpc = 1; /* kernels without MH run one head */
-  int want = MH ? 2 : 3;
-  const char *env = getenv("CSA_CUDA_STAGES");
-  const bool forced = env != nullptr && atoi(env) >= 1 && atoi(env) <= 3;
-  if (forced)
-    want = atoi(env);
-  const size_t limit = (size_t)smem_optin - (size_t)CSA__STATIC_SMEM * MT;
-  int stages = want;
-  while (csa__smem_bytes(BM, BN, DP, la.hpc, stages) > limit) {
-    if (stages > 1) {
-      --stages;
-    } else if (la.hpc > 1) {
-      la.hpc = 1;
-      stages = want;
-    } else {
-      *what = "head dims above 128 need more shared memory per block than this GPU grants "
-              "(SM 7.5: 64 KiB); use D, D_v <= 128 on this device";
-      return -1;
-    }
-  }
-  cudaError_t e;
-  size_t smem = csa__smem_bytes(BM, BN, DP, la.hpc, stages);
-  if (smem > 48 * 1024) {
-    e = cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             (int)smem);
-    if (e != cudaSuccess) {
-      *what = "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)";
-      return (int)e;
-    }
-  }
-  if (stages == 3 && !forced) {
-    /* a third stage must not cost a resident CTA (latency hiding across
-     * CTAs is worth more than depth within one) */
-    const size_t smem2 = csa__smem_bytes(BM, BN, DP, la.hpc, 2);
-    int n3 = 0, n2 = 0;
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n3, kern, CSA__THREADS, smem);
-    if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n2, kern, CSA__THREADS, smem2);
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      *what = "cudaOccupancyMaxActiveBlocksPerMultiprocessor";
-      return (int)e;
-    }
-    if (n3 < n2) {
-      stages = 2;
-      smem = smem2;
-    }
-  }
-  dim3 grid((unsigned)(((int64_t)a->t_q + BM - 1) / BM),
-            (unsigned)((la.heads + la.hpc - 1) / la.hpc), 1);
-  void *args[2] = {(void *)&la, (void *)&stages};
-  e = cudaLaunchKernel((const void *)kern, grid, dim3(CSA__THREADS, 1, 1), args, smem, stream);
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError(); /* leave no stale error for the caller's next launch */
-    *what = "launch of the attention kernel";
-    return (int)e;
-  }
-  return 0;
-}
-
 /*
- * Tile shapes, from measurements on H200 (bench/RESULTS.md):
- *   big   (long sequences, see attn_cuda.c): 128-row tiles, 2 m-tiles per
- *         warp, so each K/V fragment from shared memory feeds two mma;
- *         255 registers, 2 CTAs / SM.
- *   small (short sequences, e.g. thousands of 8..64-token ones): 64-row tiles,
- *         one m-tile per warp, <= 128 registers for 4 CTAs / SM (warps idle at
- *         the block-diagonal barriers are covered by other CTAs), and 32-key
- *         blocks for DP = 64 so a warp's key range wastes less of a block.
- * fp32 inputs (converted on load; not a speed path) always use big.
+ * The kernels, one extern "C" name per instantiation (the host looks them
+ * up by name, csrc/cuda/attn_plan.c): csa_attn_fwd_<dtype>_d<DP>_<tile>,
+ * each taking the args struct by value as its only parameter.  The tile
+ * table is shared with the host (attn_kernels.h).
  */
-template <typename TIn>
-static int csa__launch_dtype(const csa__cuda_attn_args *a, cudaStream_t stream, int smem_optin,
-                             const char **what) {
-  const int dmax = a->d > a->dv ? a->d : a->dv;
-  if constexpr (sizeof(TIn) == 2) {
-    if (a->small) {
-      if (dmax <= 16)
-        return csa__launch<TIn, 16, 64, 1, true, 4, true>(a, stream, smem_optin, what);
-      if (dmax <= 32)
-        return csa__launch<TIn, 32, 64, 1, true, 4, true>(a, stream, smem_optin, what);
-      if (dmax <= 64)
-        return csa__launch<TIn, 64, 32, 1, true, 4, true>(a, stream, smem_optin, what);
-      if (dmax <= 128)
-        return csa__launch<TIn, 128, 64, 1, false, 2, true>(a, stream, smem_optin, what);
-    }
+#define CSA__DEF(dt, TIn, kind, DP, BN, MT, QREG, MINB, MH)                          \
+  extern "C" __global__ void __launch_bounds__(CSA__ATTN_THREADS, MINB)                   \
+      csa_attn_fwd_##dt##_d##DP##_##kind(const csa__cuda_attn_args a) {             \
+    csa__attn_fwd_body<TIn, DP, BN, MT, QREG != 0, MH != 0>(a);                       \
   }
-  if (dmax <= 16)
-    return csa__launch<TIn, 16, 64, 2, true, 4, false>(a, stream, smem_optin, what);
-  if (dmax <= 32)
-    return csa__launch<TIn, 32, 64, 2, true, 3, false>(a, stream, smem_optin, what);
-  if (dmax <= 64)
-    return csa__launch<TIn, 64, 64, 2, true, 1, false>(a, stream, smem_optin, what);
-  if (dmax <= 128)
-    return csa__launch<TIn, 128, 32, 2, false, 1, false>(a, stream, smem_optin, what);
-  return csa__launch<TIn, 256, 32, 1, false, 1, false>(a, stream, smem_optin, what);
-}
-
-/* csa_dtype values (csa.h): FLOAT32 = 1, FLOAT16 = 2, BFLOAT16 = 3. */
-extern "C" int csa__cuda_attn_launch(const csa__cuda_attn_args *a, int dtype, void *stream,
-                                     const char **what) {
-  int dev = 0, optin = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess)
-    e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (e != cudaSuccess) {
-    *what = "reading the device's shared-memory limit";
-    return (int)e;
-  }
-  cudaStream_t s = (cudaStream_t)stream;
-  switch (dtype) {
-  case 2:
-    return csa__launch_dtype<__half>(a, s, optin, what);
-  case 3:
-    return csa__launch_dtype<__nv_bfloat16>(a, s, optin, what);
-  case 1:
-    return csa__launch_dtype<float>(a, s, optin, what);
-  default:
-    *what = "unsupported dtype";
-    return -1;
-  }
-}
+#define CSA__DEF_F16(kind, DP, BN, MT, QREG, MINB, MH) \
+  CSA__DEF(f16, __half, kind, DP, BN, MT, QREG, MINB, MH)
+#define CSA__DEF_BF16(kind, DP, BN, MT, QREG, MINB, MH) \
+  CSA__DEF(bf16, __nv_bfloat16, kind, DP, BN, MT, QREG, MINB, MH)
+#define CSA__DEF_F32(kind, DP, BN, MT, QREG, MINB, MH) \
+  CSA__DEF(f32, float, kind, DP, BN, MT, QREG, MINB, MH)
+CSA__ATTN_TILES_SMALL(CSA__DEF_F16)
+CSA__ATTN_TILES_BIG(CSA__DEF_F16)
+CSA__ATTN_TILES_SMALL(CSA__DEF_BF16)
+CSA__ATTN_TILES_BIG(CSA__DEF_BF16)
+CSA__ATTN_TILES_BIG(CSA__DEF_F32)
