@@ -63,5 +63,6 @@ for dt in (torch.float16, torch.bfloat16, torch.float32):
         for amp in (1.0, 3.0):
             e_l, e_o = case(dt, d, [200, 1000, 37, 513], amp=amp, seed=d)
             print("| %s | %d | %.0f | %.2e | %.2e |" % (str(dt)[6:], d, amp, e_l, e_o))
-tb, tf = timing(torch.bfloat16), timing(torch.float32)
-print("time 4x4096 H16 D64: bf16 %.3f ms, fp32 %.3f ms, ratio %.2f" % (tb, tf, tf / tb))
+for d in (64, 128):
+    tb, tf = timing(torch.bfloat16, d=d), timing(torch.float32, d=d)
+    print("time 4x4096 H16 D%d: bf16 %.3f ms, fp32 %.3f ms, ratio %.2f" % (d, tb, tf, tf / tb))

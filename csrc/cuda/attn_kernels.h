@@ -33,6 +33,30 @@
   X(big, 128, 32, 2, 0, 1, 0)  \
   X(big, 256, 32, 1, 0, 1, 0)
 
+/* The f16 tiles whose fast form takes exponentials in f16 (DP <= 32): they
+ * also exist as csa_attn_fwd_f16_d<DP>_<kind>_lse, with fp32 exponentials
+ * and row sums of the unrounded P, for calls that return the LSE. */
+#define CSA__ATTN_TILES_HEXP(X) \
+  X(small, 16, 64, 1, 1, 4, 1)  \
+  X(small, 32, 64, 1, 1, 4, 1)  \
+  X(big, 16, 64, 2, 1, 4, 0)    \
+  X(big, 32, 64, 2, 1, 3, 0)
+
+/* fp32 inputs, exact: each operand as bf16 hi + lo, three products per
+ * GEMM (csa_attn_fwd_f32_d<DP>_x3).  One m-tile per warp and Q read from
+ * shared memory: the lo fragments double what a warp holds. */
+#define CSA__ATTN_TILES_X3(X) \
+  X(x3, 16, 64, 1, 0, 1, 0)   \
+  X(x3, 32, 64, 1, 0, 1, 0)   \
+  X(x3, 64, 64, 1, 0, 1, 0)   \
+  X(x3, 128, 32, 1, 0, 1, 0)  \
+  X(x3, 256, 32, 1, 0, 1, 0)
+
+/* Kernel variants (the body's VAR parameter). */
+#define CSA__VAR_FAST 0    /* as fast as the dtype allows */
+#define CSA__VAR_EXACT_L 1 /* f16: fp32 exponentials, exact row sums */
+#define CSA__VAR_X3 2      /* fp32: split bf16 products */
+
 #define CSA__ATTN_WARPS 4 /* 16 * MT rows each */
 #define CSA__ATTN_THREADS (CSA__ATTN_WARPS * 32)
 /* Static shared memory per m-tile of each warp (the rows' key ranges),

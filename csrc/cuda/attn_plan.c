@@ -33,6 +33,7 @@ typedef struct {
 #define CSA__ROW(kind, DP, BN, MT, QREG, MINB, MH) {DP, BN, MT, MH},
 static const csa__tile csa__tiles_small[] = {CSA__ATTN_TILES_SMALL(CSA__ROW)};
 static const csa__tile csa__tiles_big[] = {CSA__ATTN_TILES_BIG(CSA__ROW)};
+static const csa__tile csa__tiles_x3[] = {CSA__ATTN_TILES_X3(CSA__ROW)};
 #undef CSA__ROW
 
 static csa__cuda_knobs csa__knobs;
@@ -65,10 +66,19 @@ const csa__cuda_knobs *csa__cuda_knobs_get(void) {
 /* Dynamic shared memory of one CTA: Q buffers (as many as stages when
  * several heads run in turn), then the K and V rings, rows padded by 8
  * elements (attn_fwd.cu). */
-static size_t csa__smem_bytes(const csa__tile *t, int hpc, int stages) {
+static size_t csa__smem_bytes(const csa__tile *t, int hpc, int stages, int x3) {
   const int qbufs = hpc > 1 ? stages : 1;
-  return (size_t)(qbufs * 64 * t->mt + 2 * stages * t->bn) * (size_t)(t->dp + 8) * 2;
+  return (size_t)(qbufs * 64 * t->mt + 2 * stages * t->bn) * (size_t)(t->dp + 8) * 2 *
+         (x3 ? 2 : 1); /* x3: hi and lo halves */
 }
+
+static const csa__tile *csa__pick(const csa__tile *rows, size_t n, int dmax) {
+  for (size_t i = 0; i < n; i++)
+    if (dmax <= rows[i].dp)
+      return &rows[i];
+  return NULL;
+}
+#define CSA__PICK(rows, dmax) csa__pick(rows, sizeof rows / sizeof rows[0], dmax)
 
 static const char *csa__dtype_tag(int dtype) {
   return dtype == CSA_FLOAT16 ? "f16" : dtype == CSA_BFLOAT16 ? "bf16" : "f32";
@@ -92,21 +102,26 @@ int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
     small = kn->tile;
   if (dtype == CSA_FLOAT32)
     small = 0;
-  const csa__tile *t = NULL;
-  if (small)
-    for (size_t i = 0; i < sizeof csa__tiles_small / sizeof csa__tiles_small[0]; i++)
-      if (dmax <= csa__tiles_small[i].dp) {
-        t = &csa__tiles_small[i];
-        break;
-      }
+  const csa__tile *t = small ? CSA__PICK(csa__tiles_small, dmax) : NULL;
   if (t == NULL) {
     small = 0;
-    for (size_t i = 0; i < sizeof csa__tiles_big / sizeof csa__tiles_big[0]; i++)
-      if (dmax <= csa__tiles_big[i].dp) {
-        t = &csa__tiles_big[i];
-        break;
-      }
+    t = CSA__PICK(csa__tiles_big, dmax);
   }
+  /* fp32: three split bf16 products (exact to ~1e-6), where the doubled
+   * shared memory fits even at one stage; else the bf16-rounding kernel
+   * (e.g. D > 128 on GPUs granting ~100 KB per block). */
+  int x3 = 0;
+  if (dtype == CSA_FLOAT32) {
+    const csa__tile *tx = CSA__PICK(csa__tiles_x3, dmax);
+    if (tx != NULL &&
+        csa__smem_bytes(tx, 1, 1, 1) + CSA__ATTN_STATIC_SMEM_PER_MT <=
+            (size_t)c->dev->smem_optin) {
+      t = tx;
+      x3 = 1;
+    }
+  }
+  /* f16 calls returning the LSE: exact row sums (see attn_kernels.h) */
+  const int exact_l = dtype == CSA_FLOAT16 && a->lse != NULL && t != NULL && t->dp <= 32;
   if (t == NULL)
     return csa__error(CSA_ENOTSUP, "the CUDA kernel supports head dims up to 256, got %d", dmax);
   a->small = small;
@@ -127,7 +142,7 @@ int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
   const size_t limit =
       (size_t)c->dev->smem_optin - (size_t)CSA__ATTN_STATIC_SMEM_PER_MT * (size_t)t->mt;
   int stages = want;
-  while (csa__smem_bytes(t, hpc, stages) > limit) {
+  while (csa__smem_bytes(t, hpc, stages, x3) > limit) {
     if (stages > 1) {
       --stages;
     } else if (hpc > 1) {
@@ -142,19 +157,19 @@ int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
   }
 
   p->module = "attn_fwd";
-  snprintf(p->kernel, sizeof p->kernel, "csa_attn_fwd_%s_d%d_%s", csa__dtype_tag(dtype), t->dp,
-           small ? "small" : "big");
+  snprintf(p->kernel, sizeof p->kernel, "csa_attn_fwd_%s_d%d_%s%s", csa__dtype_tag(dtype), t->dp,
+           x3 ? "x3" : small ? "small" : "big", exact_l ? "_lse" : "");
   int st = csa__cuda_find(c, p->module, p->kernel, &p->fn);
   if (st != CSA_OK)
     return st;
-  size_t smem = csa__smem_bytes(t, hpc, stages);
+  size_t smem = csa__smem_bytes(t, hpc, stages, x3);
   st = csa__cuda_set_smem(c, &p->fn, smem);
   if (st != CSA_OK)
     return st;
   if (stages == 3 && !kn->stages) {
     /* a third stage must not cost a resident CTA (latency hiding across
      * CTAs is worth more than depth within one) */
-    const size_t smem2 = csa__smem_bytes(t, hpc, 2);
+    const size_t smem2 = csa__smem_bytes(t, hpc, 2, x3);
     int n3 = 0, n2 = 0;
     csa__CUresult e = c->api->OccupancyMaxActiveBlocksPerMultiprocessor(
         &n3, p->fn.fn, CSA__ATTN_THREADS, smem);
