@@ -2,9 +2,9 @@
  * fatbin_embed.c — puts the fatbins of the build into read-only data with
  * the assembler's .incbin, and lists them for the loader (fatbin.h).
  *
- * Why .incbin: the images are ~1-10 MB; a generated C array of that size
- * takes the compiler minutes and gigabytes, .incbin copies the bytes in
- * well under a second.  It works in every GNU-style toolchain the package is
+ * Why .incbin: the images are megabytes; a generated C array of that size
+ * is a source file several times larger that the compiler must parse
+ * element by element, while .incbin copies the bytes as they are.  It works in every GNU-style toolchain the package is
  * built with (gcc, clang, zig cc, mingw-w64: ELF and PE/COFF).  MSVC has no
  * equivalent; CMake builds without kernels there (csrc/cuda/sources.cmake).
  *

@@ -15,8 +15,8 @@
  * parallel (coalesced).  Only a tile holding a violation, or following one
  * that changed the carried value, is evaluated sequentially, by one thread
  * from shared memory.  Valid input of B = 10^6 is thus ~250 parallel tile
- * steps of one SM: a few hundred microseconds; typical B (<= 10^5) a few
- * microseconds, i.e. launch cost.  Garbage costs more and is an error path.
+ * steps of one SM, and typical B (<= 10^5) a few steps, i.e. about the
+ * launch cost; garbage costs more, and is an error path.
  * The raw bits (decrease, too long) are plain per-pair checks, in parallel.
  */
 #include <stdint.h>
