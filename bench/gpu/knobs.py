@@ -2,10 +2,10 @@
 launcher reads), interleaved round by round so clock drift hits every
 configuration alike:
 
-    python3 bench/gpu/knobs.py tiny-seqs:STAGES=2,3:HPC=8,4,2 windows:STAGES=2,3
+    python3 bench/gpu/knobs.py tiny-seqs:STAGES=2,3:HEADS_PER_CTA=8,4,2 windows:STAGES=2,3
 
 Each argument: a workload of peers' workloads.json, then knobs NAME=v1,v2
-(CSA_CUDA_ prefix implied); every combination is timed (median ms of CUDA
+(COMFY_SPARSE_ATTN_CUDA_ prefix implied: TILE, HEADS_PER_CTA, STAGES); every combination is timed (median ms of CUDA
 event timings, 7 rounds of 10 calls, no host check of cu_seqlens).
 """
 import itertools
@@ -14,7 +14,7 @@ import sys
 
 import torch
 
-from comfy_sparse_attn import _native
+from comfy_sparse_attn import _C, _native
 from profile_case import W, lengths  # noqa: F401  (same workload file)
 import json
 
@@ -36,7 +36,7 @@ def main():
         ws = {w["name"]: w for w in json.load(f)["gpu"]}
     for arg in sys.argv[1:]:
         name, *knobs = arg.split(":")
-        keys = ["CSA_CUDA_" + k.split("=")[0] for k in knobs]
+        keys = ["COMFY_SPARSE_ATTN_CUDA_" + k.split("=")[0] for k in knobs]
         vals = [k.split("=")[1].split(",") for k in knobs]
         combos = list(itertools.product(*vals)) or [()]
         x = inputs(ws[name])
@@ -44,6 +44,7 @@ def main():
         for rnd in range(8):
             for c in combos:
                 os.environ.update(dict(zip(keys, c)))
+                _C.cuda_knobs_reload()
                 for _ in range(2 if rnd == 0 else 0):  # warm-up round
                     _native.varlen_attention(*x, check_cu_seqlens=False)
                 ev = [torch.cuda.Event(enable_timing=True) for _ in range(11)]
@@ -56,10 +57,11 @@ def main():
                     times[c] += [ev[i].elapsed_time(ev[i + 1]) for i in range(10)]
                 for k in keys:
                     del os.environ[k]
+                _C.cuda_knobs_reload()
         for c in combos:
             t = sorted(times[c])
             print("| %s | %s | %.3f | %.3f |" % (
-                name, " ".join("%s=%s" % (k[9:], v) for k, v in zip(keys, c)) or "default",
+                name, " ".join("%s=%s" % (k[len("COMFY_SPARSE_ATTN_CUDA_"):], v) for k, v in zip(keys, c)) or "default",
                 t[len(t) // 2], t[len(t) // 10]))
 
 

@@ -39,21 +39,43 @@ call([1024, 1024], [1024, 1024], 2, 2, 16, 16, torch.float16, False)
 
 import os  # noqa: E402
 
+from comfy_sparse_attn import _C  # noqa: E402
+
+
+def knobs(**kv):
+    """Sets exactly these COMFY_SPARSE_ATTN_CUDA_* knobs and reloads them."""
+    for k in ("TILE", "HEADS_PER_CTA", "STAGES"):
+        os.environ.pop("COMFY_SPARSE_ATTN_CUDA_" + k, None)
+    for k, v in kv.items():
+        os.environ["COMFY_SPARSE_ATTN_CUDA_" + k] = v
+    _C.cuda_knobs_reload()
+
+
 q = torch.randn(300, 4, 64, device=dev, dtype=torch.float16)
 for tile, hpc in (("big", "1"), ("small", "1"), ("small", "3")):
-    os.environ["CSA_CUDA_TILE"], os.environ["CSA_CUDA_HPC"] = tile, hpc
+    knobs(TILE=tile, HEADS_PER_CTA=hpc)
     for bad in ([0, -50, 400, 300], [0, 250, 100, 300], [5, 2**31 - 1, -(2**31), 7]):
         c = torch.tensor(bad, dtype=torch.int32, device=dev)
         _native.varlen_attention(q, q, q, c, c, 64, 64, causal=True, check_cu_seqlens=False)
         torch.cuda.synchronize()
     call([3, 64, 1, 17, 0, 40], [5, 64, 0, 17, 9, 40], 4, 2, 64, 64, torch.bfloat16, True)
-del os.environ["CSA_CUDA_TILE"], os.environ["CSA_CUDA_HPC"]
+knobs()
 print("sanitize cases done")
 
 # K/V ring depths 1..3 (forced) with several heads per CTA and one-block heads.
-os.environ["CSA_CUDA_TILE"], os.environ["CSA_CUDA_HPC"] = "small", "6"
+knobs(TILE="small", HEADS_PER_CTA="6")
 for stages in ("1", "2", "3"):
-    os.environ["CSA_CUDA_STAGES"] = stages
+    knobs(TILE="small", HEADS_PER_CTA="6", STAGES=stages)
     call([20], [20], 6, 6, 64, 64, torch.float16, False)
     call([3, 64, 1, 17, 0, 40], [5, 64, 0, 17, 9, 40], 6, 2, 64, 64, torch.bfloat16, True)
-del os.environ["CSA_CUDA_TILE"], os.environ["CSA_CUDA_HPC"], os.environ["CSA_CUDA_STAGES"]
+knobs()
+
+# The cu_seqlens sanitizer on garbage (with max lengths that clamp) and B = 0.
+for bad in ([0, -50, 400, 300], [5, 2**31 - 1, -(2**31), 7], [3]):
+    c = torch.tensor(bad, dtype=torch.int32, device=dev)
+    o1, o2 = torch.empty_like(c), torch.empty_like(c)
+    f = torch.zeros(1, dtype=torch.int32, device=dev)
+    _C.cuda_sanitize_cu_seqlens(c, c, o1, o2, f, 300, 300, 64, 64, 0)
+    torch.cuda.synchronize()
+    assert int(f[0]) != 0
+print("sanitizer cases done")

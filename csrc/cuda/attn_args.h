@@ -1,7 +1,8 @@
 /*
- * attn_args.h — what the C entry point (attn_cuda.c) hands the CUDA
- * launcher (attn_fwd.cu): raw pointers, element strides and sizes of one
- * validated call.  Plain C so both compilers read it.
+ * attn_args.h — the single by-value parameter of every attention kernel
+ * (attn_fwd.cu): raw pointers, element strides and sizes of one validated
+ * call plus the launch plan's choices.  Plain C so both compilers read it;
+ * host and device must agree on its layout (same struct, same ABI).
  */
 #ifndef CSA_CUDA_ATTN_ARGS_H
 #define CSA_CUDA_ATTN_ARGS_H
@@ -26,14 +27,9 @@ typedef struct csa__cuda_attn_args {
   int32_t vec;   /* 1: every row start is 16-byte aligned (vector loads) */
   int32_t small; /* 1: short-sequence tile shape (see attn_fwd.cu) */
   int32_t hpc;   /* query heads per CTA, run one after another (>= 1) */
+  int32_t stages; /* K/V ring depth, 1..3 (chosen by the launch plan) */
   float scale, scale_log2;
 } csa__cuda_attn_args;
-
-/* Launches the forward kernel for dtype (csa_dtype) on stream; returns a
- * cudaError_t value (0 = success) and, on failure, names the step in *what.
- * CSA_ENOTSUP-type refusals come back as -1 with *what explaining. */
-int csa__cuda_attn_launch(const csa__cuda_attn_args *a, int dtype, void *stream,
-                          const char **what);
 
 #ifdef __cplusplus
 }

@@ -1,23 +1,23 @@
 /*
- * attn_cuda.c — csa_attn_cuda(): validate, pick the tensors' device, turn the
- * borrowed views into the launcher's flat arguments, launch on the caller's
- * stream, and map any CUDA failure to CSA_ECUDA with the runtime's own words.
- * Never aborts and never leaves a CUDA error pending for the caller.
+ * attn_cuda.c — csa_attn_cuda(): validate, turn the borrowed views into the
+ * kernels' flat argument struct, let the launch plan (attn_plan.c) choose a
+ * kernel, launch it on the caller's stream through the driver API
+ * (loader.h).  Failures come back as CSA_ENOTSUP (no driver, old driver, GPU
+ * not covered) or CSA_ECUDA with the driver's own words; never aborts, and
+ * the driver API keeps no error state, so nothing is left pending.
  */
-#include <cuda_runtime_api.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "core/internal.h"
 #include "cuda/attn_args.h"
+#include "cuda/attn_plan.h"
+#include "cuda/fatbin.h"
+#include "cuda/loader.h"
 
-int csa_have_cuda(void) { return 1; }
-
-static int csa__cuda_fail(int e, const char *what) {
-  return csa__error(CSA_ECUDA, "CUDA error in %s: %s (%s)", what,
-                    cudaGetErrorName((cudaError_t)e), cudaGetErrorString((cudaError_t)e));
-}
+/* "Built with kernels": the fatbins are embedded (whether this machine can
+ * run them is csa_cuda_status's question). */
+int csa_have_cuda(void) { return csa__n_fatbins > 0; }
 
 /* 1 if the data pointer and every advancing non-last stride put each row on a
  * 16-byte boundary (the kernels' 16-byte vector loads need it). */
@@ -36,6 +36,10 @@ static int32_t csa__clamp_len(int64_t max_seqlen, int64_t total) {
 }
 
 int csa_attn_cuda(const csa_attn_params *p) {
+  if (csa__n_fatbins == 0)
+    return csa__error(CSA_ENOTSUP,
+                      "this build of comfy-sparse-attn has no CUDA kernels (built without nvcc "
+                      "or prebuilt fatbins, or with CSA_WITH_CUDA=OFF)");
   csa__attn_dims dims;
   int st = csa__attn_check(p, CSA_DEVICE_CUDA, &dims);
   if (st != CSA_OK)
@@ -53,6 +57,7 @@ int csa_attn_cuda(const csa_attn_params *p) {
     return CSA_OK; /* nothing to write: out and lse are empty */
 
   csa__cuda_attn_args a;
+  memset(&a, 0, sizeof a);
   a.q = p->q.data;
   a.k = p->k.data;
   a.v = p->v.data;
@@ -82,49 +87,19 @@ int csa_attn_cuda(const csa_attn_params *p) {
   a.causal = p->causal != 0;
   a.vec = csa__rows_aligned16(&p->q) && csa__rows_aligned16(&p->k) &&
           csa__rows_aligned16(&p->v) && csa__rows_aligned16(&p->out);
-  /* Tile shape (attn_fwd.cu), from the average query length T_q / B, known
-   * without reading cu_seqlens: "small" for averages <= 96 rows, "big"
-   * otherwise (H200, bench/RESULTS.md: 8..64-token sequences 2.34 ms small
-   * vs 2.85 big; 16..512-token windows 3.57 small vs 2.99 big).
-   * CSA_CUDA_TILE=small|big forces one (benchmarks and tuning). */
-  const char *tile = getenv("CSA_CUDA_TILE");
-  if (tile != NULL && strcmp(tile, "small") == 0)
-    a.small = 1;
-  else if (tile != NULL && strcmp(tile, "big") == 0)
-    a.small = 0;
-  else
-    a.small = dims.batch > 0 && dims.total_q <= 96 * dims.batch;
-  /* Short sequences: one CTA runs up to 8 heads of its rows, so the row plan
-   * is made once and each head's first copies overlap the previous head's
-   * last block (a CTA of short rows is otherwise mostly pipeline fill). */
-  a.hpc = 1;
-  if (a.small && dims.total_q <= 96 * dims.batch) {
-    int64_t groups = (dims.heads + 7) / 8;
-    a.hpc = (int32_t)((dims.heads + groups - 1) / groups);
-  }
-  const char *hpc_env = getenv("CSA_CUDA_HPC");
-  if (hpc_env != NULL && atoi(hpc_env) >= 1)
-    a.hpc = atoi(hpc_env) < a.heads ? atoi(hpc_env) : a.heads;
   a.scale = dims.scale;
   a.scale_log2 = dims.scale * 1.4426950408889634f; /* scale * log2(e): exp(x) = 2^(x log2 e) */
 
-  /* Run on the tensors' device, then give the caller back its own. */
-  int prev = 0;
-  cudaError_t e = cudaGetDevice(&prev);
-  if (e != cudaSuccess)
-    return csa__cuda_fail(e, "cudaGetDevice");
-  if (prev != p->q.device_id) {
-    e = cudaSetDevice(p->q.device_id);
-    if (e != cudaSuccess)
-      return csa__cuda_fail(e, "cudaSetDevice");
-  }
-  const char *what = "";
-  int rc = csa__cuda_attn_launch(&a, p->q.dtype, p->stream, &what);
-  if (prev != p->q.device_id)
-    (void)cudaSetDevice(prev);
-  if (rc == -1)
-    return csa__error(CSA_ENOTSUP, "%s", what);
-  if (rc != 0)
-    return csa__cuda_fail(rc, what);
-  return CSA_OK;
+  /* Plan and launch in the tensors' device's primary context; the caller's
+   * context is current again afterwards. */
+  csa__cuda_call c;
+  st = csa__cuda_begin(&c, p->q.device_id);
+  if (st != CSA_OK)
+    return st;
+  csa__attn_plan plan;
+  st = csa__attn_plan_make(&c, &a, p->q.dtype, &plan);
+  if (st == CSA_OK)
+    st = csa__cuda_launch(&c, &plan.fn, plan.grid, plan.block, plan.smem, p->stream, &a);
+  csa__cuda_end(&c);
+  return st;
 }

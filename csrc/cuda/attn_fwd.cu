@@ -34,26 +34,36 @@
  * grows), out_i = o_i / l_i, lse_i = scale * m_i + ln l_i.  A row that saw no
  * key keeps m = -inf, l = 0 and writes 0 / -inf.
  *
- * Precision.  fp16 and bf16 inputs feed the tensor cores as they are; fp32
- * inputs are rounded to bf16 on load (range of fp32, ~3 significant digits),
- * output written as fp32.  Scores, softmax and the output accumulate in fp32;
- * P is rounded to the input's 16-bit type for the second product.
+ * Precision.  fp16 and bf16 inputs feed the tensor cores as they are.  fp32
+ * inputs are split, x = hi + lo with hi = bf16(x), lo = bf16(x - hi), and
+ * each product takes three mma (hi*hi + hi*lo + lo*hi, the "bf16x3" idea):
+ * ~16 significant bits per operand, error ~1e-6 relative for unit-size
+ * scores (VAR_X3; where the doubled shared memory does not fit, the plan
+ * falls back to rounding fp32 to bf16).  Scores, softmax and the output
+ * accumulate in fp32; P is rounded to the 16-bit type for the second
+ * product (and split like the operands under x3), while the row sums l
+ * add the unrounded fp32 probabilities, so lse = scale m + ln l carries
+ * only fp32 rounding.  The one exception, f16 with D <= 32, takes its
+ * exponentials in f16 for speed (HEXP) and is replaced by VAR_EXACT_L when
+ * the call returns the LSE.
+ *
+ * Structure.  csa__attn_fwd_body runs the pipeline (Q / K / V copies, the
+ * K/V ring, the loop over (head, key block)); each step is its own device
+ * function: csa__plan_rows (which keys each row sees), csa__qk_block (S =
+ * Q K^T), csa__mask_block, csa__softmax_block (online softmax), csa__pv_block
+ * (O += P V) and csa__store_rows (epilogue).  Every choice of tile shape,
+ * heads per CTA and pipeline depth is made on the host (attn_plan.c) and
+ * arrives in the args struct or as the kernel's template parameters.
  */
-#include <cuda_runtime.h>
 #include <limits.h>
 #include <stdint.h>
-#include <stdlib.h>
 
 #include <type_traits>
 
 #include "attn_args.h"
+#include "attn_kernels.h"
 #include "ptx.cuh"
 
-#define CSA__WARPS 4    /* 16 rows each */
-#define CSA__THREADS (CSA__WARPS * 32)
-/* Static shared memory of the kernel (row key ranges), kept out of the
- * dynamic budget the launcher computes. */
-#define CSA__STATIC_SMEM (2 * 64 * 4) /* per m-tile of each warp */
 
 /* 16-bit type fed to the tensor cores for each input type. */
 template <typename T> struct csa__compute { typedef T type; };
@@ -144,6 +154,42 @@ static __device__ __forceinline__ void csa__load_chunk(TC *dst, const TIn *row, 
   *reinterpret_cast<uint4 *>(dst) = make_uint4(w[0], w[1], w[2], w[3]);
 }
 
+/* fp32 x as a bf16 pair: hi = bf16(x), lo = bf16(x - hi) (x - hi is exact
+ * in fp32), so hi + lo carries 16 significant bits and a product of two
+ * such pairs, minus the tiny lo*lo, is within ~2^-17 of the fp32 product. */
+static __device__ __forceinline__ void csa__split2(float x, float y, uint32_t *hi, uint32_t *lo) {
+  const uint32_t h = csa__pack2<__nv_bfloat16>(x, y);
+  *hi = h;
+  *lo = csa__pack2<__nv_bfloat16>(x - __uint_as_float(h << 16),
+                                  y - __uint_as_float(h & 0xffff0000u));
+}
+
+/* Elements [col, col + 8) of an fp32 row as hi and lo halves (x3 path). */
+static __device__ __forceinline__ void csa__load_chunk_x3(__nv_bfloat16 *hi, __nv_bfloat16 *lo,
+                                                          const float *row, int col, int d,
+                                                          bool vec) {
+  float x[8];
+  if (row == nullptr || col >= d) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      x[i] = 0.0f;
+  } else if (vec && col + 8 <= d) {
+    const float4 u = reinterpret_cast<const float4 *>(row + col)[0];
+    const float4 w = reinterpret_cast<const float4 *>(row + col)[1];
+    x[0] = u.x, x[1] = u.y, x[2] = u.z, x[3] = u.w, x[4] = w.x, x[5] = w.y, x[6] = w.z, x[7] = w.w;
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      x[i] = col + i < d ? row[col + i] : 0.0f;
+  }
+  uint32_t h[4], l[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+    csa__split2(x[2 * i], x[2 * i + 1], &h[i], &l[i]);
+  *reinterpret_cast<uint4 *>(hi) = make_uint4(h[0], h[1], h[2], h[3]);
+  *reinterpret_cast<uint4 *>(lo) = make_uint4(l[0], l[1], l[2], l[3]);
+}
+
 static __device__ __forceinline__ int64_t csa__clamp64(int64_t x, int64_t lo, int64_t hi) {
   return x < lo ? lo : (x > hi ? hi : x);
 }
@@ -199,6 +245,347 @@ static __device__ __forceinline__ int csa__find_seq(const int32_t *cu, int B, in
   return s;
 }
 
+/* Sequence plan of one warp's rows (FlashAttention's BlockInfo, per
+ * row): row r of sequence s sees keys [ks, ke) = [kvs, min(kve, causal
+ * limit)), with every bound clamped (cu_seqlens may be unchecked):
+ *   qs = clamp(cu_q[s], 0, T_q),  qe = clamp(cu_q[s+1], qs, min(T_q, qs + max_q)),
+ *   likewise kvs, kve;  causal limit j < kvs + (r - qs) + L_kv - L_q + 1.
+ * Rows without keys (or outside every sequence) get the empty range
+ * ks = INT_MAX, ke = INT_MIN, neutral for the min/max reductions. */
+template <int WR>
+static __device__ __forceinline__ void csa__plan_rows(const csa__cuda_attn_args &a, int64_t rw0,
+                                                      int lane, int *sKs, int *sKe) {
+  const int64_t rwl = rw0 + WR - 1 < a.t_q ? rw0 + WR - 1 : a.t_q - 1;
+  const int64_t r = rw0 + (lane % WR);
+  int ks = INT_MAX, ke = INT_MIN;
+  if (rw0 < a.t_q && a.batch > 0) {
+    const int sq = csa__find_seq(a.cu_q, a.batch, rw0, rwl, r, lane);
+    const int64_t qs = csa__clamp64(__ldg(a.cu_q + sq), 0, a.t_q);
+    const int64_t qe = csa__clamp64(__ldg(a.cu_q + sq + 1), qs,
+                                    qs + a.max_q < a.t_q ? qs + a.max_q : a.t_q);
+    const int64_t kvs = csa__clamp64(__ldg(a.cu_kv + sq), 0, a.t_kv);
+    const int64_t kve = csa__clamp64(__ldg(a.cu_kv + sq + 1), kvs,
+                                     kvs + a.max_kv < a.t_kv ? kvs + a.max_kv : a.t_kv);
+    if (r < a.t_q && r >= qs && r < qe) {
+      int64_t lim = kve;
+      if (a.causal) {
+        int64_t c = kvs + (r - qs) + (kve - kvs) - (qe - qs) + 1;
+        lim = c < kve ? c : kve;
+      }
+      if (lim > kvs) {
+        ks = (int)kvs;
+        ke = (int)lim;
+      }
+    }
+  }
+  if (lane < WR) {
+    sKs[lane] = ks;
+    sKe[lane] = ke;
+  }
+}
+
+/* S = Q K^T for one key block: s[mt][nt] is the 16x8 score tile of
+ * m-tile mt and keys nt * 8 .. + 7 (x3: plus the two cross products). */
+template <typename TC, int DP, int BN, int MT, bool QREG, bool X3>
+static __device__ __forceinline__ void csa__qk_block(
+    float (&s)[MT][BN / 8][4], const uint32_t (&qf)[QREG ? MT : 1][QREG ? DP / 16 : 1][4],
+    const TC *sQh, const TC *sQl, const TC *k_s, const TC *k_l, int wbase, int lane) {
+  constexpr int PITCH = DP + 8, KC = DP / 16, NT = BN / 8;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int i = 0; i < NT; i++)
+      s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.0f;
+  /* S = Q K^T: A = Q rows, B = K rows (ldmatrix of K row-major gives
+   * B's "col" layout directly).  All fragments of one k-chunk are
+   * loaded before its mma so loads and mma of adjacent chunks overlap. */
+#pragma unroll
+  for (int kk = 0; kk < KC; ++kk) {
+    uint32_t qa[MT][4], kf[BN / 16][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      if constexpr (QREG) {
+#pragma unroll
+        for (int x = 0; x < 4; ++x)
+          qa[mt][x] = qf[QREG ? mt : 0][QREG ? kk : 0][x];
+      } else {
+        csa__ldmatrix_x4(qa[mt], sQh + (wbase + mt * 16 + (lane & 15)) * PITCH +
+                                     kk * 16 + (lane >> 4) * 8);
+      }
+    }
+#pragma unroll
+    for (int n2 = 0; n2 < BN / 16; ++n2)
+      csa__ldmatrix_x4(kf[n2], k_s + (n2 * 16 + (lane & 7) + ((lane >> 4) << 3)) * PITCH +
+                                   kk * 16 + ((lane >> 3) & 1) * 8);
+#pragma unroll
+    for (int n2 = 0; n2 < BN / 16; ++n2)
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        csa__mma16816<TC>(s[mt][2 * n2], qa[mt], kf[n2][0], kf[n2][1]);
+        csa__mma16816<TC>(s[mt][2 * n2 + 1], qa[mt], kf[n2][2], kf[n2][3]);
+      }
+    if constexpr (X3) {
+      /* + Q_hi K_lo + Q_lo K_hi; the dropped Q_lo K_lo is ~2^-18 of
+       * each product, below what the lo roundings already cost */
+      uint32_t ql[MT][4], kl[BN / 16][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+        csa__ldmatrix_x4(ql[mt], sQl + (wbase + mt * 16 + (lane & 15)) * PITCH + kk * 16 +
+                                     (lane >> 4) * 8);
+#pragma unroll
+      for (int n2 = 0; n2 < BN / 16; ++n2)
+        csa__ldmatrix_x4(kl[n2], k_l +
+                                     (n2 * 16 + (lane & 7) + ((lane >> 4) << 3)) * PITCH +
+                                     kk * 16 + ((lane >> 3) & 1) * 8);
+#pragma unroll
+      for (int n2 = 0; n2 < BN / 16; ++n2)
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          csa__mma16816<TC>(s[mt][2 * n2], qa[mt], kl[n2][0], kl[n2][1]);
+          csa__mma16816<TC>(s[mt][2 * n2 + 1], qa[mt], kl[n2][2], kl[n2][3]);
+          csa__mma16816<TC>(s[mt][2 * n2], ql[mt], kf[n2][0], kf[n2][1]);
+          csa__mma16816<TC>(s[mt][2 * n2 + 1], ql[mt], kf[n2][2], kf[n2][3]);
+        }
+    }
+  }
+}
+
+/* Mask: keys outside row i's range [ks_i, ke_i) (its sequence, and the
+ * causal limit) get score -inf.  Called only for blocks that straddle some
+ * row's range; rows come from registers (RREG) or shared memory. */
+template <int MT, int NT, bool RREG>
+static __device__ __forceinline__ void csa__mask_block(float (&s)[MT][NT][4], int kb,
+                                                       const int (&rks)[RREG ? MT : 1][2],
+                                                       const int (&rke)[RREG ? MT : 1][2],
+                                                       const int *sKs, const int *sKe,
+                                                       int wbase, int g, int t4) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int j = kb + nt * 8 + 2 * t4 + (e & 1);
+        const int row = wbase + mt * 16 + g + (e >> 1) * 8;
+        const int ks = RREG ? rks[RREG ? mt : 0][e >> 1] : sKs[row];
+        const int ke = RREG ? rke[RREG ? mt : 0][e >> 1] : sKe[row];
+        if (!(j >= ks && j < ke))
+          s[mt][nt][e] = -INFINITY;
+      }
+}
+
+/* Online softmax over one key block (scores s, unscaled), in base 2 with
+ * c = scale * log2(e):
+ *   m' = max(m, max_j s_j),  alpha = 2^(c (m - m')),  p_j = 2^(c s_j - c m'),
+ *   l' = alpha l + sum_j p_j  (fp32, unrounded p),  o' = alpha o (+ P V next),
+ * and P as the A fragments of the second product: ph (16-bit), pl (x3:
+ * P - ph).  Rows that saw no key keep m = -inf and use 0 as the max. */
+template <typename TC, int MT, int NT, int NO, bool HEXP, bool X3>
+static __device__ __forceinline__ void csa__softmax_block(
+    float (&s)[MT][NT][4], float (&m)[MT][2], float (&l)[MT][2], float (&lsum)[HEXP ? MT : 1][4],
+    float (&o)[MT][NO][4], uint32_t (&ph)[MT][NT][2], uint32_t (&pl)[X3 ? MT : 1][X3 ? NT : 1][2],
+    const float sl2) {
+  /* Online softmax; the 4 threads of a quad share a row.  Every
+   * reduction is a tree and the 2 MT rows of a thread go through each
+   * step together, so no long chain of dependent fmax / add stalls the
+   * warp (the limiter at 2 warps per scheduler).  P goes straight into
+   * packed 16-bit pairs: ph[mt][nt][rr] holds row rr's two columns of
+   * key tile nt, which is the A-fragment layout of the second product
+   * (key tiles 2kc, 2kc+1 = key chunk kc). */
+  float mx[MT][2], alpha[MT][2], mb[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      float t[NT];
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+        t[nt] = fmaxf(s[mt][nt][2 * rr], s[mt][nt][2 * rr + 1]);
+#pragma unroll
+      for (int w = 1; w < NT; w *= 2)
+#pragma unroll
+        for (int i = 0; i + w < NT; i += 2 * w)
+          t[i] = fmaxf(t[i], t[i + w]);
+      mx[mt][rr] = t[0];
+    }
+#pragma unroll
+  for (int sh = 1; sh <= 2; sh *= 2)
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr)
+        mx[mt][rr] = fmaxf(mx[mt][rr], __shfl_xor_sync(0xffffffffu, mx[mt][rr], sh));
+  bool grew = false;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      const float mnew = fmaxf(m[mt][rr], mx[mt][rr]);
+      const float muse = mnew == -INFINITY ? 0.0f : mnew;
+      /* 2^0 = 1 exactly: alpha != 1 iff this row's max moved */
+      alpha[mt][rr] = csa__exp2((m[mt][rr] - muse) * sl2);
+      grew |= alpha[mt][rr] != 1.0f;
+      m[mt][rr] = mnew;
+      mb[mt][rr] = muse * sl2;
+    }
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      float t[NT];
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt) {
+        const float x0 = fmaf(s[mt][nt][2 * rr], sl2, -mb[mt][rr]);
+        const float x1 = fmaf(s[mt][nt][2 * rr + 1], sl2, -mb[mt][rr]);
+        if constexpr (HEXP) {
+          /* Two exponentials per special-function op: the argument
+           * (<= 0) rounds to f16 (abs. error <= 2^-9 for |x| < 8, i.e.
+           * <= 0.14% in p, under P's own f16 rounding for the mma);
+           * used where exp, not the tensor cores, bounds the speed
+           * (head dims <= 32).  Row sums come from the ones column. */
+          ph[mt][nt][rr] = csa__exp2_h2(csa__pack2<__half>(x0, x1));
+        } else {
+          const float p0 = csa__exp2(x0), p1 = csa__exp2(x1);
+          ph[mt][nt][rr] = csa__pack2<TC>(p0, p1);
+          if constexpr (X3) {
+            const uint32_t h = ph[mt][nt][rr];
+            pl[X3 ? mt : 0][X3 ? nt : 0][rr] = csa__pack2<TC>(
+                p0 - __uint_as_float(h << 16), p1 - __uint_as_float(h & 0xffff0000u));
+          }
+          t[nt] = p0 + p1;
+        }
+      }
+      if constexpr (!HEXP) {
+#pragma unroll
+        for (int w = 1; w < NT; w *= 2)
+#pragma unroll
+          for (int i = 0; i + w < NT; i += 2 * w)
+            t[i] += t[i + w];
+        l[mt][rr] = fmaf(l[mt][rr], alpha[mt][rr], t[0]);
+      }
+    }
+  /* Rescale the running output only when some row's max moved (rare
+   * after the first blocks of a long row). */
+  if (__any_sync(0xffffffffu, grew)) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int rr = 0; rr < 2; ++rr) {
+        if constexpr (HEXP) {
+          lsum[HEXP ? mt : 0][2 * rr] *= alpha[mt][rr];
+          lsum[HEXP ? mt : 0][2 * rr + 1] *= alpha[mt][rr];
+        }
+#pragma unroll
+        for (int i = 0; i < NO; ++i) {
+          o[mt][i][2 * rr] *= alpha[mt][rr];
+          o[mt][i][2 * rr + 1] *= alpha[mt][rr];
+        }
+      }
+  }
+}
+
+/* O += P V for one key block (x3: plus the two cross products; HEXP:
+ * the row sums as P times a column of ones). */
+template <typename TC, int DP, int BN, int MT, bool HEXP, bool X3>
+static __device__ __forceinline__ void csa__pv_block(
+    float (&o)[MT][DP / 8][4], float (&lsum)[HEXP ? MT : 1][4],
+    const uint32_t (&ph)[MT][BN / 8][2], const uint32_t (&pl)[X3 ? MT : 1][X3 ? BN / 8 : 1][2],
+    const TC *v_s, const TC *v_l, int lane) {
+  constexpr int PITCH = DP + 8;
+  /* O += P V, B = V via ldmatrix.trans. */
+#pragma unroll
+  for (int kc = 0; kc < BN / 16; ++kc) {
+    uint32_t pa[MT][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      pa[mt][0] = ph[mt][2 * kc][0];
+      pa[mt][1] = ph[mt][2 * kc][1];
+      pa[mt][2] = ph[mt][2 * kc + 1][0];
+      pa[mt][3] = ph[mt][2 * kc + 1][1];
+    }
+    if constexpr (HEXP) {
+      const uint32_t one2 = 0x3c003c00u; /* f16 pair (1, 1) */
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+        csa__mma16816<TC>(lsum[HEXP ? mt : 0], pa[mt], one2, one2);
+    }
+#pragma unroll
+    for (int n2 = 0; n2 < DP / 16; ++n2) {
+      uint32_t b[4];
+      csa__ldmatrix_x4_trans(b, v_s + (kc * 16 + (lane & 15)) * PITCH + n2 * 16 +
+                                    (lane >> 4) * 8);
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        csa__mma16816<TC>(o[mt][2 * n2], pa[mt], b[0], b[1]);
+        csa__mma16816<TC>(o[mt][2 * n2 + 1], pa[mt], b[2], b[3]);
+      }
+      if constexpr (X3) { /* + P_hi V_lo + P_lo V_hi */
+        uint32_t bl[4];
+        csa__ldmatrix_x4_trans(bl, v_l + (kc * 16 + (lane & 15)) * PITCH +
+                                       n2 * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          uint32_t pla[4] = {pl[X3 ? mt : 0][X3 ? 2 * kc : 0][0],
+                             pl[X3 ? mt : 0][X3 ? 2 * kc : 0][1],
+                             pl[X3 ? mt : 0][X3 ? 2 * kc + 1 : 0][0],
+                             pl[X3 ? mt : 0][X3 ? 2 * kc + 1 : 0][1]};
+          csa__mma16816<TC>(o[mt][2 * n2], pa[mt], bl[0], bl[1]);
+          csa__mma16816<TC>(o[mt][2 * n2 + 1], pa[mt], bl[2], bl[3]);
+          csa__mma16816<TC>(o[mt][2 * n2], pla, b[0], b[1]);
+          csa__mma16816<TC>(o[mt][2 * n2 + 1], pla, b[2], b[3]);
+        }
+      }
+    }
+  }
+}
+
+/* Epilogue of head h for this warp's rows: out = o / l (0 for rows
+ * without keys), lse = scale m + ln l (-inf without keys).  The 4 threads
+ * of a quad hold partial row sums (HEXP: every column holds the sum). */
+template <typename TIn, int MT, int NO, bool HEXP>
+static __device__ __forceinline__ void csa__store_rows(const csa__cuda_attn_args &a, int h,
+                                                       int64_t rbase, int g, int t4, bool vec,
+                                                       const float (&o)[MT][NO][4],
+                                                       const float (&m)[MT][2],
+                                                       const float (&l)[MT][2],
+                                                       const float (&lsum)[HEXP ? MT : 1][4]) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr) {
+      float lt;
+      if constexpr (HEXP) {
+        lt = lsum[HEXP ? mt : 0][2 * rr]; /* every column holds the row sum */
+      } else {
+        lt = l[mt][rr];
+        lt += __shfl_xor_sync(0xffffffffu, lt, 1);
+        lt += __shfl_xor_sync(0xffffffffu, lt, 2);
+      }
+      const float inv = lt > 0.0f ? __frcp_rn(lt) : 0.0f;
+      const int64_t r = rbase + mt * 16 + g + rr * 8;
+      if (r < a.t_q) {
+        TIn *const op = reinterpret_cast<TIn *>(a.out) + r * a.o_st_t + (int64_t)h * a.o_st_h;
+#pragma unroll
+        for (int nt = 0; nt < NO; ++nt) {
+          const int c = nt * 8 + 2 * t4;
+          if (c < a.dv) {
+            const float x = o[mt][nt][2 * rr] * inv, y = o[mt][nt][2 * rr + 1] * inv;
+            if (vec && c + 1 < a.dv) {
+              csa__store2<TIn>(op + c, x, y);
+            } else {
+              csa__store1<TIn>(op + c, x);
+              if (c + 1 < a.dv)
+                csa__store1<TIn>(op + c + 1, y);
+            }
+          }
+        }
+        if (a.lse != nullptr && t4 == 0)
+          a.lse[(int64_t)h * a.lse_st_h + r * a.lse_st_t] =
+              lt > 0.0f ? m[mt][rr] * a.scale + logf(lt) : -INFINITY;
+      }
+    }
+}
+
 /*
  * DP: head dim padded to a multiple of 16 (both D and D_v live in it; the
  * pad is zero-filled on load, so it adds nothing to scores or outputs).
@@ -220,12 +607,18 @@ static __device__ __forceinline__ int csa__find_seq(const int32_t *cu, int B, in
  * 8-element pad staggers rows by 16 bytes so ldmatrix's 8 row reads hit 8
  * different 16-byte bank groups.
  */
-template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB, bool MH>
-__global__ void __launch_bounds__(CSA__THREADS, MINB)
-    csa__attn_fwd_kernel(const csa__cuda_attn_args a, const int stages) {
+template <typename TIn, int DP, int BN, int MT, bool QREG, bool MH, int VAR>
+static __device__ __forceinline__ void csa__attn_fwd_body(const csa__cuda_attn_args &a) {
+  const int stages = a.stages;
   typedef typename csa__compute<TIn>::type TC;
-  /* packed f16x2 exponentials: f16 operands, and exp-bound (small D) */
-  constexpr bool HEXP = sizeof(TIn) == 2 && !std::is_same<TIn, __nv_bfloat16>::value && DP <= 32;
+  /* X3: fp32 operands as bf16 hi + lo pairs, three products per GEMM */
+  constexpr bool X3 = VAR == CSA__VAR_X3;
+  static_assert(!X3 || (std::is_same<TIn, float>::value && !QREG), "x3: fp32, Q from smem");
+  /* packed f16x2 exponentials: f16 operands, and exp-bound (small D); the
+   * row sums then come from f16 P, so calls that return the LSE take
+   * VAR_EXACT_L (fp32 exponentials, row sums of unrounded P) instead */
+  constexpr bool HEXP = sizeof(TIn) == 2 && !std::is_same<TIn, __nv_bfloat16>::value &&
+                        DP <= 32 && VAR == CSA__VAR_FAST;
   constexpr int BM = 64 * MT, WR = 16 * MT, PITCH = DP + 8, CH = DP / 8, NT = BN / 8,
                 NO = DP / 8, KC = DP / 16;
   extern __shared__ __align__(16) unsigned char csa__smem[];
@@ -242,6 +635,10 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
   TC *const sQ = reinterpret_cast<TC *>(csa__smem); /* [qbufs][BM][PITCH] */
   TC *const sK = sQ + qbufs * BM * PITCH;
   TC *const sV = sK + stages * BN * PITCH;
+  /* X3: the low halves (x - hi, rounded to bf16) follow in the same layout */
+  TC *const sQl = sV + stages * BN * PITCH;
+  TC *const sKl = sQl + (X3 ? qbufs * BM * PITCH : 0);
+  TC *const sVl = sKl + (X3 ? stages * BN * PITCH : 0);
   __shared__ int sKs[BM], sKe[BM]; /* each row's visible keys [ks, ke) */
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -256,13 +653,17 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
     const TIn *const qp = reinterpret_cast<const TIn *>(a.q) + (int64_t)h * a.q_st_h;
     TC *const dQ = sQ + buf * BM * PITCH;
 #pragma unroll
-    for (int i = 0; i < (BM * CH + CSA__THREADS - 1) / CSA__THREADS; ++i) {
-      const int c = tid + i * CSA__THREADS;
-      if ((BM * CH) % CSA__THREADS == 0 || c < BM * CH) {
+    for (int i = 0; i < (BM * CH + CSA__ATTN_THREADS - 1) / CSA__ATTN_THREADS; ++i) {
+      const int c = tid + i * CSA__ATTN_THREADS;
+      if ((BM * CH) % CSA__ATTN_THREADS == 0 || c < BM * CH) {
         const int row = c / CH, col = (c % CH) * 8;
         const int64_t r = r0 + row;
-        csa__load_chunk<TIn, TC>(dQ + row * PITCH + col, r < a.t_q ? qp + r * a.q_st_t : nullptr,
-                                 col, a.d, vec);
+        if constexpr (X3)
+          csa__load_chunk_x3(dQ + row * PITCH + col, dQ + (sQl - sQ) + row * PITCH + col,
+                             r < a.t_q ? qp + r * a.q_st_t : nullptr, col, a.d, vec);
+        else
+          csa__load_chunk<TIn, TC>(dQ + row * PITCH + col,
+                                   r < a.t_q ? qp + r * a.q_st_t : nullptr, col, a.d, vec);
       }
     }
   };
@@ -272,40 +673,8 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
   load_q(h0, 0);
   csa__cp_async_commit();
 
-  /* 1. Row plan: each warp maps its WR rows to sequences (csa__find_seq),
-   *    then every row gets its clamped key range and causal limit
-   *    j < kvs + (r - qs) + L_kv - L_q + 1.
-   *    Empty: ks = INT_MAX, ke = INT_MIN, neutral for the min/max below. */
-  {
-    const int64_t rw0 = r0 + wbase;
-    const int64_t rwl = rw0 + WR - 1 < a.t_q ? rw0 + WR - 1 : a.t_q - 1;
-    const int64_t r = rw0 + (lane % WR);
-    int ks = INT_MAX, ke = INT_MIN;
-    if (rw0 < a.t_q && a.batch > 0) {
-      const int sq = csa__find_seq(a.cu_q, a.batch, rw0, rwl, r, lane);
-      const int64_t qs = csa__clamp64(__ldg(a.cu_q + sq), 0, a.t_q);
-      const int64_t qe = csa__clamp64(__ldg(a.cu_q + sq + 1), qs,
-                                      qs + a.max_q < a.t_q ? qs + a.max_q : a.t_q);
-      const int64_t kvs = csa__clamp64(__ldg(a.cu_kv + sq), 0, a.t_kv);
-      const int64_t kve = csa__clamp64(__ldg(a.cu_kv + sq + 1), kvs,
-                                       kvs + a.max_kv < a.t_kv ? kvs + a.max_kv : a.t_kv);
-      if (r < a.t_q && r >= qs && r < qe) {
-        int64_t lim = kve;
-        if (a.causal) {
-          int64_t c = kvs + (r - qs) + (kve - kvs) - (qe - qs) + 1;
-          lim = c < kve ? c : kve;
-        }
-        if (lim > kvs) {
-          ks = (int)kvs;
-          ke = (int)lim;
-        }
-      }
-    }
-    if (lane < WR) {
-      sKs[wbase + lane] = ks;
-      sKe[wbase + lane] = ke;
-    }
-  }
+  /* 1. Row plan: each warp maps its WR rows to sequences and key ranges. */
+  csa__plan_rows<WR>(a, r0 + wbase, lane, sKs + wbase, sKe + wbase);
   __syncthreads();
 
   /* This thread's rows: m-tile mt, fragment rows g (rr = 0) and g + 8.  Held
@@ -366,44 +735,8 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
     m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
   const float sl2 = a.scale_log2;
 
-  /* Epilogue of head h: out = o / l (0 for rows without keys), lse =
-   * scale m + ln l. */
   auto store_head = [&](int h) {
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        float lt;
-        if constexpr (HEXP) {
-          lt = lsum[HEXP ? mt : 0][2 * rr]; /* every column holds the row sum */
-        } else {
-          lt = l[mt][rr];
-          lt += __shfl_xor_sync(0xffffffffu, lt, 1);
-          lt += __shfl_xor_sync(0xffffffffu, lt, 2);
-        }
-        const float inv = lt > 0.0f ? __frcp_rn(lt) : 0.0f;
-        const int64_t r = r0 + wbase + mt * 16 + g + rr * 8;
-        if (r < a.t_q) {
-          TIn *const op = reinterpret_cast<TIn *>(a.out) + r * a.o_st_t + (int64_t)h * a.o_st_h;
-#pragma unroll
-          for (int nt = 0; nt < NO; ++nt) {
-            const int c = nt * 8 + 2 * t4;
-            if (c < a.dv) {
-              const float x = o[mt][nt][2 * rr] * inv, y = o[mt][nt][2 * rr + 1] * inv;
-              if (vec && c + 1 < a.dv) {
-                csa__store2<TIn>(op + c, x, y);
-              } else {
-                csa__store1<TIn>(op + c, x);
-                if (c + 1 < a.dv)
-                  csa__store1<TIn>(op + c + 1, y);
-              }
-            }
-          }
-          if (a.lse != nullptr && t4 == 0)
-            a.lse[(int64_t)h * a.lse_st_h + r * a.lse_st_t] =
-                lt > 0.0f ? m[mt][rr] * a.scale + logf(lt) : -INFINITY;
-        }
-      }
+    csa__store_rows<TIn, MT, NO, HEXP>(a, h, r0 + wbase, g, t4, vec, o, m, l, lsum);
   };
 
   if (nblocks > 0) {
@@ -413,9 +746,9 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
     /* Fast path (16-bit inputs, aligned rows, D = D_v = DP): thread tid
      * always copies column (tid % CH) * 8 of rows tid / CH + i * RSTEP, so
      * the addresses are a base plus compile-time steps. */
-    constexpr int RSTEP = CSA__THREADS / CH, NCHUNK = BN * CH / CSA__THREADS;
+    constexpr int RSTEP = CSA__ATTN_THREADS / CH, NCHUNK = BN * CH / CSA__ATTN_THREADS;
     const bool fast = sizeof(TIn) == 2 && vec && a.d == DP && a.dv == DP && NCHUNK >= 1 &&
-                      (BN * CH) % CSA__THREADS == 0;
+                      (BN * CH) % CSA__ATTN_THREADS == 0;
     const int frow = tid / CH, fcol = (tid % CH) * 8;
     auto load_kv = [&](int h, int it, int st) {
       const int hk = h / group;
@@ -442,16 +775,23 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
         return;
       }
 #pragma unroll
-      for (int i = 0; i < (BN * CH + CSA__THREADS - 1) / CSA__THREADS; ++i) {
-        const int c = tid + i * CSA__THREADS;
-        if ((BN * CH) % CSA__THREADS == 0 || c < BN * CH) {
+      for (int i = 0; i < (BN * CH + CSA__ATTN_THREADS - 1) / CSA__ATTN_THREADS; ++i) {
+        const int c = tid + i * CSA__ATTN_THREADS;
+        if ((BN * CH) % CSA__ATTN_THREADS == 0 || c < BN * CH) {
           const int row = c / CH, col = (c % CH) * 8;
           const int64_t j = (int64_t)kb + row;
           const bool ok = j < c_hi;
-          csa__load_chunk<TIn, TC>(dK + row * PITCH + col, ok ? kp + j * a.k_st_t : nullptr,
-                                   col, a.d, vec);
-          csa__load_chunk<TIn, TC>(dV + row * PITCH + col, ok ? vp + j * a.v_st_t : nullptr,
-                                   col, a.dv, vec);
+          if constexpr (X3) {
+            csa__load_chunk_x3(dK + row * PITCH + col, dK + (sKl - sK) + row * PITCH + col,
+                               ok ? kp + j * a.k_st_t : nullptr, col, a.d, vec);
+            csa__load_chunk_x3(dV + row * PITCH + col, dV + (sVl - sV) + row * PITCH + col,
+                               ok ? vp + j * a.v_st_t : nullptr, col, a.dv, vec);
+          } else {
+            csa__load_chunk<TIn, TC>(dK + row * PITCH + col, ok ? kp + j * a.k_st_t : nullptr,
+                                     col, a.d, vec);
+            csa__load_chunk<TIn, TC>(dV + row * PITCH + col, ok ? vp + j * a.v_st_t : nullptr,
+                                     col, a.dv, vec);
+          }
         }
       }
     };
@@ -533,183 +873,15 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
         const TC *const k_s = sK + st * BN * PITCH;
         const TC *const v_s = sV + st * BN * PITCH;
         float s[MT][NT][4];
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int i = 0; i < NT; i++)
-            s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.0f;
-
-        /* S = Q K^T: A = Q rows, B = K rows (ldmatrix of K row-major gives
-         * B's "col" layout directly).  All fragments of one k-chunk are
-         * loaded before its mma so loads and mma of adjacent chunks overlap. */
-#pragma unroll
-        for (int kk = 0; kk < KC; ++kk) {
-          uint32_t qa[MT][4], kf[BN / 16][4];
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt) {
-            if constexpr (QREG) {
-#pragma unroll
-              for (int x = 0; x < 4; ++x)
-                qa[mt][x] = qf[QREG ? mt : 0][QREG ? kk : 0][x];
-            } else {
-              csa__ldmatrix_x4(qa[mt], sQh + (wbase + mt * 16 + (lane & 15)) * PITCH +
-                                           kk * 16 + (lane >> 4) * 8);
-            }
-          }
-#pragma unroll
-          for (int n2 = 0; n2 < BN / 16; ++n2)
-            csa__ldmatrix_x4(kf[n2], k_s + (n2 * 16 + (lane & 7) + ((lane >> 4) << 3)) * PITCH +
-                                         kk * 16 + ((lane >> 3) & 1) * 8);
-#pragma unroll
-          for (int n2 = 0; n2 < BN / 16; ++n2)
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-              csa__mma16816<TC>(s[mt][2 * n2], qa[mt], kf[n2][0], kf[n2][1]);
-              csa__mma16816<TC>(s[mt][2 * n2 + 1], qa[mt], kf[n2][2], kf[n2][3]);
-            }
-        }
-
-        /* Block-diagonal (+ causal) mask, only where some row's range ends
-         * inside this block. */
-        if (!(kb >= w_ksmax && kb + BN <= w_kemin)) {
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-              for (int e = 0; e < 4; ++e) {
-                const int j = kb + nt * 8 + 2 * t4 + (e & 1);
-                const int row = wbase + mt * 16 + g + (e >> 1) * 8;
-                const int ks = RREG ? rks[RREG ? mt : 0][e >> 1] : sKs[row];
-                const int ke = RREG ? rke[RREG ? mt : 0][e >> 1] : sKe[row];
-                if (!(j >= ks && j < ke))
-                  s[mt][nt][e] = -INFINITY;
-              }
-        }
-
-        /* Online softmax; the 4 threads of a quad share a row.  Every
-         * reduction is a tree and the 2 MT rows of a thread go through each
-         * step together, so no long chain of dependent fmax / add stalls the
-         * warp (the limiter at 2 warps per scheduler).  P goes straight into
-         * packed 16-bit pairs: ph[mt][nt][rr] holds row rr's two columns of
-         * key tile nt, which is the A-fragment layout of the second product
-         * (key tiles 2kc, 2kc+1 = key chunk kc). */
+        csa__qk_block<TC, DP, BN, MT, QREG, X3>(s, qf, sQh, sQl, k_s,
+                                                sKl + st * BN * PITCH, wbase, lane);
+        /* the mask only where some row's key range ends inside this block */
+        if (!(kb >= w_ksmax && kb + BN <= w_kemin))
+          csa__mask_block<MT, NT, RREG>(s, kb, rks, rke, sKs, sKe, wbase, g, t4);
         uint32_t ph[MT][NT][2];
-        float mx[MT][2], alpha[MT][2], mb[MT][2];
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int rr = 0; rr < 2; ++rr) {
-            float t[NT];
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt)
-              t[nt] = fmaxf(s[mt][nt][2 * rr], s[mt][nt][2 * rr + 1]);
-#pragma unroll
-            for (int w = 1; w < NT; w *= 2)
-#pragma unroll
-              for (int i = 0; i + w < NT; i += 2 * w)
-                t[i] = fmaxf(t[i], t[i + w]);
-            mx[mt][rr] = t[0];
-          }
-#pragma unroll
-        for (int sh = 1; sh <= 2; sh *= 2)
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int rr = 0; rr < 2; ++rr)
-              mx[mt][rr] = fmaxf(mx[mt][rr], __shfl_xor_sync(0xffffffffu, mx[mt][rr], sh));
-        bool grew = false;
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int rr = 0; rr < 2; ++rr) {
-            const float mnew = fmaxf(m[mt][rr], mx[mt][rr]);
-            const float muse = mnew == -INFINITY ? 0.0f : mnew;
-            /* 2^0 = 1 exactly: alpha != 1 iff this row's max moved */
-            alpha[mt][rr] = csa__exp2((m[mt][rr] - muse) * sl2);
-            grew |= alpha[mt][rr] != 1.0f;
-            m[mt][rr] = mnew;
-            mb[mt][rr] = muse * sl2;
-          }
-#pragma unroll
-        for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-          for (int rr = 0; rr < 2; ++rr) {
-            float t[NT];
-#pragma unroll
-            for (int nt = 0; nt < NT; ++nt) {
-              const float x0 = fmaf(s[mt][nt][2 * rr], sl2, -mb[mt][rr]);
-              const float x1 = fmaf(s[mt][nt][2 * rr + 1], sl2, -mb[mt][rr]);
-              if constexpr (HEXP) {
-                /* Two exponentials per special-function op: the argument
-                 * (<= 0) rounds to f16 (abs. error <= 2^-9 for |x| < 8, i.e.
-                 * <= 0.14% in p, under P's own f16 rounding for the mma);
-                 * used where exp, not the tensor cores, bounds the speed
-                 * (head dims <= 32).  Row sums come from the ones column. */
-                ph[mt][nt][rr] = csa__exp2_h2(csa__pack2<__half>(x0, x1));
-              } else {
-                const float p0 = csa__exp2(x0), p1 = csa__exp2(x1);
-                ph[mt][nt][rr] = csa__pack2<TC>(p0, p1);
-                t[nt] = p0 + p1;
-              }
-            }
-            if constexpr (!HEXP) {
-#pragma unroll
-              for (int w = 1; w < NT; w *= 2)
-#pragma unroll
-                for (int i = 0; i + w < NT; i += 2 * w)
-                  t[i] += t[i + w];
-              l[mt][rr] = fmaf(l[mt][rr], alpha[mt][rr], t[0]);
-            }
-          }
-        /* Rescale the running output only when some row's max moved (rare
-         * after the first blocks of a long row). */
-        if (__any_sync(0xffffffffu, grew)) {
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-            for (int rr = 0; rr < 2; ++rr) {
-              if constexpr (HEXP) {
-                lsum[HEXP ? mt : 0][2 * rr] *= alpha[mt][rr];
-                lsum[HEXP ? mt : 0][2 * rr + 1] *= alpha[mt][rr];
-              }
-#pragma unroll
-              for (int i = 0; i < NO; ++i) {
-                o[mt][i][2 * rr] *= alpha[mt][rr];
-                o[mt][i][2 * rr + 1] *= alpha[mt][rr];
-              }
-            }
-        }
-
-        /* O += P V, B = V via ldmatrix.trans. */
-#pragma unroll
-        for (int kc = 0; kc < BN / 16; ++kc) {
-          uint32_t pa[MT][4];
-#pragma unroll
-          for (int mt = 0; mt < MT; ++mt) {
-            pa[mt][0] = ph[mt][2 * kc][0];
-            pa[mt][1] = ph[mt][2 * kc][1];
-            pa[mt][2] = ph[mt][2 * kc + 1][0];
-            pa[mt][3] = ph[mt][2 * kc + 1][1];
-          }
-          if constexpr (HEXP) {
-            const uint32_t one2 = 0x3c003c00u; /* f16 pair (1, 1) */
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt)
-              csa__mma16816<TC>(lsum[HEXP ? mt : 0], pa[mt], one2, one2);
-          }
-#pragma unroll
-          for (int n2 = 0; n2 < DP / 16; ++n2) {
-            uint32_t b[4];
-            csa__ldmatrix_x4_trans(b, v_s + (kc * 16 + (lane & 15)) * PITCH + n2 * 16 +
-                                          (lane >> 4) * 8);
-#pragma unroll
-            for (int mt = 0; mt < MT; ++mt) {
-              csa__mma16816<TC>(o[mt][2 * n2], pa[mt], b[0], b[1]);
-              csa__mma16816<TC>(o[mt][2 * n2 + 1], pa[mt], b[2], b[3]);
-            }
-          }
-        }
+        uint32_t pl[X3 ? MT : 1][X3 ? NT : 1][2]; /* X3: P - P_hi, as bf16 */
+        csa__softmax_block<TC, MT, NT, NO, HEXP, X3>(s, m, l, lsum, o, ph, pl, sl2);
+        csa__pv_block<TC, DP, BN, MT, HEXP, X3>(o, lsum, ph, pl, v_s, sVl + st * BN * PITCH, lane);
       }
       if (MH && blk == nblocks - 1)
         store_head(h0 + hi);
@@ -730,148 +902,35 @@ __global__ void __launch_bounds__(CSA__THREADS, MINB)
 
 }
 
-/* Dynamic shared memory of one CTA: Q buffers (as many as stages when
- * several heads run in turn, see the kernel), then K and V rings. */
-static size_t csa__smem_bytes(int BM, int BN, int DP, int hpc, int stages) {
-  const int qbufs = hpc > 1 ? stages : 1;
-  return (size_t)(qbufs * BM + 2 * stages * BN) * (size_t)(DP + 8) * 2;
-}
-
-/* Picks the K/V ring depth and launches.  Tiles of long rows (no MH): depth
- * 3 where the device grants the shared memory and it costs no resident CTA
- * per SM (the occupancy calculator sees registers and shared memory
- * together), else 2.  Multi-head tiles of short rows: depth 2 (H200, 20,000
- * sequences of 8..64 tokens: 2.01 ms at depth 2, 2.27-2.52 ms at depth 3,
- * bench/RESULTS.md).  Then, while it does not fit the per-block grant, 1
- * stage, then one head per CTA (e.g. SM 7.5's 64 KiB).  CSA_CUDA_STAGES=1|2|3
- * asks for a depth (tuning, tests); it is still shrunk to what fits. */
-template <typename TIn, int DP, int BN, int MT, bool QREG, int MINB, bool MH>
-static int csa__launch(const csa__cuda_attn_args *a, cudaStream_t stream, int smem_optin,
-                       const char **what) {
-  void (*kern)(const csa__cuda_attn_args, const int) =
-      csa__attn_fwd_kernel<TIn, DP, BN, MT, QREG, MINB, MH>;
-  constexpr int BM = 64 * MT;
-  csa__cuda_attn_args la = *a;
-  if (!MH)
-    la.hpc = 1; /* kernels without MH run one head */
-  int want = MH ? 2 : 3;
-  const char *env = getenv("CSA_CUDA_STAGES");
-  const bool forced = env != nullptr && atoi(env) >= 1 && atoi(env) <= 3;
-  if (forced)
-    want = atoi(env);
-  const size_t limit = (size_t)smem_optin - (size_t)CSA__STATIC_SMEM * MT;
-  int stages = want;
-  while (csa__smem_bytes(BM, BN, DP, la.hpc, stages) > limit) {
-    if (stages > 1) {
-      --stages;
-    } else if (la.hpc > 1) {
-      la.hpc = 1;
-      stages = want;
-    } else {
-      *what = "head dims above 128 need more shared memory per block than this GPU grants "
-              "(SM 7.5: 64 KiB); use D, D_v <= 128 on this device";
-      return -1;
-    }
-  }
-  cudaError_t e;
-  size_t smem = csa__smem_bytes(BM, BN, DP, la.hpc, stages);
-  if (smem > 48 * 1024) {
-    e = cudaFuncSetAttribute((const void *)kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             (int)smem);
-    if (e != cudaSuccess) {
-      *what = "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)";
-      return (int)e;
-    }
-  }
-  if (stages == 3 && !forced) {
-    /* a third stage must not cost a resident CTA (latency hiding across
-     * CTAs is worth more than depth within one) */
-    const size_t smem2 = csa__smem_bytes(BM, BN, DP, la.hpc, 2);
-    int n3 = 0, n2 = 0;
-    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n3, kern, CSA__THREADS, smem);
-    if (e == cudaSuccess)
-      e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n2, kern, CSA__THREADS, smem2);
-    if (e != cudaSuccess) {
-      (void)cudaGetLastError();
-      *what = "cudaOccupancyMaxActiveBlocksPerMultiprocessor";
-      return (int)e;
-    }
-    if (n3 < n2) {
-      stages = 2;
-      smem = smem2;
-    }
-  }
-  dim3 grid((unsigned)(((int64_t)a->t_q + BM - 1) / BM),
-            (unsigned)((la.heads + la.hpc - 1) / la.hpc), 1);
-  void *args[2] = {(void *)&la, (void *)&stages};
-  e = cudaLaunchKernel((const void *)kern, grid, dim3(CSA__THREADS, 1, 1), args, smem, stream);
-  if (e != cudaSuccess) {
-    (void)cudaGetLastError(); /* leave no stale error for the caller's next launch */
-    *what = "launch of the attention kernel";
-    return (int)e;
-  }
-  return 0;
-}
-
 /*
- * Tile shapes, from measurements on H200 (bench/RESULTS.md):
- *   big   (long sequences, see attn_cuda.c): 128-row tiles, 2 m-tiles per
- *         warp, so each K/V fragment from shared memory feeds two mma;
- *         255 registers, 2 CTAs / SM.
- *   small (short sequences, e.g. thousands of 8..64-token ones): 64-row tiles,
- *         one m-tile per warp, <= 128 registers for 4 CTAs / SM (warps idle at
- *         the block-diagonal barriers are covered by other CTAs), and 32-key
- *         blocks for DP = 64 so a warp's key range wastes less of a block.
- * fp32 inputs (converted on load; not a speed path) always use big.
+ * The kernels, one extern "C" name per instantiation (the host looks them
+ * up by name, csrc/cuda/attn_plan.c): csa_attn_fwd_<dtype>_d<DP>_<tile>,
+ * each taking the args struct by value as its only parameter.  The tile
+ * table is shared with the host (attn_kernels.h).
  */
-template <typename TIn>
-static int csa__launch_dtype(const csa__cuda_attn_args *a, cudaStream_t stream, int smem_optin,
-                             const char **what) {
-  const int dmax = a->d > a->dv ? a->d : a->dv;
-  if constexpr (sizeof(TIn) == 2) {
-    if (a->small) {
-      if (dmax <= 16)
-        return csa__launch<TIn, 16, 64, 1, true, 4, true>(a, stream, smem_optin, what);
-      if (dmax <= 32)
-        return csa__launch<TIn, 32, 64, 1, true, 4, true>(a, stream, smem_optin, what);
-      if (dmax <= 64)
-        return csa__launch<TIn, 64, 32, 1, true, 4, true>(a, stream, smem_optin, what);
-      if (dmax <= 128)
-        return csa__launch<TIn, 128, 64, 1, false, 2, true>(a, stream, smem_optin, what);
-    }
+#define CSA__DEFV(dt, TIn, kind, DP, BN, MT, QREG, MINB, MH, VAR, sfx)               \
+  extern "C" __global__ void __launch_bounds__(CSA__ATTN_THREADS, MINB)              \
+      csa_attn_fwd_##dt##_d##DP##_##kind##sfx(const csa__cuda_attn_args a) {          \
+    csa__attn_fwd_body<TIn, DP, BN, MT, QREG != 0, MH != 0, VAR>(a);                 \
   }
-  if (dmax <= 16)
-    return csa__launch<TIn, 16, 64, 2, true, 4, false>(a, stream, smem_optin, what);
-  if (dmax <= 32)
-    return csa__launch<TIn, 32, 64, 2, true, 3, false>(a, stream, smem_optin, what);
-  if (dmax <= 64)
-    return csa__launch<TIn, 64, 64, 2, true, 1, false>(a, stream, smem_optin, what);
-  if (dmax <= 128)
-    return csa__launch<TIn, 128, 32, 2, false, 1, false>(a, stream, smem_optin, what);
-  return csa__launch<TIn, 256, 32, 1, false, 1, false>(a, stream, smem_optin, what);
-}
-
-/* csa_dtype values (csa.h): FLOAT32 = 1, FLOAT16 = 2, BFLOAT16 = 3. */
-extern "C" int csa__cuda_attn_launch(const csa__cuda_attn_args *a, int dtype, void *stream,
-                                     const char **what) {
-  int dev = 0, optin = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e == cudaSuccess)
-    e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (e != cudaSuccess) {
-    *what = "reading the device's shared-memory limit";
-    return (int)e;
-  }
-  cudaStream_t s = (cudaStream_t)stream;
-  switch (dtype) {
-  case 2:
-    return csa__launch_dtype<__half>(a, s, optin, what);
-  case 3:
-    return csa__launch_dtype<__nv_bfloat16>(a, s, optin, what);
-  case 1:
-    return csa__launch_dtype<float>(a, s, optin, what);
-  default:
-    *what = "unsupported dtype";
-    return -1;
-  }
-}
+#define CSA__DEF(dt, TIn, kind, DP, BN, MT, QREG, MINB, MH) \
+  CSA__DEFV(dt, TIn, kind, DP, BN, MT, QREG, MINB, MH, CSA__VAR_FAST, )
+#define CSA__DEF_F16(kind, DP, BN, MT, QREG, MINB, MH) \
+  CSA__DEF(f16, __half, kind, DP, BN, MT, QREG, MINB, MH)
+#define CSA__DEF_BF16(kind, DP, BN, MT, QREG, MINB, MH) \
+  CSA__DEF(bf16, __nv_bfloat16, kind, DP, BN, MT, QREG, MINB, MH)
+#define CSA__DEF_F32(kind, DP, BN, MT, QREG, MINB, MH) \
+  CSA__DEF(f32, float, kind, DP, BN, MT, QREG, MINB, MH)
+CSA__ATTN_TILES_SMALL(CSA__DEF_F16)
+CSA__ATTN_TILES_BIG(CSA__DEF_F16)
+CSA__ATTN_TILES_SMALL(CSA__DEF_BF16)
+CSA__ATTN_TILES_BIG(CSA__DEF_BF16)
+CSA__ATTN_TILES_BIG(CSA__DEF_F32)
+/* fp16 with exact row sums (LSE requested) where the fast form uses f16 exp */
+#define CSA__DEF_F16L(kind, DP, BN, MT, QREG, MINB, MH) \
+  CSA__DEFV(f16, __half, kind, DP, BN, MT, QREG, MINB, MH, CSA__VAR_EXACT_L, _lse)
+CSA__ATTN_TILES_HEXP(CSA__DEF_F16L)
+/* fp32 as bf16 hi + lo, three products per GEMM */
+#define CSA__DEF_X3(kind, DP, BN, MT, QREG, MINB, MH) \
+  CSA__DEFV(f32, float, kind, DP, BN, MT, QREG, MINB, MH, CSA__VAR_X3, )
+CSA__ATTN_TILES_X3(CSA__DEF_X3)

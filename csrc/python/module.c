@@ -221,10 +221,15 @@ static struct PyModuleDef csa__module = {PyModuleDef_HEAD_INIT, "_C",
                                          "comfy-sparse-attn C core", -1, csa__methods,
                                          NULL, NULL, NULL, NULL};
 
+int csa__py_cuda_add_methods(PyObject *m); /* cuda_binding.c */
 PyMODINIT_FUNC PyInit__C(void) {
   PyObject *m = PyModule_Create(&csa__module);
   if (m == NULL)
     return NULL;
+  if (csa__py_cuda_add_methods(m) < 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
   if (PyModule_AddIntConstant(m, "LINK_CREATED", CSA_LINK_CREATED) < 0 ||
       PyModule_AddIntConstant(m, "LINK_REPLACED", CSA_LINK_REPLACED) < 0 ||
       PyModule_AddIntConstant(m, "LINK_SKIP_NATIVE", CSA_LINK_SKIP_NATIVE) < 0 ||

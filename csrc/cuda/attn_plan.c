@@ -1,0 +1,195 @@
+/*
+ * attn_plan.c — the one place that decides how an attention call runs on
+ * the GPU: tile kind, heads per CTA, pipeline depth, kernel name, grid and
+ * shared memory (the kernels themselves take every choice from the args).
+ *
+ * Adding a kernel family (e.g. an sm_90a module) is one branch at the top
+ * of csa__attn_plan_make that fills the plan from its own table when the
+ * device and shape fit, falling through to the mma.sync plan otherwise.
+ */
+#include "cuda/attn_plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "cuda/attn_kernels.h"
+
+/* Measured on H200 (bench/RESULTS.md): below this average query length per
+ * sequence the small tiles win (packed short rows, several heads per CTA). */
+#define CSA__SMALL_AVG_ROWS 96
+/* Most heads one small-tile CTA runs in turn (the plan balances them). */
+#define CSA__MAX_HEADS_PER_CTA 8
+/* K/V ring depth wanted: big tiles 3 (if it costs no resident CTA), small
+ * multi-head tiles 2 (a third stage measured slower there). */
+#define CSA__STAGES_BIG 3
+#define CSA__STAGES_SMALL 2
+
+typedef struct {
+  int dp, bn, mt, mh;
+} csa__tile;
+
+#define CSA__ROW(kind, DP, BN, MT, QREG, MINB, MH) {DP, BN, MT, MH},
+static const csa__tile csa__tiles_small[] = {CSA__ATTN_TILES_SMALL(CSA__ROW)};
+static const csa__tile csa__tiles_big[] = {CSA__ATTN_TILES_BIG(CSA__ROW)};
+static const csa__tile csa__tiles_x3[] = {CSA__ATTN_TILES_X3(CSA__ROW)};
+#undef CSA__ROW
+
+static csa__cuda_knobs csa__knobs;
+static volatile int csa__knobs_read;
+
+void csa__cuda_knobs_reload(void) {
+  csa__cuda_knobs k = {-1, 0, 0};
+  const char *t = getenv("COMFY_SPARSE_ATTN_CUDA_TILE");
+  if (t != NULL && strcmp(t, "small") == 0)
+    k.tile = 1;
+  else if (t != NULL && strcmp(t, "big") == 0)
+    k.tile = 0;
+  t = getenv("COMFY_SPARSE_ATTN_CUDA_HEADS_PER_CTA");
+  if (t != NULL && atoi(t) >= 1)
+    k.hpc = atoi(t);
+  t = getenv("COMFY_SPARSE_ATTN_CUDA_STAGES");
+  if (t != NULL && atoi(t) >= 1 && atoi(t) <= 3)
+    k.stages = atoi(t);
+  csa__knobs = k;
+  csa__knobs_read = 1;
+}
+
+const csa__cuda_knobs *csa__cuda_knobs_get(void) {
+  /* a benign race: two first callers both read the same environment */
+  if (!csa__knobs_read)
+    csa__cuda_knobs_reload();
+  return &csa__knobs;
+}
+
+/* Dynamic shared memory of one CTA: Q buffers (as many as stages when
+ * several heads run in turn), then the K and V rings, rows padded by 8
+ * elements (attn_fwd.cu). */
+static size_t csa__smem_bytes(const csa__tile *t, int hpc, int stages, int x3) {
+  const int qbufs = hpc > 1 ? stages : 1;
+  return (size_t)(qbufs * 64 * t->mt + 2 * stages * t->bn) * (size_t)(t->dp + 8) * 2 *
+         (x3 ? 2 : 1); /* x3: hi and lo halves */
+}
+
+static const csa__tile *csa__pick(const csa__tile *rows, size_t n, int dmax) {
+  for (size_t i = 0; i < n; i++)
+    if (dmax <= rows[i].dp)
+      return &rows[i];
+  return NULL;
+}
+#define CSA__PICK(rows, dmax) csa__pick(rows, sizeof rows / sizeof rows[0], dmax)
+
+static const char *csa__dtype_tag(int dtype) {
+  return dtype == CSA_FLOAT16 ? "f16" : dtype == CSA_BFLOAT16 ? "bf16" : "f32";
+}
+
+int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
+                        csa__attn_plan *p) {
+  const csa__cuda_knobs *kn = csa__cuda_knobs_get();
+  const int dmax = a->d > a->dv ? a->d : a->dv;
+
+  /* (Hopper kernels plug in here: if c->dev->sm == 90 and
+   * csa__cuda_has_module(c, "attn_fwd_sm90") and the shape fits, fill *p
+   * from that module's plan and return.) */
+
+  /* Tile kind from the average query length T_q / B, known without reading
+   * cu_seqlens; fp32 inputs always use big tiles. */
+  const int short_rows =
+      a->batch > 0 && (int64_t)a->t_q <= (int64_t)CSA__SMALL_AVG_ROWS * a->batch;
+  int small = short_rows;
+  if (kn->tile >= 0)
+    small = kn->tile;
+  if (dtype == CSA_FLOAT32)
+    small = 0;
+  const csa__tile *t = small ? CSA__PICK(csa__tiles_small, dmax) : NULL;
+  if (t == NULL) {
+    small = 0;
+    t = CSA__PICK(csa__tiles_big, dmax);
+  }
+  /* fp32: three split bf16 products (exact to ~1e-6), where the doubled
+   * shared memory fits even at one stage; else the bf16-rounding kernel
+   * (e.g. D > 128 on GPUs granting ~100 KB per block). */
+  int x3 = 0;
+  if (dtype == CSA_FLOAT32) {
+    const csa__tile *tx = CSA__PICK(csa__tiles_x3, dmax);
+    if (tx != NULL &&
+        csa__smem_bytes(tx, 1, 1, 1) + CSA__ATTN_STATIC_SMEM_PER_MT <=
+            (size_t)c->dev->smem_optin) {
+      t = tx;
+      x3 = 1;
+    }
+  }
+  /* f16 calls returning the LSE: exact row sums (see attn_kernels.h) */
+  const int exact_l = dtype == CSA_FLOAT16 && a->lse != NULL && t != NULL && t->dp <= 32;
+  if (t == NULL)
+    return csa__error(CSA_ENOTSUP, "the CUDA kernel supports head dims up to 256, got %d", dmax);
+  a->small = small;
+
+  /* Heads per CTA: short rows share one row plan over up to 8 heads, and
+   * each head's first copies overlap the previous head's last block. */
+  int hpc = 1;
+  if (t->mh && short_rows) {
+    const int groups = (a->heads + CSA__MAX_HEADS_PER_CTA - 1) / CSA__MAX_HEADS_PER_CTA;
+    hpc = (a->heads + groups - 1) / groups;
+  }
+  if (t->mh && kn->hpc >= 1)
+    hpc = kn->hpc < a->heads ? kn->hpc : a->heads;
+
+  /* Pipeline depth, shrunk while the CTA does not fit the per-block grant:
+   * first fewer stages, then one head per CTA (e.g. SM 7.5's 64 KiB). */
+  const int want = kn->stages ? kn->stages : (t->mh ? CSA__STAGES_SMALL : CSA__STAGES_BIG);
+  const size_t limit =
+      (size_t)c->dev->smem_optin - (size_t)CSA__ATTN_STATIC_SMEM_PER_MT * (size_t)t->mt;
+  int stages = want;
+  while (csa__smem_bytes(t, hpc, stages, x3) > limit) {
+    if (stages > 1) {
+      --stages;
+    } else if (hpc > 1) {
+      hpc = 1;
+      stages = want;
+    } else {
+      return csa__error(CSA_ENOTSUP,
+                        "head dims above 128 need more shared memory per block than this GPU "
+                        "grants (%d bytes); use D, D_v <= 128 on this device",
+                        c->dev->smem_optin);
+    }
+  }
+
+  p->module = "attn_fwd";
+  snprintf(p->kernel, sizeof p->kernel, "csa_attn_fwd_%s_d%d_%s%s", csa__dtype_tag(dtype), t->dp,
+           x3 ? "x3" : small ? "small" : "big", exact_l ? "_lse" : "");
+  int st = csa__cuda_find(c, p->module, p->kernel, &p->fn);
+  if (st != CSA_OK)
+    return st;
+  size_t smem = csa__smem_bytes(t, hpc, stages, x3);
+  st = csa__cuda_set_smem(c, &p->fn, smem);
+  if (st != CSA_OK)
+    return st;
+  if (stages == 3 && !kn->stages) {
+    /* a third stage must not cost a resident CTA (latency hiding across
+     * CTAs is worth more than depth within one) */
+    const size_t smem2 = csa__smem_bytes(t, hpc, 2, x3);
+    int n3 = 0, n2 = 0;
+    csa__CUresult e = c->api->OccupancyMaxActiveBlocksPerMultiprocessor(
+        &n3, p->fn.fn, CSA__ATTN_THREADS, smem);
+    if (e == CSA__CUDA_SUCCESS)
+      e = c->api->OccupancyMaxActiveBlocksPerMultiprocessor(&n2, p->fn.fn, CSA__ATTN_THREADS,
+                                                            smem2);
+    if (e != CSA__CUDA_SUCCESS)
+      return csa__cuda_fail(e, "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+    if (n3 < n2) {
+      stages = 2;
+      smem = smem2;
+    }
+  }
+  a->hpc = hpc;
+  a->stages = stages;
+  const int bm = 64 * t->mt;
+  p->grid[0] = (unsigned)(((int64_t)a->t_q + bm - 1) / bm);
+  p->grid[1] = (unsigned)((a->heads + hpc - 1) / hpc);
+  p->grid[2] = 1;
+  p->block = CSA__ATTN_THREADS;
+  p->smem = smem;
+  return CSA_OK;
+}

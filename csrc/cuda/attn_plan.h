@@ -1,0 +1,52 @@
+/*
+ * attn_plan.h — the host-side launch plan of the attention kernels: which
+ * kernel (module + name), grid, block, dynamic shared memory, and the plan's
+ * fields of the args struct (tile kind, heads per CTA, pipeline depth).
+ */
+#ifndef CSA_CUDA_ATTN_PLAN_H
+#define CSA_CUDA_ATTN_PLAN_H
+
+#include <stddef.h>
+
+#include "cuda/attn_args.h"
+#include "cuda/loader.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct csa__attn_plan {
+  const char *module; /* fatbin stem */
+  char kernel[64];    /* extern "C" name inside it */
+  csa__cuda_kernel fn;
+  unsigned grid[3];
+  unsigned block;
+  size_t smem; /* dynamic shared memory, bytes */
+} csa__attn_plan;
+
+/* Tuning knobs, read from the environment once (csa__cuda_knobs_reload
+ * reads them again: tests and benchmarks only).
+ *   COMFY_SPARSE_ATTN_CUDA_TILE=small|big   force the tile kind (default:
+ *       small when the average query length T_q / B is <= 96)
+ *   COMFY_SPARSE_ATTN_CUDA_HEADS_PER_CTA=N  query heads one CTA runs in turn
+ *       (small tiles only; default: up to 8, balanced)
+ *   COMFY_SPARSE_ATTN_CUDA_STAGES=1|2|3     K/V pipeline depth (still shrunk
+ *       to what the GPU's shared memory allows)
+ */
+typedef struct csa__cuda_knobs {
+  int tile;   /* -1 auto, 0 big, 1 small */
+  int hpc;    /* 0 auto */
+  int stages; /* 0 auto */
+} csa__cuda_knobs;
+const csa__cuda_knobs *csa__cuda_knobs_get(void);
+void csa__cuda_knobs_reload(void);
+
+/* Fills a->small / hpc / stages and *p for one call on c's device (dtype:
+ * csa_dtype).  May look kernels up (loading modules) and query occupancy. */
+int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
+                        csa__attn_plan *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CSA_CUDA_ATTN_PLAN_H */
