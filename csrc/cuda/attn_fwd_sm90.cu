@@ -54,6 +54,45 @@
 #include "attn_sm90_plan.h"
 #include "ptx_sm90.cuh"
 
+/*
+ * Consumer schedule knobs (kernel-internal; the launch shape lives in
+ * attn_sm90_plan.h), per head dim:
+ *   OVERLAP   each warpgroup's softmax of block j + 1 runs while its own
+ *             P_j V_j is on the tensor cores (P double-buffered in registers);
+ *   PINGPONG  the two consumer warpgroups take turns issuing their products
+ *             (named barriers), so one's softmax covers the other's products;
+ *   PRODUCER_REGS  registers per thread the producer warpgroup keeps after
+ *             setmaxnreg; the consumers get the rest of the CTA's launch
+ *             share, (384 x 168 - 128 P) / 256 each.
+ */
+#ifndef CSA__SM90_OVERLAP
+#define CSA__SM90_OVERLAP 1
+#endif
+#ifndef CSA__SM90_PINGPONG
+#define CSA__SM90_PINGPONG 1
+#endif
+#ifndef CSA__SM90_PRODUCER_REGS
+#define CSA__SM90_PRODUCER_REGS 24
+#endif
+#ifndef CSA__SM90_OVERLAP_D64
+#define CSA__SM90_OVERLAP_D64 CSA__SM90_OVERLAP
+#endif
+#ifndef CSA__SM90_PINGPONG_D64
+#define CSA__SM90_PINGPONG_D64 CSA__SM90_PINGPONG
+#endif
+#ifndef CSA__SM90_PRODUCER_REGS_D64
+#define CSA__SM90_PRODUCER_REGS_D64 CSA__SM90_PRODUCER_REGS
+#endif
+#ifndef CSA__SM90_OVERLAP_D128
+#define CSA__SM90_OVERLAP_D128 CSA__SM90_OVERLAP
+#endif
+#ifndef CSA__SM90_PINGPONG_D128
+#define CSA__SM90_PINGPONG_D128 CSA__SM90_PINGPONG
+#endif
+#ifndef CSA__SM90_PRODUCER_REGS_D128
+#define CSA__SM90_PRODUCER_REGS_D128 CSA__SM90_PRODUCER_REGS
+#endif
+
 /* Two floats rounded to a packed 16-bit pair (lo in the low half). */
 template <typename T> static __device__ __forceinline__ uint32_t csa__sm90_pack2(float lo, float hi);
 template <> __device__ __forceinline__ uint32_t csa__sm90_pack2<__half>(float lo, float hi) {
@@ -109,9 +148,10 @@ static __device__ __forceinline__ int csa__sm90_find_seq(const int32_t *cu, int 
  * Consumer warpgroup cwg computes rows [64 cwg, 64 cwg + 64) of the tile,
  * consumer warp cw rows [16 cw, 16 cw + 16).  D = D_v, a multiple of 64.
  */
-template <typename T, int D>
+template <typename T, int D, bool OVERLAP, bool PINGPONG, int PREGS>
 static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &a) {
   constexpr bool WS = CSA__SM90_WS != 0;
+  constexpr int CREGS = (384 * 168 - 128 * PREGS) / 256 / 8 * 8;
   constexpr int NTH = CSA__SM90_THREADS, BM = CSA__SM90_BM, BN = CSA__SM90_BN,
                 STAGES = CSA__SM90_STAGES;
   constexpr int NCP = WS ? 128 : NTH; /* threads that copy */
@@ -124,8 +164,10 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
   /* with turns, a warpgroup waits for block it + 1 before it releases
    * block it, and the producer announces block it + 1 only after issuing
    * block it + 2: a third stage keeps that from closing a cycle */
-  static_assert(!(CSA__SM90_PINGPONG && WS) || STAGES >= 3, "turns need three stages");
-  static_assert(!(CSA__SM90_PINGPONG && WS) || CSA__SM90_WG == 2, "turns pair two warpgroups");
+  static_assert(!(PINGPONG && WS) || STAGES >= 3, "turns need three stages");
+  static_assert(!(PINGPONG && WS) || CSA__SM90_WG == 2, "turns pair two warpgroups");
+  static_assert(!WS || (CSA__SM90_THREADS == 384 && PREGS % 8 == 0 && PREGS >= 24),
+                "register split assumes 1 producer + 2 consumer warpgroups");
 
   extern __shared__ __align__(1024) unsigned char csa__sm90_smem[];
   const uint32_t raw = csa__smem_u32(csa__sm90_smem);
@@ -239,7 +281,7 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
      * it - 1 is announced once block it is issued: wait until at most one
      * group is pending, make the landed bytes visible to the async proxy,
      * arrive on full. */
-    csa__setmaxnreg_dec<40>();
+    csa__setmaxnreg_dec<PREGS>();
     for (int it = 0; it < nblocks; ++it) {
       const int st = it % STAGES;
       if (it >= STAGES)
@@ -260,14 +302,13 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
     return;
   }
   if (WS)
-    csa__setmaxnreg_inc<232>();
+    csa__setmaxnreg_inc<CREGS>();
 
   /* Consumers. */
   const int cw = warp - (WS ? 4 : 0), cwg = cw >> 2;
   const int g = lane >> 2, t4 = lane & 3;
   /* This warpgroup's union [w_lo, w_hi) and intersection [w_ksmax,
-   * w_kemin) (blocks inside the intersection need no mask), and this
-   * thread's two rows g, g + 8. */
+   * w_kemin) (blocks inside the intersection need no mask). */
   int w_lo = min(sKs[64 * cwg + lane], sKs[64 * cwg + 32 + lane]);
   int w_hi = max(sKe[64 * cwg + lane], sKe[64 * cwg + 32 + lane]);
   int w_ksmax = max(sKs[64 * cwg + lane], sKs[64 * cwg + 32 + lane]);
@@ -279,8 +320,6 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
     w_ksmax = max(w_ksmax, __shfl_xor_sync(0xffffffffu, w_ksmax, off));
     w_kemin = min(w_kemin, __shfl_xor_sync(0xffffffffu, w_kemin, off));
   }
-  const int rks0 = sKs[16 * cw + g], rke0 = sKe[16 * cw + g];
-  const int rks1 = sKs[16 * cw + g + 8], rke1 = sKe[16 * cw + g + 8];
 
   float o[D / 2], s[BN / 2];
   uint32_t p[BN / 8][2];
@@ -312,10 +351,11 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
   };
   /* O += P V: k-slice kk = keys [16 kk, 16 kk + 16) = column tiles 2 kk and
    * 2 kk + 1 of S; V's 16 rows start 2048 bytes apart. */
-  auto issue_pv = [&](int st) {
+  auto issue_pv = [&](int st, const uint32_t(&pd)[BN / 8][2]) {
 #pragma unroll
     for (int kk = 0; kk < BN / 16; ++kk) {
-      const uint32_t pa[4] = {p[2 * kk][0], p[2 * kk][1], p[2 * kk + 1][0], p[2 * kk + 1][1]};
+      const uint32_t pa[4] = {pd[2 * kk][0], pd[2 * kk][1], pd[2 * kk + 1][0],
+                              pd[2 * kk + 1][1]};
       const uint32_t va = sV + st * KVBYTES + kk * (16 * 128);
 #if defined(CSA_SM90_PV_SPLIT)
 #pragma unroll
@@ -327,22 +367,35 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
 #endif
     }
   };
-  /* Wait for every issued product; pin s and o after the wait. */
-  auto wait_all = [&]() {
-    csa__wgmma_wait<0>();
+  /* Pin s / o after a wait (the compiler must not move their accesses
+   * across it). */
+  auto pin_s = [&]() {
 #pragma unroll
     for (int i = 0; i < BN / 2; ++i)
       csa__reg_fence(s[i]);
+  };
+  auto pin_o = [&]() {
 #pragma unroll
     for (int i = 0; i < D / 2; ++i)
       csa__reg_fence(o[i]);
   };
-  /* Mask, online softmax of s (block starting at key kb) into p, l, m, and
-   * the rescaling of o. */
-  auto softmax = [&](int kb) {
+  /* Wait for every issued product. */
+  auto wait_all = [&]() {
+    csa__wgmma_wait<0>();
+    pin_s();
+    pin_o();
+  };
+  /* Mask and online softmax of s (block starting at key kb) into pd, l and
+   * m; al0, al1 receive the factors 2^{c (m_old - m_new)} that o still needs
+   * (rescale). */
+  auto softmax = [&](int kb, uint32_t(&pd)[BN / 8][2], float &al0, float &al1) {
     /* Block-diagonal (+ causal) mask, only where some row's range does not
      * cover the whole block. */
     if (!(kb >= w_ksmax && kb + BN <= w_kemin)) {
+      /* this thread's rows g and g + 8, read here: registers are scarce and
+       * the mask is rare on long rows */
+      const int rks0 = sKs[16 * cw + g], rke0 = sKe[16 * cw + g];
+      const int rks1 = sKs[16 * cw + g + 8], rke1 = sKe[16 * cw + g + 8];
 #pragma unroll
       for (int i = 0; i < BN / 8; ++i)
 #pragma unroll
@@ -367,7 +420,8 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
     }
     const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
     const float mu0 = mn0 == -INFINITY ? 0.0f : mn0, mu1 = mn1 == -INFINITY ? 0.0f : mn1;
-    const float al0 = csa__sm90_exp2((m0 - mu0) * sl2), al1 = csa__sm90_exp2((m1 - mu1) * sl2);
+    al0 = csa__sm90_exp2((m0 - mu0) * sl2);
+    al1 = csa__sm90_exp2((m1 - mu1) * sl2);
     m0 = mn0;
     m1 = mn1;
     const float mb0 = mu0 * sl2, mb1 = mu1 * sl2;
@@ -380,11 +434,13 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
       const float p3 = csa__sm90_exp2(fmaf(s[4 * i + 3], sl2, -mb1));
       ls0 += p0 + p1;
       ls1 += p2 + p3;
-      p[i][0] = csa__sm90_pack2<T>(p0, p1);
-      p[i][1] = csa__sm90_pack2<T>(p2, p3);
+      pd[i][0] = csa__sm90_pack2<T>(p0, p1);
+      pd[i][1] = csa__sm90_pack2<T>(p2, p3);
     }
     l0 = fmaf(l0, al0, ls0);
     l1 = fmaf(l1, al1, ls1);
+  };
+  auto rescale = [&](float al0, float al1) {
     /* 2^0 = 1 exactly: rescale only when some row's max moved. */
     if (__any_sync(0xffffffffu, al0 != 1.0f || al1 != 1.0f)) {
 #pragma unroll
@@ -397,7 +453,88 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
     }
   };
 
-  if (CSA__SM90_PINGPONG && WS) {
+  if (OVERLAP && WS) {
+    /*
+     * Softmax overlapped with the warpgroup's own products: a turn issues
+     * S_{it+1} = Q K_{it+1}^T and then P_it V_it as two wgmma groups; the
+     * softmax of block it + 1 starts as soon as the first group is done and
+     * runs while P_it V_it is still on the tensor cores; o is rescaled once
+     * that product has landed (o_new = (o + P_it V_it) 2^{c (m_it - m_it+1)}).
+     * P is double-buffered (p in flight, pn being written).  With TURNS the
+     * two warpgroups also take turns issuing (named barriers 1 and 2, as
+     * below), so one's softmax covers the other's products.
+     */
+    constexpr bool TURNS = PINGPONG;
+    const int me = 1 + cwg, other = 2 - cwg;
+    uint32_t pn[BN / 8][2];
+    /* one turn: products of blocks it + 1 (S) and it (P V, from pc), then the
+     * softmax of block it + 1 into pnx */
+    auto step = [&](int it, uint32_t(&pc)[BN / 8][2], uint32_t(&pnx)[BN / 8][2]) {
+      const int st = it % STAGES, sn = (it + 1) % STAGES;
+      csa__mbar_wait(sFull + 8 * sn, (uint32_t)((it + 1) / STAGES) & 1u);
+      if (TURNS)
+        csa__named_barrier(me, 256);
+      csa__wgmma_fence();
+      issue_s(sn);
+      csa__wgmma_commit();
+      issue_pv(st, pc);
+      csa__wgmma_commit();
+      if (TURNS)
+        csa__named_arrive(other, 256);
+      csa__wgmma_wait<1>(); /* S_{it+1} landed; P_it V_it may still run */
+      pin_s();
+      float al0, al1;
+      softmax(c_lo + (it + 1) * BN, pnx, al0, al1);
+      csa__wgmma_wait<0>();
+      pin_o();
+#pragma unroll
+      for (int i = 0; i < BN / 8; ++i) /* pc stays live until its product is done */
+        asm volatile("" : "+r"(pc[i][0]), "+r"(pc[i][1])::"memory");
+      rescale(al0, al1);
+      csa__mbar_arrive(sEmpty + 8 * st); /* this thread is done with stage st */
+    };
+    /* the last block's P V, from pc */
+    auto last = [&](const uint32_t(&pc)[BN / 8][2]) {
+      const int st = (nblocks - 1) % STAGES;
+      if (TURNS)
+        csa__named_barrier(me, 256);
+      csa__wgmma_fence();
+      issue_pv(st, pc);
+      csa__wgmma_commit();
+      if (TURNS && cwg == 0)
+        csa__named_arrive(other, 256);
+      wait_all();
+    };
+    if (nblocks > 0) {
+      if (TURNS && cwg == 1)
+        csa__named_arrive(1, 256);
+      csa__mbar_wait(sFull, 0u);
+      if (TURNS)
+        csa__named_barrier(me, 256);
+      csa__wgmma_fence();
+      issue_s(0);
+      csa__wgmma_commit();
+      if (TURNS)
+        csa__named_arrive(other, 256);
+      csa__wgmma_wait<0>();
+      pin_s();
+      float al0, al1;
+      softmax(c_lo, p, al0, al1); /* o is still 0: no rescale */
+      /* two blocks per trip so the P buffers swap roles without copies
+       * (a copied A operand would make the compiler serialize the wgmma) */
+      int it = 0;
+      for (; it + 2 < nblocks; it += 2) {
+        step(it, p, pn);
+        step(it + 1, pn, p);
+      }
+      if (it + 1 < nblocks) {
+        step(it, p, pn);
+        last(pn);
+      } else {
+        last(p);
+      }
+    }
+  } else if (PINGPONG && WS) {
     /*
      * Two consumer warpgroups take turns on the tensor cores: named
      * barrier 1 + c is "warpgroup c may issue".  A turn issues P_it V_it and
@@ -422,11 +559,13 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
       wait_all();
       for (int it = 0; it < nblocks - 1; ++it) {
         const int st = it % STAGES, sn = (it + 1) % STAGES;
-        softmax(c_lo + it * BN);
+        float al0, al1;
+        softmax(c_lo + it * BN, p, al0, al1);
+        rescale(al0, al1);
         csa__mbar_wait(sFull + 8 * sn, (uint32_t)((it + 1) / STAGES) & 1u);
         csa__named_barrier(me, 256);
         csa__wgmma_fence();
-        issue_pv(st);
+        issue_pv(st, p);
         issue_s(sn);
         csa__wgmma_commit();
         csa__named_arrive(other, 256);
@@ -434,10 +573,12 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
         csa__mbar_arrive(sEmpty + 8 * st); /* this thread is done with stage st */
       }
       const int st = (nblocks - 1) % STAGES;
-      softmax(c_lo + (nblocks - 1) * BN);
+      float al0, al1;
+      softmax(c_lo + (nblocks - 1) * BN, p, al0, al1);
+      rescale(al0, al1);
       csa__named_barrier(me, 256);
       csa__wgmma_fence();
-      issue_pv(st);
+      issue_pv(st, p);
       csa__wgmma_commit();
       if (cwg == 0)
         csa__named_arrive(other, 256);
@@ -475,9 +616,11 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
         issue_s(st);
         csa__wgmma_commit();
         wait_all();
-        softmax(c_lo + it * BN);
+        float al0, al1;
+        softmax(c_lo + it * BN, p, al0, al1);
+        rescale(al0, al1);
         csa__wgmma_fence();
-        issue_pv(st);
+        issue_pv(st, p);
         csa__wgmma_commit();
         wait_all();
       }
@@ -516,7 +659,8 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
 #define CSA__SM90_ENTRY(NAME, T, D)                                                            \
   extern "C" __global__ void __launch_bounds__(CSA__SM90_THREADS, 1)                           \
       NAME(const __grid_constant__ csa__cuda_attn_args a) {                                    \
-    csa__sm90_fwd<T, D>(a);                                                                    \
+    csa__sm90_fwd<T, D, CSA__SM90_OVERLAP_D##D != 0, CSA__SM90_PINGPONG_D##D != 0,             \
+                  CSA__SM90_PRODUCER_REGS_D##D>(a);                                            \
   }
 
 CSA__SM90_ENTRY(csa_attn_fwd_sm90_bf16_d64, __nv_bfloat16, 64)

@@ -34,12 +34,6 @@
 #ifndef CSA__SM90_WS
 #define CSA__SM90_WS 1
 #endif
-/* 1 (with WS): the two consumer warpgroups take turns issuing their
- * products (named barriers), so one's softmax overlaps the other's
- * tensor-core work. */
-#ifndef CSA__SM90_PINGPONG
-#define CSA__SM90_PINGPONG 1
-#endif
 #define CSA__SM90_THREADS (128 * (CSA__SM90_WG + CSA__SM90_WS))
 
 typedef struct csa__sm90_launch {

@@ -15,50 +15,57 @@ date -u | tee -a "$OUT/gpu.txt"
 NV="nvcc -cubin -gencode=arch=compute_90a,code=sm_90a -O3 -std=c++17 -Xptxas -v"
 SRC=csrc/cuda/attn_fwd_sm90.cu
 t0=$(date +%s)
-# pp: the default (producer warpgroup + turns); ws: no turns; ws0: no
-# producer (all threads copy); split: pp with P V issued per 64 columns.
-timeout 240 $NV -o $B/pp.cubin $SRC > $B/pp.log 2>&1 &
-timeout 240 $NV -DCSA__SM90_PINGPONG=0 -o $B/ws.cubin $SRC > $B/ws.log 2>&1 &
-timeout 240 $NV -DCSA__SM90_WS=0 -o $B/ws0.cubin $SRC > $B/ws0.log 2>&1 &
-timeout 240 $NV -DCSA_SM90_PV_SPLIT -o $B/split.cubin $SRC > $B/split.log 2>&1 &
+# Variants (compile-time knobs of attn_sm90_plan.h / attn_fwd_sm90.cu):
+#   ovpp   the default: producer warpgroup, softmax overlapped with the own
+#          P V (OVERLAP), consumer turns (PINGPONG), producer at 24 registers
+#   ov     without turns;  ovpp40: producer at 40 registers
+#   ws     neither overlap nor turns (producer warpgroup only);  pp: turns only
+#   ws0    no producer warpgroup: every thread copies, one CTA barrier per block
+V="ovpp ov ovpp40 ws pp ws0"
+declare -A FLAGS=([ovpp]="" [ov]="-DCSA__SM90_PINGPONG=0" [ovpp40]="-DCSA__SM90_PRODUCER_REGS=40"
+                  [ws]="-DCSA__SM90_OVERLAP=0 -DCSA__SM90_PINGPONG=0 -DCSA__SM90_PRODUCER_REGS=40"
+                  [pp]="-DCSA__SM90_OVERLAP=0 -DCSA__SM90_PRODUCER_REGS=40" [ws0]="-DCSA__SM90_WS=0")
+# the launcher reads the block size from the plan, so ws0 needs its own
+declare -A LIB=([ovpp]=$B/libsm90.so [ov]=$B/libsm90.so [ovpp40]=$B/libsm90.so [ws]=$B/libsm90.so
+                [pp]=$B/libsm90.so [ws0]=$B/libsm90_ws0.so)
+for v in $V; do timeout 240 $NV ${FLAGS[$v]} -o $B/$v.cubin $SRC > $B/$v.log 2>&1 & done
 CC="gcc -std=c11 -O2 -Wall -Wextra -fPIC -shared -I/usr/local/cuda/include -Icsrc/cuda"
 $CC -o $B/libsm90.so $H/launch.c && $CC -DCSA__SM90_WS=0 -o $B/libsm90_ws0.so $H/launch.c
 echo "launcher rc=$?"
 wait
 echo "cubins built in $(( $(date +%s) - t0 )) s"; ls -la $B
-for v in pp ws ws0 split; do echo "-- $v"; grep -E "error|registers|spill|C75" $B/$v.log | sort | uniq -c; done \
+for v in $V; do echo "-- $v"; grep -E "error|registers|spill|C75" $B/$v.log | sort | uniq -c; done \
   > "$OUT/ptxas.txt" 2>&1; cat "$OUT/ptxas.txt"
 cp $B/*.log "$OUT/" 2>/dev/null
-declare -A SPEC=([pp]="$B/pp.cubin" [ws]="$B/ws.cubin" [ws0]="$B/ws0.cubin,$B/libsm90_ws0.so"
-                [split]="$B/split.cubin")
 # correctness of every variant at once, each in its own process (a hang is
 # caught by the watchdog and costs only that variant)
 echo "== cases"
-for v in pp ws ws0 split; do
+for v in $V; do
   [ -f $B/$v.cubin ] || continue
-  timeout 120 python3 $H/check.py --lib $B/libsm90.so --cubin $v=${SPEC[$v]} --cases --watchdog 10 \
+  timeout 120 python3 $H/check.py --lib ${LIB[$v]} --cubin $v=$B/$v.cubin --cases --watchdog 10 \
     > "$OUT/cases_$v.txt" 2>&1 &
 done
 wait
 GOOD=()
-for v in pp ws ws0 split; do
+for v in $V; do
   [ -f "$OUT/cases_$v.txt" ] || continue
   cat "$OUT/cases_$v.txt" | grep -vE "^\s*$" | tail -16
   grep -q FAIL "$OUT/cases_$v.txt" || grep -q -E "HANG|Error|Traceback" "$OUT/cases_$v.txt" || GOOD+=($v)
 done
 echo "passing variants: ${GOOD[*]:-none}"
-SAN=${GOOD[0]:-pp}
-echo "== memcheck ($SAN)"; timeout 150 compute-sanitizer --tool memcheck --error-exitcode 3 python3 $H/check.py \
-  --lib $B/libsm90.so --cubin $SAN=${SPEC[$SAN]} --sanitize --watchdog 60 > "$OUT/memcheck.txt" 2>&1
-echo "memcheck rc=$?"; grep -E "PASS|FAIL|HANG|ERROR SUMMARY" "$OUT/memcheck.txt" | tail -10
-echo "== racecheck ($SAN)"; timeout 150 compute-sanitizer --tool racecheck --error-exitcode 3 python3 $H/check.py \
-  --lib $B/libsm90.so --cubin $SAN=${SPEC[$SAN]} --sanitize --watchdog 60 > "$OUT/racecheck.txt" 2>&1
-echo "racecheck rc=$?"; grep -E "PASS|FAIL|HANG|ERROR SUMMARY|RACECHECK SUMMARY|hazard" "$OUT/racecheck.txt" | tail -10
+for SAN in ovpp ov; do
+  echo "== memcheck ($SAN)"; timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 python3 $H/check.py \
+    --lib $B/libsm90.so --cubin $SAN=$B/$SAN.cubin --sanitize --watchdog 60 > "$OUT/memcheck_$SAN.txt" 2>&1
+  echo "memcheck rc=$?"; grep -E "PASS|FAIL|HANG|ERROR SUMMARY" "$OUT/memcheck_$SAN.txt" | tail -6
+  echo "== racecheck ($SAN)"; timeout 120 compute-sanitizer --tool racecheck --error-exitcode 3 python3 $H/check.py \
+    --lib $B/libsm90.so --cubin $SAN=$B/$SAN.cubin --sanitize --watchdog 60 > "$OUT/racecheck_$SAN.txt" 2>&1
+  echo "racecheck rc=$?"; grep -E "PASS|FAIL|HANG|ERROR SUMMARY|RACECHECK SUMMARY|hazard" "$OUT/racecheck_$SAN.txt" | tail -6
+done
 K=""
-for v in "${GOOD[@]}"; do K="$K --cubin $v=${SPEC[$v]}"; done
+for v in "${GOOD[@]}"; do K="$K --cubin $v=$B/$v.cubin,${LIB[$v]}"; done
 if [ -n "$K" ]; then
   echo "== bench"; timeout 150 python3 $H/check.py --lib $B/libsm90.so $K --bench 2>&1 | tee "$OUT/bench.txt"
 fi
-cuobjdump --dump-sass $B/pp.cubin | grep -oE "HGMMA\.[^ ]*|USETMAXREG[^ ]*" | sort | uniq -c > "$OUT/sass_summary.txt"
+cuobjdump --dump-sass $B/ovpp.cubin | grep -oE "HGMMA\.[^ ]*|USETMAXREG[^ ]*" | sort | uniq -c > "$OUT/sass_summary.txt"
 cat "$OUT/sass_summary.txt"
 echo "total $(( $(date +%s) - t0 )) s"
