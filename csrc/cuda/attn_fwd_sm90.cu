@@ -29,14 +29,31 @@
  * the same V bytes are the MN-major ("transposed") B operand of P V, so no
  * operand is ever transposed in memory.
  *
- * Loads: plain cp.async, 16 bytes per thread, by all threads, into a ring
- * of STAGES K/V buffers with one barrier per block (each thread waits for
- * its own copies, fences them to the async proxy, then the barrier
- * publishes them to the tensor cores).  Why not TMA: the rows a CTA needs
- * start at arbitrary packed positions with arbitrary token strides, and a
- * tensor map would have to be encoded on the host for every call (three
- * maps, driver API) — cp.async writes the same swizzled layout with no host
- * work, and 16-byte rows are already required for the fast path (a->vec).
+ * Warp specialization (CSA__SM90_WS, the default): 3 warpgroups.  The
+ * producer (warpgroup 0, setmaxnreg down to a few dozen registers) copies
+ * Q once and then K/V blocks into a ring of STAGES buffers; two consumer
+ * warpgroups (registers raised with setmaxnreg) own 64 query rows each and
+ * run S = Q K^T, mask, online softmax and O += P V per block.  Hand-over is
+ * by mbarriers: full[s] (the producer's 128 threads arrive once their
+ * copies of stage s landed) and empty[s] (the 256 consumer threads arrive
+ * once their products that read stage s are done), so the two consumers
+ * never wait for each other and drift apart, one's softmax running under
+ * the other's products.  Without WS every thread copies and a CTA barrier
+ * per block publishes the stage (simpler, slower).
+ *
+ * Loads: plain cp.async, 16 bytes per thread, written straight into the
+ * swizzled layout.  A copying thread waits for its own copies
+ * (cp.async.wait_group), fences them to the async proxy
+ * (fence.proxy.async: wgmma reads shared memory through it), then arrives /
+ * reaches the barrier.  The producer announces block j once block j + 1 is
+ * issued (wait_group 1), so one block is always in flight behind the one
+ * being announced.  Why not TMA: the rows a CTA needs start at arbitrary
+ * packed positions with arbitrary token strides, and tensor maps would have
+ * to be encoded on the host for every call (three maps, through the driver
+ * API) — cp.async writes the same swizzled layout with no host work, and
+ * 16-byte aligned rows are already required (a->vec).  Why not 1-D bulk
+ * copies (cp.async.bulk): they write contiguous bytes, and a row of the
+ * swizzled layout is not contiguous.
  *
  * Math per row i (c = scale * log2 e), online over key blocks:
  *   m_i = max_j s_ij,  l_i = sum_j 2^{c (s_ij - m_i)},  o_i = sum_j 2^{...} v_j,
@@ -56,23 +73,28 @@
 
 /*
  * Consumer schedule knobs (kernel-internal; the launch shape lives in
- * attn_sm90_plan.h), per head dim:
+ * attn_sm90_plan.h), per head dim.  The defaults are the fastest measured
+ * combination (bench/RESULTS.md, "Hopper kernel"); the others are kept,
+ * tested for correctness, for tuning:
  *   OVERLAP   each warpgroup's softmax of block j + 1 runs while its own
- *             P_j V_j is on the tensor cores (P double-buffered in registers);
+ *             P_j V_j is on the tensor cores (P double-buffered in
+ *             registers).  Slower as built: at 232-240 registers the
+ *             consumer loop spills.
  *   PINGPONG  the two consumer warpgroups take turns issuing their products
- *             (named barriers), so one's softmax covers the other's products;
+ *             (named barriers), so one's softmax covers the other's
+ *             products.  Within noise of no turns without OVERLAP.
  *   PRODUCER_REGS  registers per thread the producer warpgroup keeps after
  *             setmaxnreg; the consumers get the rest of the CTA's launch
- *             share, (384 x 168 - 128 P) / 256 each.
+ *             share, (384 x 168 - 128 P) / 256 each (40 -> 232).
  */
 #ifndef CSA__SM90_OVERLAP
-#define CSA__SM90_OVERLAP 1
+#define CSA__SM90_OVERLAP 0
 #endif
 #ifndef CSA__SM90_PINGPONG
-#define CSA__SM90_PINGPONG 1
+#define CSA__SM90_PINGPONG 0
 #endif
 #ifndef CSA__SM90_PRODUCER_REGS
-#define CSA__SM90_PRODUCER_REGS 24
+#define CSA__SM90_PRODUCER_REGS 40
 #endif
 #ifndef CSA__SM90_OVERLAP_D64
 #define CSA__SM90_OVERLAP_D64 CSA__SM90_OVERLAP
@@ -94,7 +116,8 @@
 #endif
 
 /* Two floats rounded to a packed 16-bit pair (lo in the low half). */
-template <typename T> static __device__ __forceinline__ uint32_t csa__sm90_pack2(float lo, float hi);
+template <typename T>
+static __device__ __forceinline__ uint32_t csa__sm90_pack2(float lo, float hi);
 template <> __device__ __forceinline__ uint32_t csa__sm90_pack2<__half>(float lo, float hi) {
   __half2 h = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<uint32_t *>(&h);
@@ -261,8 +284,10 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
    * are zero-filled. */
   auto load_kv = [&](int it, int st) {
     const int64_t j0 = (int64_t)c_lo + (int64_t)it * BN + crow;
-    const T *kp = reinterpret_cast<const T *>(a.k) + (int64_t)hk * a.k_st_h + j0 * a.k_st_t + ch * 8;
-    const T *vp = reinterpret_cast<const T *>(a.v) + (int64_t)hk * a.v_st_h + j0 * a.v_st_t + ch * 8;
+    const T *kp =
+        reinterpret_cast<const T *>(a.k) + (int64_t)hk * a.k_st_h + j0 * a.k_st_t + ch * 8;
+    const T *vp =
+        reinterpret_cast<const T *>(a.v) + (int64_t)hk * a.v_st_h + j0 * a.v_st_t + ch * 8;
     const int64_t kstep = (int64_t)RSTEP * a.k_st_t, vstep = (int64_t)RSTEP * a.v_st_t;
     const uint32_t off0 = csa__sm90_swz<BN>(crow, ch); /* + i * RSTEP rows of 128 bytes */
     const uint32_t dk = sK + st * KVBYTES + off0, dv = sV + st * KVBYTES + off0;

@@ -10,12 +10,19 @@
  * When it returns 0 the call is not covered and the mma.sync kernel runs.
  *
  * Shapes (attn_fwd_sm90.cu): a CTA owns CSA__SM90_BM consecutive packed
- * query rows of one head (2 warpgroups of 64 rows each) and streams the
- * keys those rows see in blocks of CSA__SM90_BN through a K/V ring of
- * CSA__SM90_STAGES shared-memory stages.  Shared memory, all 1024-byte
- * aligned for the 128-byte swizzle: Q [BM][D], K and V [STAGES][BN][D]
- * (16-bit), two int row ranges per query row, the ring's mbarriers, plus
- * 1 KiB of alignment slack.
+ * query rows of one head (2 consumer warpgroups of 64 rows each, plus one
+ * producer warpgroup) and streams the keys those rows see in blocks of
+ * CSA__SM90_BN through a K/V ring of CSA__SM90_STAGES shared-memory
+ * stages.  Grid: (row tiles, heads), row tiles fastest so that the CTAs
+ * running together share one head's K/V in L2.  Shared memory, all
+ * 1024-byte aligned for the 128-byte swizzle: Q [BM][D], K and V
+ * [STAGES][BN][D] (16-bit), two int row ranges per query row, the ring's
+ * mbarriers, plus 1 KiB of alignment slack: 226 KiB at D = 128 (one CTA
+ * per SM; the H100/H200 grant is 227 KiB per block).
+ *
+ * The knobs below (#ifndef) exist for tuning builds of the kernel module;
+ * the host must include this header with the same values the module was
+ * built with, i.e. without defining any of them.
  */
 #ifndef CSA_CUDA_ATTN_SM90_PLAN_H
 #define CSA_CUDA_ATTN_SM90_PLAN_H

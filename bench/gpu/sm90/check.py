@@ -6,8 +6,10 @@ Loads the kernel's cubin through launch.c (driver API, csa__sm90_plan) and
               zero-length and tiny sequences, GQA, causal with L_q != L_kv, LSE,
               strided views, garbage cu_seqlens: finite and in bounds only);
   --sanitize  a few small cases (run under compute-sanitizer);
-  --bench     long-hd128 and slat-self against cuDNN per-sequence SDPA and the
-              FA2 varlen op in the same process (TFLOP/s = 4 sum(Lq Lkv) H D / t).
+  --bench     long-hd128, slat-self, cross-img and cross-hd128 against cuDNN
+              per-sequence SDPA and the FA2 varlen op in the same process
+              (TFLOP/s = 4 sum(Lq Lkv) H D / t).
+Development only (not part of the package); run.sh drives it on the device.
 """
 from __future__ import annotations
 
