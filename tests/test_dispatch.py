@@ -15,6 +15,8 @@ import comfy_sparse_attn as csa
 from comfy_sparse_attn import _comfy, _dispatch
 from reference import TOL, make_case, reference, rel_err
 
+_C_DTYPE = dict(_dispatch._C.DTYPE)
+
 
 def _native_cpu_works():
     q, k, v, cq, ck, mq, mk = make_case([3], d=8)
@@ -152,7 +154,7 @@ def test_env_names_no_backend(monkeypatch):
 
 def test_forced_backend_that_cannot_run_says_why():
     # flash has no CPU kernel: forcing it on CPU lists the reason.
-    with pytest.raises(csa.NoCapableBackendError, match="flash: (has no CPU kernel|flash_attn)"):
+    with pytest.raises(csa.NoCapableBackendError, match="flash: (has no cpu kernel|flash_attn)"):
         csa.dispatch_varlen_attention(*make_case([3], d=8), backend="flash")
 
 
@@ -176,14 +178,14 @@ def test_use_backend_is_per_thread():
 
     def other():
         csa.dispatch_varlen_attention(*args)
-        got["other"] = csa.get_varlen_backend().signature[12]
+        got["other"] = csa.get_varlen_backend().signature.forced
 
     with csa.use_backend("sdpa"):
         t = threading.Thread(target=other)
         t.start()
         t.join()
         csa.dispatch_varlen_attention(*args)
-        assert csa.get_varlen_backend().signature[12] == "sdpa"
+        assert csa.get_varlen_backend().signature.forced == "sdpa"
     assert got["other"] is None
 
 
@@ -217,7 +219,7 @@ def test_comfy_disable_xformers_reason(monkeypatch):
     csa.dispatch_varlen_attention(*make_case([4, 2], d=8))
     # on CPU xformers is out anyway; the C test covers the GPU case. Here:
     # the flag reaches the signature (so a cached plan never outlives it).
-    assert csa.get_varlen_backend().signature[-1] == ("--disable-xformers",)
+    assert csa.get_varlen_backend().signature.comfy_flags == ("--disable-xformers",)
 
 
 # --- run-time failure ------------------------------------------------------------
@@ -398,19 +400,314 @@ def test_torch_compile_fullgraph():
 
 def test_sage1_takes_causal_calls_only(monkeypatch):
     """sageattention 1.x's non-causal varlen kernel does not mask the keys past
-    a sequence's end: with 1.x, sage2 is offered for causal calls only."""
+    a sequence's end: with 1.x, sage2 is offered for causal calls only.  The
+    version is a fact passed to C (lib_major), not a rewrite of reasons."""
     monkeypatch.setitem(_dispatch._loaded, "sage2", (True, "1.0.6"))
     monkeypatch.setitem(_dispatch._loaded, "flash", (False, "absent"))
     monkeypatch.setitem(_dispatch._loaded, "xformers", (False, "absent"))
     monkeypatch.setitem(_dispatch._sm_cache, 0, 90)
+    monkeypatch.setitem(_dispatch._dev_codes, "cuda", _dispatch._DEV["cuda"])
     dev = torch.device("cuda", 0)
     args = (dev, 2, 64, 64, 8, 8)
-    _, (order, declined, _) = _dispatch._plan(*args, False, True, False, False, False, None)
-    assert "sage2" not in order and "does not mask" in declined["sage2"]
-    assert order[0] == "sdpa"
-    _, (order, declined, _) = _dispatch._plan(*args, True, True, False, False, False, None)
-    assert order[0] == "sage2"
+    plan = _dispatch._plan(*args, False, True, False, False, False, None)
+    assert "sage2" not in plan.order and "does not mask" in plan.declined["sage2"]
+    assert plan.order[0] == "sdpa"
+    plan = _dispatch._plan(*args, True, True, False, False, False, None)
+    assert plan.order[0] == "sage2"
     monkeypatch.setitem(_dispatch._loaded, "sage2", (True, "2.2.0"))
     _dispatch._plans.clear()
-    _, (order, _, _) = _dispatch._plan(*args, False, True, False, False, False, None)
-    assert order[0] == "sage2"
+    plan = _dispatch._plan(*args, False, True, False, False, False, None)
+    assert plan.order[0] == "sage2"
+
+
+# --- the API explains itself -------------------------------------------------------
+
+def test_public_names_are_listed():
+    assert "dispatch_varlen_attention" in dir(csa)
+    for name in csa.__all__:
+        assert name in dir(csa)
+        assert getattr(csa, name) is not None
+    assert "annotations" not in dir(csa)
+
+
+def test_readme_shows_the_real_signature():
+    import inspect
+
+    sig = str(inspect.signature(csa.dispatch_varlen_attention))
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    assert "dispatch_varlen_attention" + sig in readme.replace("\n    ", " ").replace("( ", "("), sig
+
+
+def test_backend_choice_is_a_readable_record():
+    args = make_case([4, 6], d=16)
+    csa.dispatch_varlen_attention(*args)
+    first = csa.get_varlen_backend()
+    csa.dispatch_varlen_attention(*args)
+    second = csa.get_varlen_backend()
+    assert first == second, "the same state must give the same record"
+    assert first.reason == second.reason and first.reason
+    sig = first.signature
+    assert isinstance(sig, csa.Signature)
+    assert (sig.device, sig.dtype, sig.head_dim, sig.heads, sig.causal) == ("cpu", "float32", 16,
+                                                                            4, False)
+    assert set(first.declined) == set(_dispatch.BACKENDS) - {first.backend} - (
+        {"sdpa"} if first.backend == "native" else set())
+
+
+# --- failures that are not the backend's fault; retries ---------------------------------
+
+@pytest.mark.parametrize("exc", ["oom", "memory", "interrupt"])
+def test_not_the_backends_fault_marks_nothing(monkeypatch, exc):
+    from comfy_sparse_attn.backends import native, sdpa
+
+    first = "native" if NATIVE_CPU else "sdpa"
+    mod = native if NATIVE_CPU else sdpa
+    real = mod.run
+    err = {"oom": torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"),
+           "memory": MemoryError(), "interrupt": KeyboardInterrupt()}[exc]
+
+    def boom(*a, **kw):
+        raise err
+
+    monkeypatch.setattr(mod, "run", boom)
+    args = make_case([4, 6], d=16)
+    with pytest.raises(type(err)):
+        csa.dispatch_varlen_attention(*args)
+    assert not _dispatch._failed, "a failure that is not the backend's marked it broken"
+    monkeypatch.setattr(mod, "run", real)
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == first
+
+
+def test_graph_capture_failure_marks_nothing(monkeypatch):
+    """A backend failing inside CUDA-graph capture is not broken for eager calls."""
+    err = RuntimeError("operation not permitted when stream is capturing")
+    assert _dispatch._not_the_backends_fault(err, torch.device("cpu")) is False
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    assert _dispatch._not_the_backends_fault(err, torch.device("cuda", 0)) is True
+
+
+def test_real_failure_is_retried_after_a_while(monkeypatch, caplog):
+    from comfy_sparse_attn.backends import native, sdpa
+
+    mod = native if NATIVE_CPU else sdpa
+    name = "native" if NATIVE_CPU else "sdpa"
+    real = mod.run
+    calls = []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        raise RuntimeError("transient driver hiccup")
+
+    clock = [1000.0]
+    monkeypatch.setattr(_dispatch.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(mod, "run", flaky)
+    args = make_case([4, 6], d=16)
+    if NATIVE_CPU:
+        csa.dispatch_varlen_attention(*args)  # falls through to sdpa
+        reason = csa.get_varlen_backend().reason
+        csa.dispatch_varlen_attention(*args)
+        assert csa.get_varlen_backend().reason == reason, "same state, same reason"
+        assert "skipped: native" in reason
+    else:
+        with pytest.raises(csa.NoCapableBackendError):
+            csa.dispatch_varlen_attention(*args)
+    assert len(calls) == 1
+    clock[0] += _dispatch.RETRY_AFTER_S + 1
+    monkeypatch.setattr(mod, "run", real)
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == name, "retried after RETRY_AFTER_S"
+    assert not _dispatch._failed
+
+
+def test_declined_is_not_a_failure(monkeypatch, caplog):
+    from comfy_sparse_attn.backends import Declined, native
+
+    if not NATIVE_CPU:
+        pytest.skip("needs the native CPU kernel")
+
+    def declines(*a, **kw):
+        raise Declined("cannot take this one")
+
+    monkeypatch.setattr(native, "run", declines)
+    with caplog.at_level(logging.WARNING, logger="comfy_sparse_attn"):
+        csa.dispatch_varlen_attention(*make_case([4, 6], d=16))
+    assert csa.get_varlen_backend().backend == "sdpa"
+    assert "cannot take this one" in csa.get_varlen_backend().declined["native"]
+    assert not _dispatch._failed and not caplog.records
+
+
+# --- arguments that are not tensors ------------------------------------------------------
+
+@pytest.mark.parametrize("arg", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("form", ["numpy", "list", "meta"])
+def test_non_tensor_inputs_name_the_argument(arg, form):
+    np = pytest.importorskip("numpy")
+    args = list(make_case([3, 5], d=8))
+    names = ["q", "k", "v", "cu_seqlens_q", "cu_seqlens_kv"]
+    if form == "numpy":
+        args[arg] = args[arg].numpy()
+    elif form == "list":
+        args[arg] = args[arg].tolist()
+    else:
+        args[arg] = torch.empty(args[arg].shape, dtype=args[arg].dtype, device="meta")
+    with pytest.raises(TypeError) as info:
+        csa.dispatch_varlen_attention(*args)
+    msg = str(info.value)
+    assert msg.startswith(names[arg] + " "), msg
+    assert ("meta tensor" in msg) if form == "meta" else ("got " in msg and "tensor" in msg)
+    assert np is not None
+
+
+def test_out_must_be_a_tensor():
+    with pytest.raises(TypeError, match="out must be"):
+        csa.dispatch_varlen_attention(*make_case([3], d=8), out=[[0.0]])
+
+
+# --- any torch device --------------------------------------------------------------------
+
+@pytest.mark.parametrize("dev", ["mps", "xpu", "rocm", "privateuseone"])
+def test_other_devices_go_to_the_torch_tier(monkeypatch, dev):
+    monkeypatch.setattr(_dispatch, "_dev_codes", {})
+    if dev == "rocm":
+        monkeypatch.setattr(torch.version, "hip", "6.2.0", raising=False)
+        device = torch.device("cuda", 0)
+    else:
+        device = torch.device(dev, 0)
+    plan = _dispatch._plan(device, _C_DTYPE["float16"], 64, 64, 8, 8, False, True, False, False,
+                           False, None)
+    assert plan.order == ("sdpa",), plan
+    assert "has no" in plan.declined["native"], plan.declined
+    if dev == "rocm":
+        assert "rocm" in plan.declined["native"]
+        assert plan.signature.device == "cuda:0"
+
+
+def test_torch_tier_declines_gpu_half_head_dims_torch_cannot_run(monkeypatch):
+    monkeypatch.setitem(_dispatch._sm_cache, 0, 90)
+    monkeypatch.setitem(_dispatch._dev_codes, "cuda", _dispatch._DEV["cuda"])
+    monkeypatch.setitem(_dispatch._loaded, "flash", (False, "absent"))
+    monkeypatch.setitem(_dispatch._loaded, "xformers", (False, "absent"))
+    monkeypatch.setitem(_dispatch._loaded, "sage2", (False, "absent"))
+    dev = torch.device("cuda", 0)
+    for d in (3, 31, 59, 111):
+        plan = _dispatch._plan(dev, _C_DTYPE["float16"], d, d, 8, 8, False, True, False, False,
+                               False, None)
+        assert "sdpa" not in plan.order and "multiples of 8" in plan.declined["sdpa"]
+    plan = _dispatch._plan(dev, _C_DTYPE["float32"], 31, 31, 8, 8, False, True, False, False,
+                           False, None)
+    assert "sdpa" in plan.order
+    assert csa.list_backends("cpu")["sdpa"]["constraints"]["gpu_half_head_dim_multiple"] == 8
+
+
+# --- one typed boundary --------------------------------------------------------------------
+
+def test_enums_come_from_c():
+    from comfy_sparse_attn import _C
+
+    assert _C.DTYPE["float32"] == 1 and _C.DTYPE["int32"] == 4
+    assert _C.DEVICE["cpu"] == 1 and _C.DEVICE["cuda"] == 2 and "rocm" in _C.DEVICE
+    assert set(_C.BACKEND) == set(_dispatch.BACKENDS)
+    assert _C.CPU_ISA[_C.cpu_isa()] >= 0
+    assert _C.LINK_RESULT["CREATED"] == _C.LINK_CREATED
+    assert set(_C.LINK_GIT) == {"NONE", "ADDED", "PRESENT", "FAILED"}
+    assert _C.STATUS["CSA_ECUSEQ"] < 0
+
+
+def test_c_entry_points_take_keywords():
+    from comfy_sparse_attn import _C
+
+    q, k, v, cq, ck, mq, mk = make_case([3, 5], d=8)
+    _C.attention("validate", q=q, k=k, v=v, cu_seqlens_q=cq, cu_seqlens_kv=ck, max_seqlen_q=mq,
+                 max_seqlen_kv=mk)
+    with pytest.raises(TypeError):
+        _C.attention("validate", q, k, v, cq, ck, mq, mk)
+    order, reasons, policy = _C.dispatch_select(
+        device_type=_C.DEVICE["cpu"], dtype=_C.DTYPE["float32"], head_dim=8, head_dim_v=8,
+        heads=4, heads_kv=4, available=1 << _C.BACKEND["sdpa"])
+    assert order[0] == _C.BACKEND["native"] and policy
+    with pytest.raises(TypeError):
+        _C.dispatch_select(1, 0, 1, 8, 8, 4, 4)
+
+
+def test_adapters_come_from_the_c_backend_list():
+    from comfy_sparse_attn.backends import adapter
+
+    for name in _dispatch.BACKENDS:
+        mod = adapter(name)
+        assert callable(mod.run) and callable(mod.load), name
+        assert mod.__name__.endswith("." + name)
+
+
+# --- zero syncs: the device sanitizer path, with a stand-in sanitizer --------------------------
+
+@pytest.fixture
+def fake_sanitizer(monkeypatch):
+    """Runs the default CUDA path on CPU tensors: a stand-in for
+    _C.cuda_sanitize_cu_seqlens with the contract's semantics (clamped copies,
+    violation bits ORed into flags[0]); host copies are forbidden."""
+    import ctypes
+
+    from comfy_sparse_attn import _native
+
+    calls = []
+    report = {"bits": 0}
+
+    def sanitize(cu_q, cu_kv, out_q, out_kv, flags, total_q, total_kv, max_q, max_kv, stream):
+        cu_q, cu_kv, out_q, out_kv, flags = (torch.from_dlpack(x) for x in
+                                             (cu_q, cu_kv, out_q, out_kv, flags))
+        for cu, out, total, mx in ((cu_q, out_q, total_q, max_q), (cu_kv, out_kv, total_kv,
+                                                                  max_kv)):
+            prev = 0
+            out[0] = 0
+            for i in range(1, cu.shape[0]):
+                prev = min(max(int(cu[i]), prev), min(total, prev + mx))
+                out[i] = prev
+        flags[0] |= report["bits"]
+        calls.append((out_q, out_kv))
+
+    flag = torch.zeros(1, dtype=torch.int32)
+    monkeypatch.setattr(_native._C, "cuda_sanitize_cu_seqlens", sanitize, raising=False)
+    monkeypatch.setitem(_native._flags, None, (flag, ctypes.c_int32.from_address(flag.data_ptr())))
+    monkeypatch.setattr(_dispatch, "_cu_mode", lambda *a: "sanitize")
+    monkeypatch.setattr(_native, "host_copies",
+                        lambda *a: pytest.fail("a device-to-host copy in the default path"))
+    return calls, report
+
+
+@needs_native
+def test_default_path_sanitizes_without_host_copies(fake_sanitizer, monkeypatch):
+    from comfy_sparse_attn.backends import native
+
+    calls, _ = fake_sanitizer
+    seen = []
+    real = native.run
+
+    def spy(q, k, v, cq, ck, *a, **kw):
+        seen.append((cq, ck))
+        return real(q, k, v, cq, ck, *a, **kw)
+
+    monkeypatch.setattr(native, "run", spy)
+    q, k, v, cq, ck, mq, mk = make_case([5, 0, 9], [4, 3, 9], d=16)
+    out = csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    ref, _ = reference(q, k, v, cq, ck)
+    assert rel_err(out, ref) < 1e-5
+    assert len(calls) == 1, "one sanitizer launch per call"
+    assert seen[0][0].data_ptr() == calls[0][0].data_ptr() and \
+        seen[0][1].data_ptr() == calls[0][1].data_ptr(), "backends must read the sanitized copies"
+
+
+@needs_native
+def test_device_violation_surfaces_at_the_next_call(fake_sanitizer):
+    calls, report = fake_sanitizer
+    args = make_case([5, 9], d=16)
+    report["bits"] = (1 << 1) | (1 << 11)  # cu_seqlens_q decreases; kv longer than max
+    csa.dispatch_varlen_attention(*args)  # queued: no error yet
+    report["bits"] = 0
+    with pytest.raises(ValueError) as info:
+        csa.dispatch_varlen_attention(*args)
+    msg = str(info.value)
+    assert "cu_seqlens_q decreases" in msg and "longer than max_seqlen_kv" in msg
+    assert "check_cu_seqlens=True" in msg
+    csa.dispatch_varlen_attention(*args)  # reported once, then clear
+    assert len(calls) == 2  # the raising call launched nothing

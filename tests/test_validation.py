@@ -103,4 +103,23 @@ def test_status_table_maps_every_code():
     assert table[0][0] == "CSA_OK"
     codes = sorted(table)
     assert codes == list(range(codes[0], 1)), "status codes must be contiguous"
-    assert all(name.startswith("CSA_") and msg for name, msg in table.values())
+    assert all(name.startswith("CSA_") and msg for name, msg, _ in table.values())
+
+
+def test_status_exceptions_come_from_the_binding():
+    """csa.h speaks C only; the binding maps each status to its exception."""
+    from comfy_sparse_attn import _C
+
+    table = _C.status_table()
+    by_name = {name: exc for name, _, exc in table.values()}
+    assert by_name["CSA_EDTYPE"] is TypeError
+    assert by_name["CSA_ECUSEQ"] is ValueError
+    assert by_name["CSA_ENOMEM"] is MemoryError
+    assert by_name["CSA_ENOTSUP"] is NotImplementedError
+    assert by_name["CSA_EPERM"] is PermissionError
+    assert _C.STATUS == {name: code for code, (name, _, _) in table.items()}
+    import os
+
+    header = open(os.path.join(os.path.dirname(__file__), "..", "include", "csa", "csa.h")).read()
+    for word in ("ValueError", "TypeError", "RuntimeError", "Python exception"):
+        assert word not in header, "csa.h names %s" % word

@@ -20,6 +20,11 @@
 #define CSA__DT_HALVES (CSA__DT(CSA_FLOAT16) | CSA__DT(CSA_BFLOAT16))
 #define CSA__DT_ALL (CSA__DT_HALVES | CSA__DT(CSA_FLOAT32))
 
+/* Every device torch runs on: the torch tier goes wherever torch does. */
+#define CSA__DEV_ANY                                                                  \
+  (CSA__DEV(CSA_DEVICE_CPU) | CSA__DEV(CSA_DEVICE_CUDA) | CSA__DEV(CSA_DEVICE_METAL) | \
+   CSA__DEV(CSA_DEVICE_ROCM) | CSA__DEV(CSA_DEVICE_ONEAPI) | CSA__DEV(CSA_DEVICE_OTHER))
+
 /* SageAttention 1.0.6's varlen kernels exist for these head dims only
  * ("varlen only support head_dim [64, 128]"). */
 static const int csa__sage_head_dims[] = {64, 128, 0};
@@ -27,29 +32,85 @@ static const int csa__sage_head_dims[] = {64, 128, 0};
 static const csa__backend_caps csa__caps[CSA_BACKEND_COUNT] = {
     /* sage2: sageattention.sageattn_varlen.  Int8 Q.K^T (lossy, ~1e-2),
      * forward only; causal assumes L_q == L_kv (top-left); fp32 inputs run
-     * natively (its own casts). */
-    [CSA_BACKEND_SAGE2] = {"sage2", CSA__DEV(CSA_DEVICE_CUDA), 80, CSA__DT_ALL, 0, 128,
-                           csa__sage_head_dims, 0, 1, CSA_CAUSAL_TOP_LEFT, 0, 0, 1,
-                           "sageattention"},
+     * natively (its own casts).  Its 1.x non-causal varlen kernel loads the
+     * keys past a sequence's end as zeros but does not mask their scores, so
+     * each padded key adds exp(0 - m) to the softmax denominator (wrong
+     * whenever L_kv is not a multiple of its key block); its causal kernel
+     * masks correctly: with 1.x, causal calls only. */
+    [CSA_BACKEND_SAGE2] = {
+        .name = "sage2",
+        .devices = CSA__DEV(CSA_DEVICE_CUDA),
+        .min_sm = 80,
+        .dtypes = CSA__DT_ALL,
+        .max_head_dim = 128,
+        .head_dims = csa__sage_head_dims,
+        .gqa = 1,
+        .causal = CSA_CAUSAL_TOP_LEFT,
+        .noncausal_min_major = 2,
+        .lossy = 1,
+        .library = "sageattention",
+        .noncausal_why = "sageattention 1.x: its non-causal varlen kernel does not mask the keys "
+                         "past each sequence's end (wrong results); only causal calls use it",
+    },
     /* flash: flash_attn.flash_attn_varlen_func (FA2/FA4) or FA3's
      * flash_attn_interface.  fp16/bf16 only; fp32 runs as bf16 and is cast
      * back (what the original package did), so it is exact only to bf16. */
-    [CSA_BACKEND_FLASH] = {"flash", CSA__DEV(CSA_DEVICE_CUDA), 80, CSA__DT_HALVES,
-                           CSA__DT(CSA_FLOAT32), 256, NULL, 0, 1, CSA_CAUSAL_BOTTOM_RIGHT, 1, 1,
-                           0, "flash_attn"},
+    [CSA_BACKEND_FLASH] = {
+        .name = "flash",
+        .devices = CSA__DEV(CSA_DEVICE_CUDA),
+        .min_sm = 80,
+        .dtypes = CSA__DT_HALVES,
+        .dtypes_cast = CSA__DT(CSA_FLOAT32),
+        .max_head_dim = 256,
+        .gqa = 1,
+        .causal = CSA_CAUSAL_BOTTOM_RIGHT,
+        .lse = 1,
+        .autograd = 1,
+        .library = "flash_attn",
+    },
     /* xformers: memory_efficient_attention + BlockDiagonalMask (causal:
      * BlockDiagonalCausalFromBottomRightMask); GQA through its 5-D form. */
-    [CSA_BACKEND_XFORMERS] = {"xformers", CSA__DEV(CSA_DEVICE_CUDA), 50, CSA__DT_ALL, 0, 256,
-                              NULL, 1, 1, CSA_CAUSAL_BOTTOM_RIGHT, 0, 1, 0, "xformers"},
+    [CSA_BACKEND_XFORMERS] = {
+        .name = "xformers",
+        .devices = CSA__DEV(CSA_DEVICE_CUDA),
+        .min_sm = 50,
+        .dtypes = CSA__DT_ALL,
+        .max_head_dim = 256,
+        .dv_differs = 1,
+        .gqa = 1,
+        .causal = CSA_CAUSAL_BOTTOM_RIGHT,
+        .autograd = 1,
+        .library = "xformers",
+    },
     /* sdpa: the torch tier (torch's varlen kernels on CUDA where they fit,
-     * else per-sequence SDPA): works wherever torch does. */
-    [CSA_BACKEND_SDPA] = {"sdpa", CSA__DEV(CSA_DEVICE_CPU) | CSA__DEV(CSA_DEVICE_CUDA), 0,
-                          CSA__DT_ALL, 0, 1 << 16, NULL, 1, 1, CSA_CAUSAL_BOTTOM_RIGHT, 0, 1, 0,
-                          "torch"},
+     * else per-sequence SDPA): works wherever torch does.  torch's GPU
+     * kernels (flash, memory-efficient, cuDNN) load 16-bit rows in 16-byte
+     * vectors, so with fp16 / bf16 on a GPU they have no kernel for a head
+     * dim that is not a multiple of 8 ("cutlassF: no kernel found"). */
+    [CSA_BACKEND_SDPA] = {
+        .name = "sdpa",
+        .devices = CSA__DEV_ANY,
+        .dtypes = CSA__DT_ALL,
+        .max_head_dim = 1 << 16,
+        .gpu_half_head_dim_multiple = 8,
+        .dv_differs = 1,
+        .gqa = 1,
+        .causal = CSA_CAUSAL_BOTTOM_RIGHT,
+        .autograd = 1,
+        .library = "torch",
+    },
     /* native: our C kernel (csrc/cpu) and CUDA C kernel (csrc/cuda). */
-    [CSA_BACKEND_NATIVE] = {"native", CSA__DEV(CSA_DEVICE_CPU) | CSA__DEV(CSA_DEVICE_CUDA), 0,
-                            CSA__DT_ALL, 0, 256, NULL, 1, 1, CSA_CAUSAL_BOTTOM_RIGHT, 1, 0, 0,
-                            "comfy_sparse_attn._C"},
+    [CSA_BACKEND_NATIVE] = {
+        .name = "native",
+        .devices = CSA__DEV(CSA_DEVICE_CPU) | CSA__DEV(CSA_DEVICE_CUDA),
+        .dtypes = CSA__DT_ALL,
+        .max_head_dim = 256,
+        .dv_differs = 1,
+        .gqa = 1,
+        .causal = CSA_CAUSAL_BOTTOM_RIGHT,
+        .lse = 1,
+        .library = "comfy_sparse_attn._C",
+    },
 };
 
 /* ------------------------------------------------------------------------ */
@@ -154,12 +215,6 @@ const char *csa__dispatch_priority(int device_type, int sm, int small_head,
   return use_small ? pol->evidence_small : pol->evidence;
 }
 
-static const char *csa__dtype_short(int dt) {
-  return dt == CSA_FLOAT32 ? "float32" : dt == CSA_FLOAT16 ? "float16"
-                                       : dt == CSA_BFLOAT16 ? "bfloat16"
-                                                            : csa_dtype_name(dt);
-}
-
 /* The first constraint of caps that the facts break, written into why;
  * returns 0 when every constraint holds. */
 static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t cap) {
@@ -172,16 +227,18 @@ static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t c
   if (f->disabled & (1u << b))
     return snprintf(why, cap, "disabled by a ComfyUI command-line flag"), 1;
   if (!(c->devices & CSA__DEV(f->device_type)))
-    return snprintf(why, cap, "has no %s kernel",
-                    f->device_type == CSA_DEVICE_CPU ? "CPU" : "CUDA"), 1;
+    return snprintf(why, cap, "has no %s kernel", csa_device_name(f->device_type)), 1;
   if (b == CSA_BACKEND_NATIVE && f->device_type == CSA_DEVICE_CUDA && !f->native_cuda)
-    return snprintf(why, cap, "this build of comfy-sparse-attn has no CUDA kernels"), 1;
+    return snprintf(why, cap, "%s",
+                    f->native_cuda_why && f->native_cuda_why[0]
+                        ? f->native_cuda_why
+                        : "this build of comfy-sparse-attn has no CUDA kernels"), 1;
   if (f->device_type == CSA_DEVICE_CUDA && f->sm < c->min_sm)
     return snprintf(why, cap, "needs compute capability >= %d.%d, the device has %d.%d",
                     c->min_sm / 10, c->min_sm % 10, f->sm / 10, f->sm % 10), 1;
   unsigned dt = CSA__DT(f->dtype);
   if (!((c->dtypes | c->dtypes_cast) & dt))
-    return snprintf(why, cap, "does not take %s inputs", csa__dtype_short(f->dtype)), 1;
+    return snprintf(why, cap, "does not take %s inputs", csa_dtype_name(f->dtype)), 1;
   if (f->head_dim > c->max_head_dim || f->head_dim_v > c->max_head_dim)
     return snprintf(why, cap, "head dim %lld exceeds its maximum %d",
                     (long long)CSA_MAX(f->head_dim, f->head_dim_v), c->max_head_dim), 1;
@@ -193,6 +250,14 @@ static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t c
       return snprintf(why, cap, "head dim %lld not supported (only 64 and 128)",
                       (long long)f->head_dim), 1;
   }
+  int gpu = f->device_type == CSA_DEVICE_CUDA || f->device_type == CSA_DEVICE_ROCM;
+  int m = c->gpu_half_head_dim_multiple;
+  if (m > 0 && gpu && (dt & CSA__DT_HALVES) && (f->head_dim % m || f->head_dim_v % m))
+    return snprintf(why, cap,
+                    "its GPU kernels need head dims that are multiples of %d with %s, got "
+                    "D = %lld, D_v = %lld",
+                    m, csa_dtype_name(f->dtype), (long long)f->head_dim,
+                    (long long)f->head_dim_v), 1;
   if (f->head_dim_v != f->head_dim && !c->dv_differs)
     return snprintf(why, cap, "needs D_v == D, got D = %lld, D_v = %lld",
                     (long long)f->head_dim, (long long)f->head_dim_v), 1;
@@ -205,6 +270,9 @@ static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t c
     return snprintf(why, cap,
                     "causal mask is top-left aligned: right only when every L_q == L_kv, "
                     "which is not known here"), 1;
+  if (!f->causal && c->noncausal_min_major > 0 && f->lib_major[b] > 0 &&
+      f->lib_major[b] < c->noncausal_min_major)
+    return snprintf(why, cap, "%s", c->noncausal_why ? c->noncausal_why : "causal calls only"), 1;
   if (f->lse && !c->lse)
     return snprintf(why, cap, "does not return the LSE"), 1;
   if (f->grad && !c->autograd)
@@ -217,8 +285,8 @@ static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t c
 int csa__dispatch_select(const csa__dispatch_facts *f, csa__dispatch_result *r) {
   if (f == NULL || r == NULL)
     return csa__error(CSA_EINVAL, "dispatch facts and result must not be NULL");
-  if (f->device_type != CSA_DEVICE_CPU && f->device_type != CSA_DEVICE_CUDA)
-    return csa__error(CSA_EINVAL, "facts.device_type must be cpu (1) or cuda (2), got %d",
+  if (f->device_type < 0 || f->device_type > 31 || !(CSA__DEV_ANY & CSA__DEV(f->device_type)))
+    return csa__error(CSA_EINVAL, "facts.device_type must be a csa_device_type, got %d",
                       f->device_type);
   if (f->forced < -1 || f->forced >= CSA_BACKEND_COUNT)
     return csa__error(CSA_EINVAL, "facts.forced must be -1 or a backend id < %d, got %d",

@@ -43,10 +43,12 @@ typedef enum csa__backend {
 enum {
   CSA_CAUSAL_NONE = 0,         /* no causal mask at all */
   CSA_CAUSAL_TOP_LEFT = 1,     /* i sees j <= i: right only when every L_q == L_kv */
-  CSA_CAUSAL_BOTTOM_RIGHT = 2  /* i sees j <= i + L_kv - L_q (DESIGN.md section 4) */
+  CSA_CAUSAL_BOTTOM_RIGHT = 2  /* i sees j <= i + L_kv - L_q (docs/ARCHITECTURE.md) */
 };
 
-/* What a backend can take.  One row per backend in dispatch.c. */
+/* What a backend can take.  One row per backend in dispatch.c, written with
+ * designated initializers: a field left out is 0, i.e. "not supported" for
+ * the flags and "no rule" for the *_multiple / *_major facts. */
 typedef struct csa__backend_caps {
   const char *name;
   unsigned devices;      /* bit (1 << csa_device_type) per device it runs on */
@@ -55,19 +57,24 @@ typedef struct csa__backend_caps {
   unsigned dtypes_cast;  /* dtypes it takes by running as bf16 and casting back */
   int max_head_dim;      /* largest D (and D_v) */
   const int *head_dims;  /* NULL: any D up to max_head_dim; else a 0-ended list */
+  int gpu_half_head_dim_multiple; /* CUDA / ROCm with fp16 / bf16: D and D_v must be
+                                     multiples of this (0: any) */
   int dv_differs;        /* D_v != D supported */
   int gqa;               /* H_kv < H supported without copying k / v */
   int causal;            /* CSA_CAUSAL_* */
+  int noncausal_min_major; /* library versions below this major take causal calls
+                              only (0: no rule); facts.lib_major says the version */
   int lse;               /* can return the log-sum-exp */
   int autograd;          /* has a backward */
   int lossy;             /* quantizes (int8 QK): excluded in exact-only mode */
   const char *library;   /* what must import for it to be available */
+  const char *noncausal_why; /* reason given when noncausal_min_major declines */
 } csa__backend_caps;
 
 /* The facts of one call.  Python fills this; nothing here touches tensors. */
 typedef struct csa__dispatch_facts {
-  int device_type;       /* csa_device_type of q */
-  int sm;                /* CUDA: major*10+minor of q's own device; 0 on CPU */
+  int device_type;       /* csa_device_type of q (ROCm: CSA_DEVICE_ROCM) */
+  int sm;                /* CUDA: major*10+minor of q's own device; 0 elsewhere */
   int dtype;             /* csa_dtype of q */
   int64_t head_dim, head_dim_v, heads, heads_kv;
   int causal;            /* causal mask requested */
@@ -79,7 +86,9 @@ typedef struct csa__dispatch_facts {
   unsigned disabled;     /* bit per backend the environment excludes (ComfyUI flags) */
   int prefer;            /* backend moved to the front if capable (ComfyUI flag), or -1 */
   int forced;            /* only this backend (backend=, env, use_backend), or -1 */
-  int native_cuda;       /* this build has the CUDA kernels */
+  int native_cuda;       /* the native CUDA kernels can run on q's device */
+  const char *native_cuda_why; /* why not (NULL: "this build has no CUDA kernels") */
+  int lib_major[CSA_BACKEND_COUNT]; /* major version of each backend's library (0: unknown) */
 } csa__dispatch_facts;
 
 /* Calls whose head dim is at most this are where the native CUDA kernel was

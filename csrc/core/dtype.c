@@ -1,5 +1,5 @@
 /*
- * dtype.c — element sizes, names, and the scalar half-precision conversions
+ * dtype.c — element sizes, dtype and device names, and the scalar half-precision conversions
  * every backend's reference and fallback paths share.
  */
 #include <string.h>
@@ -8,15 +8,11 @@
 
 size_t csa_dtype_size(int dtype) {
   switch (dtype) {
-  case CSA_FLOAT32:
-  case CSA_INT32:
-    return 4;
-  case CSA_FLOAT16:
-  case CSA_BFLOAT16:
-    return 2;
-  case CSA_FLOAT64:
-  case CSA_INT64:
-    return 8;
+#define CSA__SIZE_CASE(name, val, str, size) \
+  case CSA_##name:                           \
+    return size;
+    CSA_DTYPE_MAP(CSA__SIZE_CASE)
+#undef CSA__SIZE_CASE
   default:
     return 0;
   }
@@ -24,13 +20,27 @@ size_t csa_dtype_size(int dtype) {
 
 const char *csa_dtype_name(int dtype) {
   switch (dtype) {
-  case CSA_FLOAT32: return "float32";
-  case CSA_FLOAT16: return "float16";
-  case CSA_BFLOAT16: return "bfloat16";
-  case CSA_INT32: return "int32";
-  case CSA_FLOAT64: return "float64";
-  case CSA_INT64: return "int64";
-  default: return "unsupported";
+#define CSA__NAME_CASE(name, val, str, size) \
+  case CSA_##name:                           \
+    return str;
+    CSA_DTYPE_MAP(CSA__NAME_CASE)
+#undef CSA__NAME_CASE
+  default:
+    return "unsupported";
+  }
+}
+
+/* Device names live beside dtype names: both turn a table code into the word
+ * a user reads in an error message. */
+const char *csa_device_name(int device_type) {
+  switch (device_type) {
+#define CSA__DEV_CASE(name, val, str) \
+  case CSA_DEVICE_##name:             \
+    return str;
+    CSA_DEVICE_MAP(CSA__DEV_CASE)
+#undef CSA__DEV_CASE
+  default:
+    return "unknown";
   }
 }
 

@@ -19,7 +19,7 @@ static CSA__THREAD_LOCAL char csa__errbuf[512];
 
 const char *csa_status_name(int status) {
   switch (status) {
-#define CSA__NAME_CASE(name, val, pyexc, msg) \
+#define CSA__NAME_CASE(name, val, msg) \
   case CSA_##name:                            \
     return "CSA_" #name;
     CSA_STATUS_MAP(CSA__NAME_CASE)
@@ -31,7 +31,7 @@ const char *csa_status_name(int status) {
 
 const char *csa_strerror(int status) {
   switch (status) {
-#define CSA__MSG_CASE(name, val, pyexc, msg) \
+#define CSA__MSG_CASE(name, val, msg) \
   case CSA_##name:                           \
     return msg;
     CSA_STATUS_MAP(CSA__MSG_CASE)

@@ -14,8 +14,18 @@ static int csa__is_float_dtype(int dt) {
   return dt == CSA_FLOAT32 || dt == CSA_FLOAT16 || dt == CSA_BFLOAT16;
 }
 
-static const char *csa__device_name(int dev) {
-  return dev == CSA_DEVICE_CPU ? "cpu" : dev == CSA_DEVICE_CUDA ? "cuda" : "unsupported";
+/* A device validation can describe: every table device but OTHER (which no
+ * DLPack capsule carries).  Only CPU and CUDA have kernels here; the others
+ * are validated for the torch tier. */
+static int csa__known_device(int dev) {
+  switch (dev) {
+#define CSA__KNOWN_CASE(name, val, str) case CSA_DEVICE_##name:
+    CSA_DEVICE_MAP(CSA__KNOWN_CASE)
+#undef CSA__KNOWN_CASE
+    return dev != CSA_DEVICE_OTHER;
+  default:
+    return 0;
+  }
 }
 
 /* Rank, dtype and unit last-dim stride of one operand. */
@@ -54,8 +64,8 @@ static int csa__same_device(const csa_tensor *a, const csa_tensor *b, const char
                             const char *nb) {
   if (a->device_type != b->device_type || a->device_id != b->device_id)
     return csa__error(CSA_EDEVICE, "%s is on %s:%d but %s is on %s:%d; move them to one device",
-                      nb, csa__device_name(b->device_type), (int)b->device_id, na,
-                      csa__device_name(a->device_type), (int)a->device_id);
+                      nb, csa_device_name(b->device_type), (int)b->device_id, na,
+                      csa_device_name(a->device_type), (int)a->device_id);
   return CSA_OK;
 }
 
@@ -147,11 +157,11 @@ int csa__attn_check(const csa_attn_params *p, int require_device, csa__attn_dims
 
   /* devices */
   int dev = p->q.device_type;
-  if (dev != CSA_DEVICE_CPU && dev != CSA_DEVICE_CUDA)
+  if (!csa__known_device(dev))
     return csa__error(CSA_EDEVICE, "q is on an unsupported device type %d", dev);
   if (require_device && dev != require_device)
     return csa__error(CSA_EDEVICE, "this backend needs %s tensors, but q is on %s",
-                      csa__device_name(require_device), csa__device_name(dev));
+                      csa_device_name(require_device), csa_device_name(dev));
   if ((st = csa__same_device(&p->q, &p->k, "q", "k")) ||
       (st = csa__same_device(&p->q, &p->v, "q", "v")) ||
       (st = csa__same_device(&p->q, &p->out, "q", "out")) ||

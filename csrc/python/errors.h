@@ -12,4 +12,7 @@
  * NULL so bindings can `return csa__py_raise(st);`. */
 PyObject *csa__py_raise(int st);
 
+/* The exception class (borrowed reference) a status maps to. */
+PyObject *csa__py_exception_for(int st);
+
 #endif

@@ -39,21 +39,35 @@ static int csa__view_opt(PyObject *obj, const char *name, int writable, csa_tens
   return 0;
 }
 
-/* attention(kind, q, k, v, out, cu_q, cu_kv, max_q, max_kv, scale, causal,
- *           lse, cu_q_host, cu_kv_host, num_threads, stream)
- * kind: "validate" (out may be None), "cpu" or "cuda". */
-static PyObject *csa__py_attention(PyObject *self, PyObject *args) {
+/* attention(kind, *, q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q,
+ *           max_seqlen_kv, out=None, softmax_scale=0.0, causal=False, lse=None,
+ *           cu_seqlens_q_host=None, cu_seqlens_kv_host=None, num_threads=1,
+ *           stream=0)
+ * kind: "validate" (out may be None), "cpu" or "cuda".  Everything but kind
+ * is keyword-only, so a call site reads like csa_attn_params. */
+static PyObject *csa__py_attention(PyObject *self, PyObject *args, PyObject *kwargs) {
   (void)self;
+  static char *kwlist[] = {"kind", "q", "k", "v", "cu_seqlens_q", "cu_seqlens_kv",
+                           "max_seqlen_q", "max_seqlen_kv", "out", "softmax_scale", "causal",
+                           "lse", "cu_seqlens_q_host", "cu_seqlens_kv_host", "num_threads",
+                           "stream", NULL};
   const char *kind;
-  PyObject *q, *k, *v, *out, *cu_q, *cu_kv, *lse, *cu_q_host, *cu_kv_host;
-  long long max_q, max_kv;
-  float scale;
-  int causal, num_threads;
-  unsigned long long stream;
-  if (!PyArg_ParseTuple(args, "sOOOOOOLLfpOOOiK:attention", &kind, &q, &k, &v, &out, &cu_q,
-                        &cu_kv, &max_q, &max_kv, &scale, &causal, &lse, &cu_q_host, &cu_kv_host,
-                        &num_threads, &stream))
+  PyObject *q = NULL, *k = NULL, *v = NULL, *cu_q = NULL, *cu_kv = NULL;
+  PyObject *out = Py_None, *lse = Py_None, *cu_q_host = Py_None, *cu_kv_host = Py_None;
+  long long max_q = -1, max_kv = -1;
+  float scale = 0.0f;
+  int causal = 0, num_threads = 1;
+  unsigned long long stream = 0;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|$OOOOOLLOfpOOOiK:attention", kwlist, &kind,
+                                   &q, &k, &v, &cu_q, &cu_kv, &max_q, &max_kv, &out, &scale,
+                                   &causal, &lse, &cu_q_host, &cu_kv_host, &num_threads,
+                                   &stream))
     return NULL;
+  if (q == NULL || k == NULL || v == NULL || cu_q == NULL || cu_kv == NULL) {
+    PyErr_SetString(PyExc_TypeError,
+                    "attention() needs q, k, v, cu_seqlens_q and cu_seqlens_kv (keywords)");
+    return NULL;
+  }
 
   int which;
   if (strcmp(kind, "validate") == 0)
@@ -89,12 +103,17 @@ static PyObject *csa__py_attention(PyObject *self, PyObject *args) {
   for (int i = 0; i < 2; i++) {
     if (hv[i]->data == NULL)
       continue;
+    /* A device tensor that is not int32 [B+1] is the caller's error, which
+     * validation names ("cu_seqlens_q must be int32, got int64"): the host
+     * values are not needed to say so. */
+    if (dv[i]->dtype != CSA_INT32 || dv[i]->ndim != 1)
+      continue;
     if (hv[i]->device_type != CSA_DEVICE_CPU || hv[i]->dtype != CSA_INT32 || hv[i]->ndim != 1 ||
         dv[i]->ndim != 1 || hv[i]->shape[0] != dv[i]->shape[0] ||
         (hv[i]->shape[0] > 1 && hv[i]->strides[0] != 1)) {
       PyErr_SetString(PyExc_ValueError,
-                      "host copies of cu_seqlens must be contiguous int32 CPU tensors of the "
-                      "same length as the device tensors");
+                      "cu_seqlens_q_host / cu_seqlens_kv_host must be contiguous int32 CPU "
+                      "tensors of the same length as cu_seqlens_q / cu_seqlens_kv");
       goto done;
     }
     *hp[i] = (const int32_t *)hv[i]->data;
@@ -161,7 +180,13 @@ static PyObject *csa__py_cpu_isa_force(PyObject *self, PyObject *args) {
       return csa__py_raise(st);
     Py_RETURN_NONE;
   }
-  for (int isa = CSA_ISA_SCALAR; isa <= CSA_ISA_NEON; isa++) {
+  static const int isas[] = {
+#define CSA__ISA_VAL(n, val, str) val,
+      CSA_CPU_ISA_MAP(CSA__ISA_VAL)
+#undef CSA__ISA_VAL
+  };
+  for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+    int isa = isas[i];
     if (strcmp(name, csa_cpu_isa_name(isa)) == 0) {
       int st = csa_cpu_isa_force(isa);
       if (st != CSA_OK)
@@ -175,15 +200,17 @@ static PyObject *csa__py_cpu_isa_force(PyObject *self, PyObject *args) {
   return NULL;
 }
 
+/* status_table() -> {code: (name, message, exception class)}. */
 static PyObject *csa__py_status_table(PyObject *self, PyObject *noargs) {
   (void)self;
   (void)noargs;
   PyObject *d = PyDict_New();
   if (d == NULL)
     return NULL;
-#define CSA__ROW(name, val, pyexc, msg)                                              \
+#define CSA__ROW(name, val, msg)                                                     \
   do {                                                                               \
-    PyObject *row = Py_BuildValue("(ss)", "CSA_" #name, msg);                        \
+    PyObject *row = Py_BuildValue("(ssO)", "CSA_" #name, msg,                        \
+                                  csa__py_exception_for(val));                       \
     PyObject *key = PyLong_FromLong(val);                                            \
     if (row == NULL || key == NULL || PyDict_SetItem(d, key, row) < 0) {             \
       Py_XDECREF(row);                                                               \
@@ -199,22 +226,94 @@ static PyObject *csa__py_status_table(PyObject *self, PyObject *noargs) {
   return d;
 }
 
+/* Adds module attribute `attr` = {name: value} from parallel arrays. */
+static int csa__add_enum(PyObject *m, const char *attr, const char *const *names,
+                         const int *values, int n) {
+  PyObject *d = PyDict_New();
+  if (d == NULL)
+    return -1;
+  for (int i = 0; i < n; i++) {
+    PyObject *x = PyLong_FromLong(values[i]);
+    if (x == NULL || PyDict_SetItemString(d, names[i], x) < 0) {
+      Py_XDECREF(x);
+      Py_DECREF(d);
+      return -1;
+    }
+    Py_DECREF(x);
+  }
+  if (PyModule_AddObject(m, attr, d) < 0) {
+    Py_DECREF(d);
+    return -1;
+  }
+  return 0;
+}
+
+/* The enums of csa.h, read from their X-macro tables, so Python never
+ * restates a code: DTYPE {"float32": 1, ...}, DEVICE {"cpu": 1, "cuda": 2,
+ * ...}, CPU_ISA {"avx2": 1, ...}, STATUS {"CSA_EINVAL": -1, ...},
+ * LINK_RESULT {"CREATED": 1, ...}, LINK_GIT {"ADDED": 1, ...}; plus the
+ * LINK_* integers the setup_link glue reads. */
+static int csa__add_enums(PyObject *m) {
+#define CSA__STR3(name, val, str) str,
+#define CSA__VAL3(name, val, str) val,
+#define CSA__STR4(name, val, str, size) str,
+#define CSA__VAL4(name, val, str, size) val,
+#define CSA__NAME3(name, val, msg) #name,
+#define CSA__SNAME3(name, val, msg) "CSA_" #name,
+  static const char *const dt_n[] = {CSA_DTYPE_MAP(CSA__STR4)};
+  static const int dt_v[] = {CSA_DTYPE_MAP(CSA__VAL4)};
+  static const char *const dev_n[] = {CSA_DEVICE_MAP(CSA__STR3)};
+  static const int dev_v[] = {CSA_DEVICE_MAP(CSA__VAL3)};
+  static const char *const isa_n[] = {CSA_CPU_ISA_MAP(CSA__STR3)};
+  static const int isa_v[] = {CSA_CPU_ISA_MAP(CSA__VAL3)};
+  static const char *const st_n[] = {CSA_STATUS_MAP(CSA__SNAME3)};
+  static const int st_v[] = {CSA_STATUS_MAP(CSA__VAL3)};
+  static const char *const lr_n[] = {CSA_LINK_RESULT_MAP(CSA__NAME3)};
+  static const int lr_v[] = {CSA_LINK_RESULT_MAP(CSA__VAL3)};
+  static const char *const lg_n[] = {CSA_LINK_GIT_MAP(CSA__NAME3)};
+  static const int lg_v[] = {CSA_LINK_GIT_MAP(CSA__VAL3)};
+#undef CSA__STR3
+#undef CSA__VAL3
+#undef CSA__STR4
+#undef CSA__VAL4
+#undef CSA__NAME3
+#undef CSA__SNAME3
+#define CSA__N(a) ((int)(sizeof a / sizeof a[0]))
+  if (csa__add_enum(m, "DTYPE", dt_n, dt_v, CSA__N(dt_v)) < 0 ||
+      csa__add_enum(m, "DEVICE", dev_n, dev_v, CSA__N(dev_v)) < 0 ||
+      csa__add_enum(m, "CPU_ISA", isa_n, isa_v, CSA__N(isa_v)) < 0 ||
+      csa__add_enum(m, "STATUS", st_n, st_v, CSA__N(st_v)) < 0 ||
+      csa__add_enum(m, "LINK_RESULT", lr_n, lr_v, CSA__N(lr_v)) < 0 ||
+      csa__add_enum(m, "LINK_GIT", lg_n, lg_v, CSA__N(lg_v)) < 0)
+    return -1;
+#undef CSA__N
+#define CSA__LINK_CONST(name, val, msg)                              \
+  if (PyModule_AddIntConstant(m, "LINK_" #name, val) < 0) \
+    return -1;
+  CSA_LINK_RESULT_MAP(CSA__LINK_CONST)
+#undef CSA__LINK_CONST
+  return 0;
+}
+
 static PyMethodDef csa__methods[] = {
-    {"attention", csa__py_attention, METH_VARARGS,
-     "attention(kind, q, k, v, out, cu_q, cu_kv, max_q, max_kv, scale, causal, lse, cu_q_host, "
-     "cu_kv_host, num_threads, stream) -> None"},
+    {"attention", (PyCFunction)(void (*)(void))csa__py_attention, METH_VARARGS | METH_KEYWORDS,
+     "attention(kind, *, q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, "
+     "out=None, softmax_scale=0.0, causal=False, lse=None, cu_seqlens_q_host=None, "
+     "cu_seqlens_kv_host=None, num_threads=1, stream=0) -> None"},
     {"have_cuda", csa__py_have_cuda, METH_NOARGS, "True if this build has the CUDA kernels."},
     {"cpu_isa", csa__py_cpu_isa, METH_NOARGS, "Name of the ISA the CPU kernel uses."},
     {"cpu_isa_force", csa__py_cpu_isa_force, METH_VARARGS,
      "Force the CPU kernel's ISA by name (tests); 'auto' returns to the automatic choice."},
     {"setup_link_ex", csa__py_setup_link_ex, METH_VARARGS,
      "setup_link_ex(source, comfy_dir or None, comfy_relative) -> dict"},
-    {"status_table", csa__py_status_table, METH_NOARGS, "{code: (name, message)}"},
+    {"status_table", csa__py_status_table, METH_NOARGS,
+     "{code: (name, message, exception class)}"},
     {"dispatch_backends", csa__py_dispatch_backends, METH_NOARGS,
      "Backend names, indexed by backend id."},
     {"dispatch_caps", csa__py_dispatch_caps, METH_VARARGS, "dispatch_caps(id) -> constraint row"},
-    {"dispatch_select", csa__py_dispatch_select, METH_VARARGS,
-     "dispatch_select(facts...) -> (order, reasons, policy)"},
+    {"dispatch_select", (PyCFunction)(void (*)(void))csa__py_dispatch_select,
+     METH_VARARGS | METH_KEYWORDS,
+     "dispatch_select(*, device_type, sm, dtype, head_dim, ... facts) -> (order, reasons, policy)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef csa__module = {PyModuleDef_HEAD_INIT, "_C",
@@ -230,12 +329,7 @@ PyMODINIT_FUNC PyInit__C(void) {
     Py_DECREF(m);
     return NULL;
   }
-  if (PyModule_AddIntConstant(m, "LINK_CREATED", CSA_LINK_CREATED) < 0 ||
-      PyModule_AddIntConstant(m, "LINK_REPLACED", CSA_LINK_REPLACED) < 0 ||
-      PyModule_AddIntConstant(m, "LINK_SKIP_NATIVE", CSA_LINK_SKIP_NATIVE) < 0 ||
-      PyModule_AddIntConstant(m, "LINK_SKIP_SAME", CSA_LINK_SKIP_SAME) < 0 ||
-      PyModule_AddIntConstant(m, "LINK_SKIP_DIR", CSA_LINK_SKIP_DIR) < 0 ||
-      PyModule_AddIntConstant(m, "LINK_NOT_PERMITTED", CSA_LINK_NOT_PERMITTED) < 0 ||
+  if (csa__add_enums(m) < 0 || csa__add_backend_enum(m) < 0 ||
       PyModule_AddIntConstant(m, "VERSION_MAJOR", CSA_VERSION_MAJOR) < 0 ||
       PyModule_AddIntConstant(m, "VERSION_MINOR", CSA_VERSION_MINOR) < 0) {
     Py_DECREF(m);

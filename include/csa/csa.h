@@ -32,31 +32,32 @@ extern "C" {
 /* ------------------------------------------------------------------------ */
 /* Status codes.                                                              */
 /*                                                                            */
-/* One table, X-macro style (libuv): name, value, Python exception class the  */
-/* extension maps it to, and the generic message.  Detail for a particular    */
-/* failure comes from csa_errmsg().                                           */
+/* One table, X-macro style (libuv): name, value and the generic message.     */
+/* Detail for a particular failure comes from csa_errmsg().  Bindings map     */
+/* codes to their language's errors themselves (the Python one lives in      */
+/* csrc/python/errors.c).                                                     */
 /* ------------------------------------------------------------------------ */
-#define CSA_STATUS_MAP(XX)                                                            \
-  XX(OK,        0,  None,               "success")                                    \
-  XX(EINVAL,   -1,  ValueError,         "invalid argument")                           \
-  XX(ESHAPE,   -2,  ValueError,         "tensor shape does not fit the attention call") \
-  XX(EDTYPE,   -3,  TypeError,          "unsupported or mismatched dtype")            \
-  XX(EDEVICE,  -4,  ValueError,         "tensors are not on one supported device")    \
-  XX(ESTRIDE,  -5,  ValueError,         "unsupported memory layout (strides)")        \
-  XX(ECUSEQ,   -6,  ValueError,         "invalid cu_seqlens")                         \
-  XX(ENOMEM,   -7,  MemoryError,        "out of memory")                              \
-  XX(ENOTSUP,  -8,  NotImplementedError, "not supported by this build or device")     \
-  XX(ECUDA,    -9,  RuntimeError,       "CUDA runtime error")                         \
-  XX(EIO,      -10, OSError,            "filesystem operation failed")                \
-  XX(EEXIST,   -11, FileExistsError,    "path exists and is not ours to replace")     \
-  XX(ENOENT,   -12, FileNotFoundError,  "file not found")                             \
-  XX(EPERM,    -13, PermissionError,    "operation not permitted")                    \
-  XX(EISDIR,   -14, IsADirectoryError,  "path is a directory")                        \
-  XX(EPATH,    -15, ValueError,         "path is absolute, contains '..' or escapes its root") \
-  XX(EINTERNAL, -16, RuntimeError,      "internal error (a bug: please report it)")
+#define CSA_STATUS_MAP(XX)                                                  \
+  XX(OK,        0,   "success")                                             \
+  XX(EINVAL,   -1,   "invalid argument")                                    \
+  XX(ESHAPE,   -2,   "tensor shape does not fit the attention call")        \
+  XX(EDTYPE,   -3,   "unsupported or mismatched dtype")                     \
+  XX(EDEVICE,  -4,   "tensors are not on one supported device")             \
+  XX(ESTRIDE,  -5,   "unsupported memory layout (strides)")                 \
+  XX(ECUSEQ,   -6,   "invalid cu_seqlens")                                  \
+  XX(ENOMEM,   -7,   "out of memory")                                       \
+  XX(ENOTSUP,  -8,   "not supported by this build or device")               \
+  XX(ECUDA,    -9,   "CUDA runtime error")                                  \
+  XX(EIO,      -10,  "filesystem operation failed")                         \
+  XX(EEXIST,   -11,  "path exists and is not ours to replace")              \
+  XX(ENOENT,   -12,  "file not found")                                      \
+  XX(EPERM,    -13,  "operation not permitted")                             \
+  XX(EISDIR,   -14,  "path is a directory")                                 \
+  XX(EPATH,    -15,  "path is absolute, contains '..' or escapes its root") \
+  XX(EINTERNAL, -16, "internal error (a bug: please report it)")
 
 typedef enum csa_status {
-#define CSA__STATUS_ENUM(name, val, pyexc, msg) CSA_##name = (val),
+#define CSA__STATUS_ENUM(name, val, msg) CSA_##name = (val),
   CSA_STATUS_MAP(CSA__STATUS_ENUM)
 #undef CSA__STATUS_ENUM
   CSA__STATUS_MIN = -16
@@ -74,21 +75,44 @@ void csa_clear_error(void);
 /* ------------------------------------------------------------------------ */
 /* Tensor views                                                               */
 /* ------------------------------------------------------------------------ */
+/* Element types: name, value, the name users see, size in bytes.  int64 is
+ * recognized only to name it in error messages. */
+#define CSA_DTYPE_MAP(XX)              \
+  XX(FLOAT32,  1, "float32", 4)        \
+  XX(FLOAT16,  2, "float16", 2)        \
+  XX(BFLOAT16, 3, "bfloat16", 2)       \
+  XX(INT32,    4, "int32", 4)          \
+  XX(FLOAT64,  5, "float64", 8)        \
+  XX(INT64,    6, "int64", 8)
+
 typedef enum csa_dtype {
   CSA_DTYPE_INVALID = 0,
-  CSA_FLOAT32 = 1,
-  CSA_FLOAT16 = 2,
-  CSA_BFLOAT16 = 3,
-  CSA_INT32 = 4,
-  CSA_FLOAT64 = 5,
-  CSA_INT64 = 6 /* recognized only to name it in error messages */
+#define CSA__DTYPE_ENUM(name, val, str, size) CSA_##name = (val),
+  CSA_DTYPE_MAP(CSA__DTYPE_ENUM)
+#undef CSA__DTYPE_ENUM
 } csa_dtype;
 
-/* Matches DLPack's DLDeviceType values for the two we support. */
+/* Devices: name, value (DLPack's DLDeviceType, so a DLPack capsule's device
+ * reads directly; OTHER is ours: a device torch runs on that DLPack has no
+ * code for), and the name users see (torch's device type; ROCm is "rocm"
+ * although torch calls it "cuda").  The kernels run on CPU and CUDA; the
+ * others are known so that validation and dispatch can say what to use. */
+#define CSA_DEVICE_MAP(XX)  \
+  XX(CPU,    1,  "cpu")     \
+  XX(CUDA,   2,  "cuda")    \
+  XX(METAL,  8,  "mps")     \
+  XX(ROCM,   10, "rocm")    \
+  XX(ONEAPI, 14, "xpu")     \
+  XX(OTHER,  30, "other")
+
 typedef enum csa_device_type {
-  CSA_DEVICE_CPU = 1,
-  CSA_DEVICE_CUDA = 2
+#define CSA__DEVICE_ENUM(name, val, str) CSA_DEVICE_##name = (val),
+  CSA_DEVICE_MAP(CSA__DEVICE_ENUM)
+#undef CSA__DEVICE_ENUM
 } csa_device_type;
+
+/* "cpu", "cuda", ...; "unknown" outside the table. */
+const char *csa_device_name(int device_type);
 
 #define CSA_MAX_NDIM 4
 
@@ -126,10 +150,11 @@ typedef struct csa_attn_params {
   csa_tensor lse; /* optional (data == NULL: not requested) */
 
   /* Host-readable copies of the cu_seqlens values.  For CPU tensors these may
-   * be NULL (the tensors themselves are read).  For CUDA tensors the caller
-   * passes a host copy so that validation can check every value; NULL means
-   * "not checked on the host" (e.g. during CUDA-graph capture) and the CUDA
-   * kernels then clamp every length on the device. */
+   * be NULL (the tensors themselves are read).  For device tensors the caller
+   * may pass host values so that validation checks every one; NULL means "not
+   * checked on the host": the caller sanitized them on the device (clamped,
+   * violations recorded) or opted out, and the CUDA kernels clamp every
+   * length themselves. */
   const int32_t *cu_seqlens_q_host;
   const int32_t *cu_seqlens_kv_host;
 
@@ -159,12 +184,18 @@ int csa_have_cuda(void);
 /* ------------------------------------------------------------------------ */
 /* CPU feature selection (for the CPU kernels).                               */
 /* ------------------------------------------------------------------------ */
+/* CPU kernel ISAs: name, value, the name COMFY_SPARSE_ATTN_CPU_ISA takes. */
+#define CSA_CPU_ISA_MAP(XX)                                           \
+  XX(SCALAR,     0, "scalar")                                         \
+  XX(AVX2,       1, "avx2")       /* AVX2 + FMA */                    \
+  XX(AVX512,     2, "avx512")     /* AVX-512F (+BW/VL) */             \
+  XX(AVX512BF16, 3, "avx512bf16") /* AVX-512 with vdpbf16ps */        \
+  XX(NEON,       4, "neon")
+
 typedef enum csa_cpu_isa {
-  CSA_ISA_SCALAR = 0,
-  CSA_ISA_AVX2 = 1,    /* AVX2 + FMA */
-  CSA_ISA_AVX512 = 2,  /* AVX-512F (+BW/VL) */
-  CSA_ISA_AVX512BF16 = 3, /* AVX-512 with vdpbf16ps */
-  CSA_ISA_NEON = 4
+#define CSA__ISA_ENUM(name, val, str) CSA_ISA_##name = (val),
+  CSA_CPU_ISA_MAP(CSA__ISA_ENUM)
+#undef CSA__ISA_ENUM
 } csa_cpu_isa;
 
 /* ISA the CPU kernel will use: the fastest on this CPU (measured, not the
@@ -216,21 +247,32 @@ int csa_cpu_isa_force(int isa);
 /* ComfyUI's `git pull` working once upstream ships the real file.  Failing   */
 /* to update the exclude file is not an error: see info->git_exclude.         */
 /* ------------------------------------------------------------------------ */
+/* Outcome of csa_setup_link: name, value, meaning. */
+#define CSA_LINK_RESULT_MAP(XX)                                                      \
+  XX(CREATED,       1, "target was absent; link created")                          \
+  XX(REPLACED,      2, "dangling link / link elsewhere replaced")                  \
+  XX(SKIP_NATIVE,   3, "target is a real file (ComfyUI ships it)")                 \
+  XX(SKIP_SAME,     4, "target already links to source")                           \
+  XX(SKIP_DIR,      5, "target is a directory: left alone")                        \
+  XX(NOT_PERMITTED, 6, "links cannot be created here: caller falls back")
+
 typedef enum csa_link_result {
-  CSA_LINK_CREATED = 1,      /* target was absent; link created */
-  CSA_LINK_REPLACED = 2,     /* dangling link / link elsewhere replaced */
-  CSA_LINK_SKIP_NATIVE = 3,  /* target is a real file (ComfyUI ships it) */
-  CSA_LINK_SKIP_SAME = 4,    /* target already links to source */
-  CSA_LINK_SKIP_DIR = 5,     /* target is a directory: left alone */
-  CSA_LINK_NOT_PERMITTED = 6 /* links cannot be created here: caller falls back */
+#define CSA__LINK_ENUM(name, val, msg) CSA_LINK_##name = (val),
+  CSA_LINK_RESULT_MAP(CSA__LINK_ENUM)
+#undef CSA__LINK_ENUM
 } csa_link_result;
 
 /* Outcome of the git exclude step (csa_link_info.git_exclude). */
+#define CSA_LINK_GIT_MAP(XX)                                                     \
+  XX(NONE,    0, "not in a git work tree, or nothing staged")                  \
+  XX(ADDED,   1, "line appended to info/exclude")                              \
+  XX(PRESENT, 2, "line was already there")                                     \
+  XX(FAILED,  3, "could not update it: git_note says why")
+
 typedef enum csa_link_git {
-  CSA_LINK_GIT_NONE = 0,    /* not in a git work tree, or nothing staged */
-  CSA_LINK_GIT_ADDED = 1,   /* line appended to info/exclude */
-  CSA_LINK_GIT_PRESENT = 2, /* line was already there */
-  CSA_LINK_GIT_FAILED = 3   /* could not update it: git_note says why */
+#define CSA__LINK_GIT_ENUM(name, val, msg) CSA_LINK_GIT_##name = (val),
+  CSA_LINK_GIT_MAP(CSA__LINK_GIT_ENUM)
+#undef CSA__LINK_GIT_ENUM
 } csa_link_git;
 
 /* Paths longer than this (bytes of UTF-8, with the NUL) are refused with

@@ -4,12 +4,15 @@ Public API
 ----------
 ``dispatch_varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q,
 max_seqlen_kv, *, softmax_scale=None, causal=False, return_lse=False,
-backend=None, out=None)`` -> ``[T_q, H, D_v]`` (or ``(out, lse)``)
+backend=None, out=None, check_cu_seqlens=False)`` -> ``[T_q, H, D_v]`` (or
+``(out, lse)``)
 
 ``setup_link(source, comfy_relative) -> bool``: stage a module file inside the
 installed ComfyUI ``comfy`` package.
 
-``list_backends()``, ``get_varlen_backend()``, ``use_backend(name)``.
+``list_backends(device=None)``, ``get_varlen_backend() -> BackendChoice``,
+``use_backend(name=None, *, exact=None)``, ``check_cu_seqlens_errors(device=None)``,
+``NoCapableBackendError``.
 
 Importing this package does no work: torch and the backend libraries are
 imported on first use.
@@ -24,15 +27,21 @@ __all__ = [
     "list_backends",
     "get_varlen_backend",
     "use_backend",
+    "check_cu_seqlens_errors",
+    "BackendChoice",
+    "Signature",
     "NoCapableBackendError",
     "__version__",
 ]
 
+_FROM_DISPATCH = ("dispatch_varlen_attention", "list_backends", "get_varlen_backend",
+                  "use_backend", "check_cu_seqlens_errors", "BackendChoice", "Signature",
+                  "NoCapableBackendError")
+
 
 def __getattr__(name):
     # Lazy attribute access keeps `import comfy_sparse_attn` free of work.
-    if name in ("dispatch_varlen_attention", "list_backends", "get_varlen_backend",
-                "use_backend", "NoCapableBackendError"):
+    if name in _FROM_DISPATCH:
         from . import _dispatch
 
         return getattr(_dispatch, name)
@@ -41,3 +50,7 @@ def __getattr__(name):
 
         return setup_link
     raise AttributeError("module 'comfy_sparse_attn' has no attribute %r" % name)
+
+
+def __dir__():
+    return sorted(set(__all__) | {"__doc__", "__file__", "__name__", "__path__"})

@@ -1,23 +1,37 @@
 """Backend dispatch for ``dispatch_varlen_attention``, decided per call.
 
 Python gathers the facts only Python can see: which libraries import (once
-per process), the compute capability of the tensor's *own* device, ComfyUI's
-attention flags, whether autograd is recording, and the overrides.  The C
-core (``csrc/core/dispatch.c``) holds every backend's constraints as data and
-returns the candidates in priority order plus, for each backend left out, the
-reason.  That answer is cached per input signature (device, dtype, D, D_v,
-H, H_kv, causal, LSE, grad, overrides), so a repeated call costs a dict
-lookup.
+per process) and their versions, the device class and compute capability of
+the tensor's *own* device, ComfyUI's attention flags, whether autograd is
+recording, and the overrides.  The C core (``csrc/core/dispatch.c``) holds
+every backend's constraints as data and returns the candidates in priority
+order plus, for each backend left out, the reason.  That answer is cached
+per input signature, so a repeated call costs a dict lookup.
 
 Order of work in a call:
-1. validation in C (DESIGN.md section 5) before any backend runs; for the
-   native backend the kernel's own entry point does exactly this check
-   before touching anything, so it is not done twice;
-2. the cached candidate list for the signature;
-3. the first candidate runs; one that raises on valid input is reported once
-   (a warning naming it and the error), skipped for that signature from
-   then on, and the next candidate runs;
-4. no candidate left: ``NoCapableBackendError`` listing every backend and
+
+1. type checks (a ``TypeError`` naming the argument for anything that is
+   not a tensor, or a meta tensor);
+2. ``cu_seqlens`` (docs/ARCHITECTURE.md has the whole story):
+   - on the CPU with q on a GPU: checked on the host (no sync) and copied to
+     the device asynchronously;
+   - on a CUDA device, by default: sanitized on the device by one small
+     kernel (no sync); every backend reads the clamped copies; a violation
+     raises ``ValueError`` at the next call on that device (or from
+     ``check_cu_seqlens_errors``).  When the chosen backend needs the lengths
+     on the host anyway, or ``check_cu_seqlens=True``, or there is no
+     sanitizer (a build without CUDA kernels, ROCm, mps, ...): one copy to
+     the host, checked there, error raised by this call;
+3. validation in C before any backend runs (the native CPU kernel's own
+   entry point does exactly this check, so it is not done twice);
+4. the cached candidate list for the signature; the first candidate runs.
+   One that raises on valid input is reported (a warning naming it and the
+   error) and skipped for that signature for a while (``RETRY_AFTER_S``,
+   doubling on each repeated failure), then tried again.  Failures that are
+   not the backend's fault (out of memory, CUDA-graph capture, interrupts)
+   propagate and mark nothing.  An adapter that cannot take this particular
+   call raises ``Declined`` and the next one runs;
+5. no candidate left: ``NoCapableBackendError`` listing every backend and
    why it declined or failed.
 
 Overrides, strongest first: ``backend=`` argument, ``use_backend(...)``
@@ -31,20 +45,27 @@ import collections
 import contextlib
 import logging
 import os
+import re
 import threading
+import time
 
 from . import _C, _comfy, _native
+from .backends import Declined, adapter as _adapter_module
 
 log = logging.getLogger("comfy_sparse_attn")
 
 ENV_BACKEND = "COMFY_SPARSE_ATTN_BACKEND"
 ENV_EXACT = "COMFY_SPARSE_ATTN_EXACT"
 
-BACKENDS = tuple(_C.dispatch_backends())      # names by backend id (C order)
-_ID = {name: i for i, name in enumerate(BACKENDS)}
+_ID = dict(_C.BACKEND)                                  # name -> backend id (C order)
+BACKENDS = tuple(sorted(_ID, key=_ID.get))              # names by backend id
+_DEV = dict(_C.DEVICE)                                  # "cpu" -> csa_device_type, ...
 _AUTO = ("", "auto", None)
-_DEVICE_CODE = {"cpu": 1, "cuda": 2}
-_LIBRARY_BACKENDS = ("sage2", "flash", "xformers")
+
+# A backend that failed on valid input is skipped for its signature for this
+# long, doubled on every further failure, up to RETRY_MAX_S.
+RETRY_AFTER_S = 60.0
+RETRY_MAX_S = 3600.0
 
 _local = threading.local()
 _lock = threading.Lock()
@@ -55,10 +76,22 @@ class NoCapableBackendError(RuntimeError):
 
 
 BackendChoice = collections.namedtuple("BackendChoice", "backend reason declined signature")
-BackendChoice.__doc__ = """The last dispatch decision: backend name, why it was chosen, a
-dict {backend: why it was not chosen} and the input signature it was cached under."""
+BackendChoice.__doc__ = """The last dispatch decision: ``backend`` (name, or None), ``reason``
+(why it was chosen), ``declined`` ({backend: why it was not chosen}) and ``signature`` (a
+:class:`Signature`: the input facts the decision was made and cached for)."""
+
+Signature = collections.namedtuple(
+    "Signature", "device dtype head_dim head_dim_v heads heads_kv causal lengths_equal lse "
+                 "grad exact_only forced comfy_flags")
+Signature.__doc__ = """The facts of a call that decide its backend: device ("cuda:0"), dtype
+("float16"), head_dim, head_dim_v, heads, heads_kv, causal, lengths_equal (every L_q == L_kv
+is known), lse (requested), grad (autograd recording), exact_only, forced (backend name or
+None) and comfy_flags (ComfyUI attention flags seen)."""
 
 _last = BackendChoice(None, "no call yet", {}, None)
+
+_Plan = collections.namedtuple("_Plan", "key signature order declined policy choices")
+_Failure = collections.namedtuple("_Failure", "text count until")
 
 
 # ---------------------------------------------------------------------------
@@ -66,10 +99,10 @@ _last = BackendChoice(None, "no call yet", {}, None)
 # ---------------------------------------------------------------------------
 _loaded = {}        # backend -> (ok: bool, version or error text)
 _sm_cache = {}      # cuda device index -> major*10+minor
+_cuda_ok = {}       # cuda device index -> (native CUDA usable, why not)
 _dtype_code = None  # torch dtype -> csa_dtype
-
-
 _adapters = {}
+_tensor = None
 
 
 def _adapter(name):
@@ -77,28 +110,6 @@ def _adapter(name):
     if mod is None:
         mod = _adapters[name] = _adapter_module(name)
     return mod
-
-
-def _adapter_module(name):
-    if name == "sdpa":
-        from .backends import sdpa
-
-        return sdpa
-    if name == "native":
-        from .backends import native
-
-        return native
-    if name == "sage2":
-        from .backends import sage2
-
-        return sage2
-    if name == "flash":
-        from .backends import flash
-
-        return flash
-    from .backends import xformers
-
-    return xformers
 
 
 def _probe(name):
@@ -109,51 +120,39 @@ def _probe(name):
     with _lock:
         got = _loaded.get(name)
         if got is None:
-            if name == "sdpa":
-                try:
-                    import torch
-
-                    got = (True, "torch " + torch.__version__)
-                except ImportError as e:
-                    got = (False, "torch does not import: %s" % e)
-            else:
-                try:
-                    got = (True, _adapter(name).load())
-                except Exception as e:  # noqa: BLE001 - any import failure means absent
-                    got = (False, "%s: %s" % (type(e).__name__, e))
+            try:
+                got = (True, _adapter(name).load())
+            except Exception as e:  # noqa: BLE001 - any import failure means absent
+                got = (False, "%s: %s" % (type(e).__name__, e))
             _loaded[name] = got
     return got
 
 
-# sageattention 1.x (the Triton release on PyPI, 1.0.6): its non-causal varlen
-# kernel loads the keys past a sequence's end as zeros but does not mask their
-# scores, so each padded key adds exp(0 - m) to the softmax denominator: wrong
-# output whenever L_kv is not a multiple of its key block (measured on H200:
-# rel err 0.15-0.6 on windows of 16-512 tokens; slat-self 1.3e-2).  Its causal
-# kernel masks correctly.  So with 1.x, sage2 takes causal calls only.
-_SAGE1_NONCAUSAL = ("sageattention 1.x: its non-causal varlen kernel does not mask the keys "
-                    "past each sequence's end (wrong results); only causal calls use it")
+_MAJOR = re.compile(r"(\d+)\.")
 
 
-def _sage1():
-    ok, ver = _probe("sage2")
-    return ok and str(ver).startswith("1.")
+def _lib_major(name):
+    """Major version of a backend's imported library (0: unknown / absent)."""
+    ok, ver = _loaded.get(name, (False, ""))
+    m = _MAJOR.search(str(ver)) if ok else None
+    return int(m.group(1)) if m else 0
 
 
-def _available_mask(device_type):
-    """Bit per backend whose library imports.  On CPU the GPU-only libraries are
-    never imported (they cannot take a CPU call; dispatch.c says so)."""
+def _available_mask(gpu):
+    """Bit per backend whose library imports.  Off NVIDIA GPUs the GPU-only
+    libraries are never imported (they cannot take the call; dispatch.c says
+    so)."""
     mask = 0
     for name in BACKENDS:
         if name == "native":
             mask |= 1 << _ID[name]
-        elif device_type == "cuda" or name == "sdpa":
+        elif gpu or name == "sdpa":
             if _probe(name)[0]:
                 mask |= 1 << _ID[name]
         else:
             got = _loaded.get(name)
             if got is None or got[0]:
-                mask |= 1 << _ID[name]  # unknown on CPU: the device rule explains
+                mask |= 1 << _ID[name]  # unknown here: the device rule explains
     return mask
 
 
@@ -170,13 +169,48 @@ def _sm(device):
     return sm
 
 
+def _native_cuda(device):
+    """(native CUDA kernels usable on this device, why not)."""
+    got = _cuda_ok.get(device.index)
+    if got is None:
+        if not _C.have_cuda():
+            got = (False, "this build of comfy-sparse-attn has no CUDA kernels")
+        elif hasattr(_C, "cuda_status"):
+            import torch
+
+            idx = device.index if device.index is not None else torch.cuda.current_device()
+            ok, why = _C.cuda_status(idx)
+            got = (bool(ok), why or "")
+        else:
+            got = (True, "")
+        _cuda_ok[device.index] = got
+    return got
+
+
 def _dtypes():
     global _dtype_code
     if _dtype_code is None:
         import torch
 
-        _dtype_code = {torch.float32: 1, torch.float16: 2, torch.bfloat16: 3}
+        _dtype_code = {getattr(torch, n): c for n, c in _C.DTYPE.items() if hasattr(torch, n)}
     return _dtype_code
+
+
+_dev_codes = {}
+
+
+def _device_code(device):
+    """csa_device_type of a torch device; ROCm (torch says "cuda") is ROCM."""
+    code = _dev_codes.get(device.type)
+    if code is None:
+        code = _DEV.get(device.type, _DEV["other"])
+        if device.type == "cuda":
+            import torch
+
+            if getattr(torch.version, "hip", None):
+                code = _DEV["rocm"]
+        _dev_codes[device.type] = code
+    return code
 
 
 # ---------------------------------------------------------------------------
@@ -230,93 +264,192 @@ def _exact_only():
 # ---------------------------------------------------------------------------
 # Selection (C) and its per-signature cache.
 # ---------------------------------------------------------------------------
-_plans = {}      # signature -> (order names, declined {name: why}, policy)
-_failed = {}     # signature -> {name: error text} for backends that raised at run time
+_plans = {}      # key tuple -> _Plan
+_failed = {}     # key tuple -> {name: _Failure} for backends that raised at run time
 _NONE = {}
 
 
 def _plan(device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad, exact, forced):
     prefer, disabled, flags = _comfy.comfy_flags()
-    sig = (device.type, device.index, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad,
+    key = (device.type, device.index, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad,
            exact, forced, flags)
-    plan = _plans.get(sig)
+    plan = _plans.get(key)
     if plan is None:
-        sm = _sm(device) if device.type == "cuda" else 0
-        dis = 0
-        for name in disabled:
-            dis |= 1 << _ID[name]
-        avail = _available_mask(device.type)
-        sage_bit = 1 << _ID["sage2"]
-        sage_note = None
-        if not causal and avail & sage_bit and _sage1():
-            avail &= ~sage_bit
-            sage_note = _SAGE1_NONCAUSAL
-        order, reasons, policy = _C.dispatch_select(
-            _DEVICE_CODE[device.type], sm, dtype_code, d, dv, h, hkv, int(causal),
-            int(lengths_equal), int(lse), int(grad), int(exact),
-            avail, dis, _ID[prefer] if prefer else -1,
-            _ID[forced] if forced else -1, int(bool(_C.have_cuda())))
-        declined = {}
-        for i, why in enumerate(reasons):
-            if why:
-                name = BACKENDS[i]
-                if name == "sage2" and sage_note and why.endswith("does not import"):
-                    why = sage_note
-                elif why.endswith("does not import") and name in _loaded and not _loaded[name][0]:
-                    why = "%s (%s)" % (why, _loaded[name][1])
-                if "ComfyUI" in why and flags:
-                    why = "%s (%s)" % (why, " ".join(flags))
-                declined[name] = why
-        plan = (sig, (tuple(BACKENDS[i] for i in order), declined, policy))
-        _plans[sig] = plan
-    return plan  # (the cached signature tuple itself, so callers can compare by identity)
+        plan = _make_plan(key, device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse,
+                          grad, exact, forced, prefer, disabled, flags)
+        _plans[key] = plan
+    return plan
+
+
+def _make_plan(key, device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad, exact,
+               forced, prefer, disabled, flags):
+    code = _device_code(device)
+    nvidia = code == _DEV["cuda"]
+    sm = _sm(device) if nvidia else 0
+    native_ok, native_why = _native_cuda(device) if nvidia else (False, "")
+    dis = 0
+    for name in disabled:
+        dis |= 1 << _ID[name]
+    avail = _available_mask(nvidia)
+    order, reasons, policy = _C.dispatch_select(
+        device_type=code, sm=sm, dtype=dtype_code, head_dim=d, head_dim_v=dv, heads=h,
+        heads_kv=hkv, causal=causal, lengths_equal=lengths_equal, lse=lse, grad=grad,
+        exact_only=exact, available=avail, disabled=dis,
+        prefer=_ID[prefer] if prefer else -1, forced=_ID[forced] if forced else -1,
+        native_cuda=native_ok, native_cuda_why=native_why,
+        lib_major=tuple(_lib_major(n) for n in BACKENDS))
+    declined = {}
+    for i, why in enumerate(reasons):
+        if why:
+            name = BACKENDS[i]
+            if why.endswith("does not import") and name in _loaded and not _loaded[name][0]:
+                why = "%s (%s)" % (why, _loaded[name][1])
+            if "ComfyUI" in why and flags:
+                why = "%s (%s)" % (why, " ".join(flags))
+            declined[name] = why
+    dev = device.type if device.index is None else "%s:%d" % (device.type, device.index)
+    dt = next((n for n, c in _C.DTYPE.items() if c == dtype_code), str(dtype_code))
+    sig = Signature(dev, dt, d, dv, h, hkv, causal, lengths_equal, lse, grad, exact, forced, flags)
+    return _Plan(key, sig, tuple(BACKENDS[i] for i in order), declined, policy, {})
+
+
+def _choice(plan, name, skipped):
+    """The BackendChoice for running ``name``; the same state gives the same
+    record (cached per plan when nothing was skipped)."""
+    if not skipped:
+        got = plan.choices.get(name)
+        if got is not None:
+            return got
+    forced = plan.signature.forced
+    if forced:
+        why = "forced: requested by backend=, use_backend() or %s" % ENV_BACKEND
+    else:
+        why = "the first backend in priority order that can take this call"
+        if name == "native" or "native" in plan.order:
+            why += "; %s" % plan.policy
+    declined = dict(plan.declined)
+    if skipped:
+        why += "; skipped: %s" % ", ".join(skipped)
+        declined.update(skipped)
+    got = BackendChoice(name, why, declined, plan.signature)
+    if not skipped:
+        plan.choices[name] = got
+    return got
 
 
 def _no_backend(declined, failed):
     lines = []
     for name in BACKENDS:
         if name in failed:
-            lines.append("  %s: failed at run time: %s" % (name, failed[name]))
+            lines.append("  %s: %s" % (name, failed[name]))
         elif name in declined:
             lines.append("  %s: %s" % (name, declined[name]))
     return NoCapableBackendError("no backend can run this call:\n" + "\n".join(lines))
 
 
+def _not_the_backends_fault(err, device):
+    """Out of memory and CUDA-graph capture: the call's circumstances, not a
+    defect of the backend.  (KeyboardInterrupt is no Exception: never caught.)"""
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    if isinstance(err, RuntimeError) and "out of memory" in str(err).lower():
+        return True
+    if device.type == "cuda":
+        import torch
+
+        if torch.cuda.is_current_stream_capturing():
+            return True
+    return False
+
+
+def _record_failure(key, name, err):
+    text = "%s: %s" % (type(err).__name__, err)
+    with _lock:
+        per = dict(_failed.get(key, {}))
+        prev = per.get(name)
+        count = prev.count + 1 if prev else 1
+        wait = min(RETRY_AFTER_S * 2 ** (count - 1), RETRY_MAX_S)
+        per[name] = _Failure(text, count, time.monotonic() + wait)
+        _failed[key] = per
+    log.warning("comfy_sparse_attn: backend %r failed on valid input (%s); skipped for this "
+                "input signature for %.0f s, then tried again", name, text, wait)
+
+
+def _clear_failure(key, name):
+    with _lock:
+        per = dict(_failed.get(key, {}))
+        if per.pop(name, None) is not None:
+            log.info("comfy_sparse_attn: backend %r works again for this input signature", name)
+            if per:
+                _failed[key] = per
+            else:
+                _failed.pop(key, None)
+
+
+# ---------------------------------------------------------------------------
+# Argument checks that need Python (types); the rest is C's.
+# ---------------------------------------------------------------------------
+_ARG_FORMS = (("q", "a tensor [T_q, H, D]"), ("k", "a tensor [T_kv, H_kv, D]"),
+              ("v", "a tensor [T_kv, H_kv, D_v]"),
+              ("cu_seqlens_q", "an int32 tensor [B+1], e.g. torch.tensor(lengths, "
+                               "dtype=torch.int32)"),
+              ("cu_seqlens_kv", "an int32 tensor [B+1], e.g. torch.tensor(lengths, "
+                                "dtype=torch.int32)"))
+
+
+def _type_error(args, out):
+    import torch
+
+    for (name, form), x in zip(_ARG_FORMS + (("out", "a tensor [T_q, H, D_v] or None"),),
+                               args + (out,)):
+        if name == "out" and x is None:
+            continue
+        if not isinstance(x, torch.Tensor):
+            kind = type(x).__module__ + "." + type(x).__qualname__
+            kind = kind.replace("builtins.", "")
+            raise TypeError("%s must be %s; got %s" % (name, form, kind))
+        if x.is_meta:
+            raise TypeError("%s is a meta tensor (a shape without data); pass %s on a real "
+                            "device" % (name, form))
+
+
+def _cu_int32(cu_q, cu_kv):
+    import torch
+
+    for name, cu in (("cu_seqlens_q", cu_q), ("cu_seqlens_kv", cu_kv)):
+        if cu.dtype != torch.int32:
+            raise TypeError("%s must be int32, got %s" % (name, str(cu.dtype).replace("torch.",
+                                                                                    "")))
+
+
 # ---------------------------------------------------------------------------
 # The call.
 # ---------------------------------------------------------------------------
-def _host_lists(q, cu_q, cu_kv, check):
-    """Host copies of CUDA cu_seqlens (one D2H copy) for validation and for the
-    adapters that need lengths on the host; None when skipped."""
-    return _native._host_copies(q, cu_q, cu_kv, check)
-
-
-def _validate(q, k, v, cu_q, cu_kv, max_q, max_kv, softmax_scale, out, hq, hk):
-    """C validation (no kernel) with host copies already made (or None)."""
-    _native.validate(q, k, v, cu_q, cu_kv, max_q, max_kv, softmax_scale=softmax_scale, out=out,
-                     host_q=hq, host_kv=hk)
-
-
 def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, softmax_scale, causal,
          return_lse, backend, out, check_cu_seqlens):
-    global _last
-    # Facts from the tensors' metadata.  Anything odd (not a tensor, wrong
-    # rank, unsupported dtype or device) goes to the C validation, which
-    # raises the precise error.
-    try:
-        device = q.device
-        dtype_code = _dtypes()[q.dtype]
-        _, h, d = q.shape
-        hkv = k.shape[1]
-        dv = v.shape[2]
-        dev_code = _DEVICE_CODE[device.type]
-        if not (h > 0 and d > 0 and hkv > 0 and dv > 0):
-            raise ValueError("empty head dimension")
-    except (AttributeError, KeyError, ValueError, TypeError, IndexError):
+    global _last, _tensor
+    if _tensor is None:
+        import torch
+
+        _tensor = torch.Tensor
+    T = _tensor
+    if not (isinstance(q, T) and isinstance(k, T) and isinstance(v, T)
+            and isinstance(cu_seqlens_q, T) and isinstance(cu_seqlens_kv, T)
+            and (out is None or isinstance(out, T))) or q.is_meta or k.is_meta or v.is_meta \
+            or cu_seqlens_q.is_meta or cu_seqlens_kv.is_meta or (out is not None and out.is_meta):
+        _type_error((q, k, v, cu_seqlens_q, cu_seqlens_kv), out)
+    device = q.device
+    dtype_code = _dtypes().get(q.dtype)
+    if q.dim() != 3 or k.dim() != 3 or v.dim() != 3 or dtype_code is None:
         _native.validate(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
-                         softmax_scale=softmax_scale, out=out)
-        raise  # validation should have raised; if not, the original error stands
-    del dev_code
+                         softmax_scale=softmax_scale, out=out, check_cu_seqlens=False)
+        raise TypeError("q must be float32, float16 or bfloat16")  # validation raises first
+    _, h, d = q.shape
+    hkv = k.shape[1]
+    dv = v.shape[2]
+    if not (h > 0 and d > 0 and hkv > 0 and dv > 0):
+        _native.validate(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
+                         softmax_scale=softmax_scale, out=out, check_cu_seqlens=False)
     grad = False
     if q.requires_grad or k.requires_grad or v.requires_grad:
         import torch
@@ -324,82 +457,154 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
         grad = torch.is_grad_enabled()
     forced = _forced(backend)
     exact = False if forced else _exact_only()  # an explicit backend beats the mode
-    cuda = device.type == "cuda"
-    lengths_equal = cu_seqlens_q is cu_seqlens_kv
+    same_cu = cu_seqlens_q is cu_seqlens_kv
+    lengths_equal = same_cu
 
-    # Validation before any backend.  The CUDA host copies serve validation,
-    # the causal-alignment fact and the adapters that need host lengths.
-    validated = False
-    hq = hk = None
-    if cuda or causal and not lengths_equal:
-        hq, hk = _host_lists(q, cu_seqlens_q, cu_seqlens_kv, check_cu_seqlens)
+    # cu_seqlens: where their values are read (see the module docstring).
+    cu_q, cu_kv = cu_seqlens_q, cu_seqlens_kv
+    hq = hk = None          # host values (CPU int32 tensors) when known
+    mode = _cu_mode(device, cu_q, cu_kv, check_cu_seqlens)
+    if _native._flags:
+        _native.raise_pending(device)  # an earlier call's device-side finding
+    if mode == "host":
+        _cu_int32(cu_q, cu_kv)
+        hq, hk = cu_q.contiguous(), cu_kv.contiguous()
+        cu_q = hq.to(device, non_blocking=True)
+        cu_kv = cu_q if same_cu else hk.to(device, non_blocking=True)
+    elif mode == "copied":
+        hq, hk = _native.host_copies(cu_q, cu_kv)
     if causal and not lengths_equal:
-        import torch
-
         if hq is not None:
-            lengths_equal = torch.equal(hq, hk)
-        elif not cuda and isinstance(cu_seqlens_q, torch.Tensor) and isinstance(
-                cu_seqlens_kv, torch.Tensor) and cu_seqlens_q.shape == cu_seqlens_kv.shape:
-            lengths_equal = torch.equal(cu_seqlens_q, cu_seqlens_kv)
+            lengths_equal = hq.shape == hk.shape and bool((hq == hk).all())
+        elif mode == "cpu" and cu_q.shape == cu_kv.shape and cu_q.dtype == cu_kv.dtype:
+            lengths_equal = bool((cu_q == cu_kv).all())
 
-    sig, (order, declined, policy) = _plan(device, dtype_code, d, dv, h, hkv, bool(causal),
-                                           bool(lengths_equal), bool(return_lse), grad, exact,
-                                           forced)
-    failed = _failed.get(sig, _NONE) if _failed else _NONE
+    plan = _plan(device, dtype_code, d, dv, h, hkv, bool(causal), bool(lengths_equal),
+                 bool(return_lse), grad, exact, forced)
+    order = plan.order
+
+    if mode == "sanitize" and order:
+        first = _adapter(order[0])
+        need = getattr(first, "needs_host_lengths", None)
+        if need is not None and need(q, k, v, cu_q, max_seqlen_q, causal, lengths_equal):
+            hq, hk = _native.host_copies(cu_q, cu_kv)  # inherent: it reads lengths on the host
+            mode = "copied"
+
+    validated = False
+    if mode == "sanitize":
+        _native.validate(q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
+                         softmax_scale=softmax_scale, out=out, host_q=None, host_kv=None)
+        validated = True
+        cu_q, cu_kv = _native.sanitize(q, k, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv)
+
+    orig = (cu_seqlens_q, cu_seqlens_kv)
+    lists = []
+
+    def host_lengths():
+        """Both cu_seqlens as lists, one device-to-host copy at most, checked."""
+        nonlocal hq, hk
+        if not lists:
+            if hq is None:
+                if device.type == "cuda":
+                    import torch
+
+                    if torch.cuda.is_current_stream_capturing():
+                        raise Declined("needs the lengths on the host, which cannot be read "
+                                       "while a CUDA graph is captured (pass cu_seqlens on "
+                                       "the CPU)")
+                hq, hk = _native.host_copies(*orig)
+                try:
+                    _native.validate(q, k, v, orig[0], orig[1], max_seqlen_q, max_seqlen_kv,
+                                     softmax_scale=softmax_scale, out=out, host_q=hq, host_kv=hk)
+                except ValueError:
+                    _clear_pending(device)  # this call's own violation: reported here
+                    raise
+            lists.extend((hq.tolist(), hk.tolist()))
+        return lists[0], lists[1]
+
+    failed = _failed.get(plan.key, _NONE) if _failed else _NONE
+    skipped = {}
+    now = time.monotonic() if failed else 0.0
     for name in order:
-        if name in failed:
+        f = failed.get(name)
+        if f is not None and f.until > now:
+            skipped[name] = "failed at run time (%s); tried again later" % f.text
             continue
-        if name != "native" and not validated:
-            _validate(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
-                      softmax_scale, out, hq, hk)
+        if not validated and name != "native":
+            _native.validate(q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
+                             softmax_scale=softmax_scale, out=out, host_q=hq, host_kv=hk)
             validated = True
         try:
             res = _adapter(name).run(
-                q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
+                q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
                 softmax_scale=softmax_scale, causal=causal, out=out, return_lse=return_lse,
-                host_q=hq, host_kv=hk, lengths_equal=lengths_equal,
-                check_cu_seqlens=check_cu_seqlens and not validated)
+                host_q=hq, host_kv=hk, host_lengths=host_lengths, lengths_equal=lengths_equal)
+        except Declined as e:
+            skipped[name] = "declined this call: %s" % e
+            continue
         except (ValueError, TypeError) as e:
-            if name == "native" and not validated:
-                raise  # the C validation refused the input: the caller's error
+            if not validated:
+                raise  # the native entry point's validation refused the input
             err = e
         except Exception as e:  # noqa: BLE001 - a failing backend falls through
             err = e
         else:
-            if _last.signature is not sig or _last.backend != name:
-                why = ("forced (%s)" % name if forced else
-                       "first capable backend in priority order" + (
-                           " after %s failed" % ", ".join(failed) if failed else ""))
-                _last = BackendChoice(name, why, dict(declined, **{
-                    f: "failed at run time: " + t for f, t in failed.items()}), sig)
+            if f is not None:
+                _clear_failure(plan.key, name)
+            _last = _choice(plan, name, skipped)
             return res
-        text = "%s: %s" % (type(err).__name__, err)
-        log.warning("comfy_sparse_attn: backend %r failed on valid input and is skipped for "
-                    "this input signature from now on: %s", name, text)
-        with _lock:
-            failed = dict(_failed.get(sig, {}))
-            failed[name] = text
-            _failed[sig] = failed
+        if _not_the_backends_fault(err, device):
+            raise err
+        _record_failure(plan.key, name, err)
+        skipped[name] = "failed at run time: %s: %s" % (type(err).__name__, err)
     if not validated:
         # Nothing ran (no candidate): still report bad input as bad input.
-        _validate(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
-                  softmax_scale, out, hq, hk)
-    _last = BackendChoice(None, "no capable backend", dict(declined), sig)
-    raise _no_backend(declined, failed)
+        _native.validate(q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
+                         softmax_scale=softmax_scale, out=out, host_q=hq, host_kv=hk)
+    _last = BackendChoice(None, "no capable backend", dict(plan.declined, **skipped),
+                          plan.signature)
+    raise _no_backend(plan.declined, skipped)
+
+
+def _cu_mode(device, cu_q, cu_kv, check):
+    """Where the cu_seqlens values are checked: "cpu" (all on the CPU: C reads
+    them), "host" (CPU cu_seqlens, q on a device: checked on the host, copied
+    asynchronously), "sanitize" (CUDA, default: on the device, no sync) or
+    "copied" (one device-to-host copy, checked on the host)."""
+    on_cpu = cu_q.device.type == "cpu" and cu_kv.device.type == "cpu"
+    if device.type == "cpu":
+        return "cpu"
+    if on_cpu:
+        return "host"
+    if (not check and device.type == "cuda" and _native.have_sanitizer()
+            and _device_code(device) == _DEV["cuda"]):
+        return "sanitize"
+    return "copied"
+
+
+def _clear_pending(device):
+    got = _native._flags.get(device.index)
+    if got is not None:
+        got[1].value = 0
 
 
 def dispatch_varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
                               *, softmax_scale=None, causal=False, return_lse=False,
-                              backend=None, out=None, check_cu_seqlens=True):
+                              backend=None, out=None, check_cu_seqlens=False):
     """Varlen attention over packed sequences, routed to the best backend.
 
     q: [T_q, H, D]; k: [T_kv, H_kv, D]; v: [T_kv, H_kv, D_v]; cu_seqlens_q /
-    cu_seqlens_kv: int32 [B+1] cumulative lengths; max_seqlen_*: longest
-    sequence.  Returns [T_q, H, D_v] in q's dtype (and float32 lse [H, T_q]
-    when return_lse).  backend: a name from ``list_backends()`` or None /
-    "auto".  out: optional preallocated [T_q, H, D_v] output.
-    check_cu_seqlens=False skips the device-to-host copy that checks CUDA
-    cu_seqlens values (the native CUDA kernels then clamp every length).
+    cu_seqlens_kv: int32 [B+1] cumulative lengths, on q's device or on the
+    CPU; max_seqlen_*: longest sequence.  Returns [T_q, H, D_v] in q's dtype
+    (and float32 lse [H, T_q] when return_lse).  backend: a name from
+    ``list_backends()`` or None / "auto".  out: optional preallocated
+    [T_q, H, D_v] output, written in place.
+
+    check_cu_seqlens: CUDA cu_seqlens are by default sanitized on the device
+    with no sync, and a bad value raises ``ValueError`` at the next call on
+    that device (or from ``check_cu_seqlens_errors()``); True copies them to
+    the host and raises from this call (one sync).  CPU cu_seqlens are always
+    checked on the host, with no sync.
 
     Under ``torch.compile`` the call is one custom op
     (``torch.ops.comfy_sparse_attn.varlen_attention``), so tracing does not
@@ -415,6 +620,13 @@ def dispatch_varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q
         return (res, lse) if return_lse else res
     return _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, softmax_scale,
                 causal, return_lse, backend, out, check_cu_seqlens)
+
+
+def check_cu_seqlens_errors(device=None):
+    """Synchronize the CUDA ``device`` (default: the current one) and raise the
+    ``ValueError`` of any earlier call whose cu_seqlens the device check found
+    invalid, clearing it.  A no-op without CUDA."""
+    _native.check_cu_seqlens_errors(device)
 
 
 # ---------------------------------------------------------------------------
@@ -443,7 +655,7 @@ def _register_op():
     def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
                          softmax_scale, causal, return_lse, backend):
         res = _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
-                   softmax_scale or None, causal, return_lse, backend or None, None, True)
+                   softmax_scale or None, causal, return_lse, backend or None, None, False)
         if return_lse:
             return res[0], res[1]
         return res, q.new_empty((0,), dtype=torch.float32)
@@ -498,25 +710,25 @@ def list_backends(device=None):
     device = torch.device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    dtype = torch.float32 if device.type == "cpu" else torch.float16
     for name in BACKENDS:
         _probe(name)
-    _, (order, declined, policy) = _plan(device, _dtypes()[dtype], 64, 64, 8, 8, False, True,
-                                         False, False, _exact_only(), None)
+    plan = _plan(device, _dtypes()[dtype], 64, 64, 8, 8, False, True, False, False,
+                 _exact_only(), None)
     rows = {}
-    ranked = list(order) + [n for n in BACKENDS if n not in order]
+    ranked = list(plan.order) + [n for n in BACKENDS if n not in plan.order]
     for rank, name in enumerate(ranked):
         ok, info = _probe(name)
         rows[name] = {
             "available": ok,
             "version": info if ok else None,
             "why_not": None if ok else info,
-            "usable": name in order,
-            "why_unusable": declined.get(name),
+            "usable": name in plan.order,
+            "why_unusable": plan.declined.get(name),
             "constraints": _C.dispatch_caps(_ID[name]),
             "rank": rank,
         }
-    rows["native"]["policy"] = policy
+    rows["native"]["policy"] = plan.policy
     return rows
 
 
@@ -524,4 +736,5 @@ def _reset_for_tests():
     global _last
     _plans.clear()
     _failed.clear()
+    _cuda_ok.clear()
     _last = BackendChoice(None, "no call yet", {}, None)

@@ -1,13 +1,23 @@
-"""Python side of the native kernels: allocate outputs, hand tensors to C.
+"""Python side of the native kernels and of the cu_seqlens checks.
 
 The C core (``_C``) borrows every tensor through DLPack, validates all of it
-(shapes, dtypes, devices, strides, cu_seqlens values) before any kernel runs,
-and raises a ``ValueError`` / ``TypeError`` naming the bad argument.  This
-module only allocates the output (and LSE), picks the thread count or CUDA
-stream, and makes the host copy of ``cu_seqlens`` that lets C check device
-values before a GPU kernel could read out of bounds.
+(shapes, dtypes, devices, strides, cu_seqlens values where they are on the
+host) before any kernel runs, and raises a ``ValueError`` / ``TypeError``
+naming the bad argument.  This module allocates the output (and LSE), picks
+the thread count or CUDA stream, and owns the two ways device ``cu_seqlens``
+are kept from reading out of bounds:
+
+* host check: one device-to-host copy of both arrays (a sync), every value
+  checked in C before anything runs; the error is raised by that call;
+* device sanitizer (``_C.cuda_sanitize_cu_seqlens``, CUDA builds): one small
+  kernel, no sync, writes clamped copies that every backend reads and ORs
+  what was wrong into a per-device flag in pinned host memory.  The flag is
+  read (a plain memory read, no sync) at the start of the next call on that
+  device, and by :func:`check_cu_seqlens_errors`, which synchronizes first.
 """
 from __future__ import annotations
+
+import ctypes
 
 from . import _C
 
@@ -17,9 +27,9 @@ _export = None
 def _exporter():
     """The fastest way to hand a torch tensor to C as a DLPack capsule.
 
-    ``Tensor.__dlpack__`` is Python code that costs ~3.5 us per tensor with its
-    device query; torch's own C exporter costs ~0.3 us.  Going through it also
-    lets autograd-tracked inputs through (C only reads them).  Objects that are
+    ``Tensor.__dlpack__`` is Python code that queries the device each time;
+    torch's own C exporter is several times cheaper and also lets
+    autograd-tracked inputs through (C only reads them).  Objects that are
     not torch tensors are passed as they are: C calls their ``__dlpack__``.
     """
     global _export
@@ -39,27 +49,116 @@ def _exporter():
     return _export
 
 
-def _host_copies(q, cu_seqlens_q, cu_seqlens_kv, check_cu_seqlens):
-    """Host copies of CUDA cu_seqlens for validation (one small D2H copy each).
-
-    Skipped while a CUDA graph is being captured (a copy would break capture)
-    or when the caller opts out; the kernels then clamp every length on the
-    device, so a bad value still cannot read out of bounds.
-    """
-    if getattr(getattr(q, "device", None), "type", None) != "cuda" or not check_cu_seqlens:
-        return None, None
+# ---------------------------------------------------------------------------
+# Host copies (one D2H copy for both arrays).
+# ---------------------------------------------------------------------------
+def host_copies(cu_seqlens_q, cu_seqlens_kv):
+    """CPU copies of both cu_seqlens in one device-to-host copy (a sync), or
+    (None, None) when they are not int32 device tensors (validation then
+    names what is wrong with them) or a CUDA graph is being captured."""
     import torch
 
-    if torch.cuda.is_current_stream_capturing():
-        return None, None
     if not (isinstance(cu_seqlens_q, torch.Tensor) and isinstance(cu_seqlens_kv, torch.Tensor)
-            and cu_seqlens_q.device.type == "cuda" and cu_seqlens_kv.device.type == "cuda"):
-        return None, None  # wrong type or device: C reports it clearly
-    both = torch.cat([cu_seqlens_q.reshape(-1), cu_seqlens_kv.reshape(-1)]).cpu()
-    n = cu_seqlens_q.numel()
+            and cu_seqlens_q.dtype == torch.int32 and cu_seqlens_kv.dtype == torch.int32
+            and cu_seqlens_q.dim() == 1 and cu_seqlens_kv.dim() == 1):
+        return None, None
+    if cu_seqlens_q.device.type == "cpu":
+        return cu_seqlens_q.contiguous(), cu_seqlens_kv.contiguous()
+    if cu_seqlens_q.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return None, None
+    both = torch.cat([cu_seqlens_q, cu_seqlens_kv.to(cu_seqlens_q.device)]).cpu()
+    n = cu_seqlens_q.shape[0]
     return both[:n], both[n:]
 
 
+# ---------------------------------------------------------------------------
+# Device sanitizer and its per-device violation flag.
+# ---------------------------------------------------------------------------
+_flags = {}  # cuda device index -> (pinned int32 [1] tensor, ctypes view of it)
+
+# Bits of the flag (the sanitizer's contract); kv uses the same bits << 8.
+_VIOLATIONS = ((0, "{cu}[0] != 0"), (1, "{cu} decreases"),
+               (2, "{cu}[-1] != {t} (the number of packed tokens)"),
+               (3, "a sequence is longer than {m}"))
+
+
+def have_sanitizer():
+    return hasattr(_C, "cuda_sanitize_cu_seqlens")
+
+
+def _flag(index):
+    got = _flags.get(index)
+    if got is None:
+        import torch
+
+        t = torch.zeros(1, dtype=torch.int32, pin_memory=True)
+        got = _flags.setdefault(index, (t, ctypes.c_int32.from_address(t.data_ptr())))
+    return got
+
+
+def describe_violations(bits, device="cuda"):
+    """The ValueError text for a sanitizer flag value."""
+    what = []
+    for shift, cu, t, m in ((0, "cu_seqlens_q", "T_q", "max_seqlen_q"),
+                            (8, "cu_seqlens_kv", "T_kv", "max_seqlen_kv")):
+        for bit, text in _VIOLATIONS:
+            if bits & (1 << (bit + shift)):
+                what.append(text.format(cu=cu, t=t, m=m))
+    return ("invalid cu_seqlens in an earlier attention call on %s: %s.  That call read "
+            "clamped lengths (no out-of-bounds access) and its output is not meaningful; pass "
+            "check_cu_seqlens=True to raise in the faulty call itself"
+            % (device, "; ".join(what) or "flags 0x%x" % bits))
+
+
+def raise_pending(device):
+    """Raise the ValueError recorded on ``device`` by earlier sanitizer runs
+    that have finished, and clear it.  No sync: reads pinned host memory."""
+    got = _flags.get(device.index)
+    if got is None:
+        return
+    bits = got[1].value
+    if bits:
+        got[1].value = 0
+        raise ValueError(describe_violations(bits, "cuda:%s" % device.index))
+
+
+def check_cu_seqlens_errors(device=None):
+    """Synchronize ``device`` (default: the current CUDA device) and raise the
+    ``ValueError`` of any call whose cu_seqlens the device sanitizer found
+    invalid since the last report.  Does nothing without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return
+    device = torch.device("cuda", torch.cuda.current_device()) if device is None else \
+        torch.device(device)
+    if device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    torch.cuda.synchronize(device)
+    raise_pending(device)
+
+
+def sanitize(q, k, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv):
+    """Clamped copies of CUDA cu_seqlens for every backend to read: one kernel
+    on the current stream, no sync.  Violations go to the device's flag."""
+    import torch
+
+    dev = q.device
+    flags = _flag(dev.index)[0]
+    n = cu_seqlens_q.shape[0]
+    buf = torch.empty(2 * n, dtype=torch.int32, device=dev)
+    sq, skv = buf[:n], buf[n:]
+    x = _exporter()
+    stream = torch.cuda.current_stream(dev).cuda_stream if dev.type == "cuda" else 0
+    _C.cuda_sanitize_cu_seqlens(x(cu_seqlens_q), x(cu_seqlens_kv), x(sq), x(skv), x(flags),
+                                int(q.shape[0]), int(k.shape[0]), int(max_seqlen_q),
+                                int(max_seqlen_kv), stream)
+    return sq, skv
+
+
+# ---------------------------------------------------------------------------
+# Validation and the native call.
+# ---------------------------------------------------------------------------
 _MAKE = object()  # host copies not given: make them here
 
 
@@ -68,16 +167,21 @@ def validate(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, 
              host_kv=_MAKE):
     """Run the C validation only (no kernel): raises on any bad argument.
 
-    host_q / host_kv: host copies of CUDA cu_seqlens the caller already made
-    (or None: values not checked on the host); by default they are made here."""
+    host_q / host_kv: host copies of device cu_seqlens the caller already made
+    (or None: values not checked on the host); by default they are made here
+    when check_cu_seqlens."""
     if host_q is _MAKE or host_kv is _MAKE:
-        host_q, host_kv = _host_copies(q, cu_seqlens_q, cu_seqlens_kv, check_cu_seqlens)
-    hq, hk = host_q, host_kv
+        host_q = host_kv = None
+        if check_cu_seqlens and getattr(getattr(cu_seqlens_q, "device", None), "type",
+                                        "cpu") != "cpu":
+            host_q, host_kv = host_copies(cu_seqlens_q, cu_seqlens_kv)
     x = _exporter()
-    _C.attention("validate", x(q), x(k), x(v), None if out is None else x(out), x(cu_seqlens_q),
-                 x(cu_seqlens_kv), int(max_seqlen_q), int(max_seqlen_kv), _scale_arg(softmax_scale),
-                 False, None if lse is None else x(lse), None if hq is None else x(hq),
-                 None if hk is None else x(hk), 1, 0)
+    _C.attention("validate", q=x(q), k=x(k), v=x(v), out=None if out is None else x(out),
+                 cu_seqlens_q=x(cu_seqlens_q), cu_seqlens_kv=x(cu_seqlens_kv),
+                 max_seqlen_q=int(max_seqlen_q), max_seqlen_kv=int(max_seqlen_kv),
+                 softmax_scale=_scale_arg(softmax_scale), lse=None if lse is None else x(lse),
+                 cu_seqlens_q_host=None if host_q is None else x(host_q),
+                 cu_seqlens_kv_host=None if host_kv is None else x(host_kv))
 
 
 def _scale_arg(softmax_scale):
@@ -90,13 +194,17 @@ def _scale_arg(softmax_scale):
 
 
 def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, *,
-                     softmax_scale=None, causal=False, return_lse=False, num_threads=None,
-                     out=None, check_cu_seqlens=True):
+                     softmax_scale=None, causal=False, return_lse=False, out=None,
+                     num_threads=None, check_cu_seqlens=True, cu_seqlens_q_host=None,
+                     cu_seqlens_kv_host=None):
     """Native varlen attention (C on CPU, CUDA C on GPU).
 
     q: [T_q, H, D], k: [T_kv, H_kv, D], v: [T_kv, H_kv, D_v]; cu_seqlens_*: int32
     [B+1].  Returns out [T_q, H, D_v] in q's dtype, or (out, lse) with lse
-    float32 [H, T_q] when return_lse.
+    float32 [H, T_q] when return_lse.  CUDA cu_seqlens: values given in
+    cu_seqlens_*_host (CPU int32) are checked; else check_cu_seqlens=True
+    copies them to the host (one sync) to check them; with False the kernel
+    clamps every length on the device.
     """
     import torch
 
@@ -111,14 +219,19 @@ def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seq
     x = _exporter()
     lse_c = None if lse is None else x(lse)
     if q.device.type == "cuda":
-        hq, hk = _host_copies(q, cu_seqlens_q, cu_seqlens_kv, check_cu_seqlens)
+        hq, hk = cu_seqlens_q_host, cu_seqlens_kv_host
+        if hq is None and check_cu_seqlens:
+            hq, hk = host_copies(cu_seqlens_q, cu_seqlens_kv)
         stream = torch.cuda.current_stream(q.device).cuda_stream
-        _C.attention("cuda", x(q), x(k), x(v), x(out), x(cu_seqlens_q), x(cu_seqlens_kv),
-                     int(max_seqlen_q), int(max_seqlen_kv), scale, bool(causal), lse_c,
-                     None if hq is None else x(hq), None if hk is None else x(hk), 1, stream)
+        _C.attention("cuda", q=x(q), k=x(k), v=x(v), out=x(out), cu_seqlens_q=x(cu_seqlens_q),
+                     cu_seqlens_kv=x(cu_seqlens_kv), max_seqlen_q=int(max_seqlen_q),
+                     max_seqlen_kv=int(max_seqlen_kv), softmax_scale=scale, causal=bool(causal),
+                     lse=lse_c, cu_seqlens_q_host=None if hq is None else x(hq),
+                     cu_seqlens_kv_host=None if hk is None else x(hk), stream=stream)
     else:
         threads = int(num_threads) if num_threads else torch.get_num_threads()
-        _C.attention("cpu", x(q), x(k), x(v), x(out), x(cu_seqlens_q), x(cu_seqlens_kv),
-                     int(max_seqlen_q), int(max_seqlen_kv), scale, bool(causal), lse_c, None, None,
-                     threads, 0)
+        _C.attention("cpu", q=x(q), k=x(k), v=x(v), out=x(out), cu_seqlens_q=x(cu_seqlens_q),
+                     cu_seqlens_kv=x(cu_seqlens_kv), max_seqlen_q=int(max_seqlen_q),
+                     max_seqlen_kv=int(max_seqlen_kv), softmax_scale=scale, causal=bool(causal),
+                     lse=lse_c, num_threads=threads)
     return (out, lse) if return_lse else out

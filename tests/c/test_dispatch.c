@@ -105,9 +105,10 @@ static void test_priority(void) {
   CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_OK);
   CSA_CHECK(r.n == 2 && r.order[0] == CSA_BACKEND_NATIVE && r.order[1] == CSA_BACKEND_SDPA,
             "cpu order n=%d first=%d", r.n, r.order[0]);
-  CSA_CHECK(strstr(r.reason[CSA_BACKEND_FLASH], "no CPU kernel") != NULL, "flash on cpu: %s",
+  CSA_CHECK(strstr(r.reason[CSA_BACKEND_FLASH], "has no cpu kernel") != NULL, "flash on cpu: %s",
             r.reason[CSA_BACKEND_FLASH]);
-  CSA_CHECK(strstr(r.reason[CSA_BACKEND_XFORMERS], "no CPU kernel") != NULL, "xformers on cpu");
+  CSA_CHECK(strstr(r.reason[CSA_BACKEND_XFORMERS], "has no cpu kernel") != NULL,
+            "xformers on cpu");
 
   /* Nothing installed on a GPU: the torch tier, then native. */
   f = base_cuda(80);
@@ -208,10 +209,79 @@ static void test_constraints(void) {
   f.native_cuda = 0;
   CSA_CHECK(!chosen(&f, CSA_BACKEND_NATIVE, why) && strstr(why, "no CUDA kernels"),
             "native no cuda: %s", why);
+  /* ... or where the driver says the device cannot run it: its reason. */
+  f.native_cuda_why = "CUDA driver too old for this build";
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_NATIVE, why) && strstr(why, "driver too old"),
+            "native cuda_status reason: %s", why);
   /* native never needs a library. */
   f = base_cpu();
   f.available = 0;
   CSA_CHECK(first(&f) == CSA_BACKEND_NATIVE, "native without libraries");
+}
+
+/* torch's GPU kernels have no 16-bit kernel for head dims that are not a
+ * multiple of 8: the torch tier declines those on CUDA and ROCm only. */
+static void test_gpu_half_head_dims(void) {
+  char why[CSA_DISPATCH_REASON_MAX];
+  csa__dispatch_facts f = base_cuda(90);
+  f.available = 1u << CSA_BACKEND_SDPA;
+  f.head_dim = f.head_dim_v = 31;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SDPA, why) && strstr(why, "multiples of 8") &&
+                strstr(why, "D = 31"),
+            "sdpa fp16 d31: %s", why);
+  CSA_CHECK(first(&f) == CSA_BACKEND_NATIVE, "fp16 d31 on cuda -> native");
+  f.dtype = CSA_BFLOAT16;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SDPA, why), "sdpa bf16 d31");
+  f.dtype = CSA_FLOAT32;
+  CSA_CHECK(chosen(&f, CSA_BACKEND_SDPA, why), "sdpa fp32 d31: %s", why);
+  f.dtype = CSA_FLOAT16;
+  f.head_dim = 40;
+  f.head_dim_v = 12; /* D_v counts too */
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SDPA, why) && strstr(why, "D_v = 12"), "sdpa dv12: %s", why);
+  f.head_dim_v = 24;
+  CSA_CHECK(chosen(&f, CSA_BACKEND_SDPA, why), "sdpa d40/dv24: %s", why);
+  f = base_cpu();
+  f.dtype = CSA_FLOAT16;
+  f.head_dim = f.head_dim_v = 31;
+  CSA_CHECK(chosen(&f, CSA_BACKEND_SDPA, why), "sdpa fp16 d31 on cpu: %s", why);
+  f.device_type = CSA_DEVICE_ROCM;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SDPA, why) && strstr(why, "multiples of 8"),
+            "sdpa fp16 d31 on rocm: %s", why);
+}
+
+/* Devices other than CPU and CUDA: the torch tier only; native CUDA is never
+ * offered on ROCm. */
+static void test_other_devices(void) {
+  char why[CSA_DISPATCH_REASON_MAX];
+  csa__dispatch_result r;
+  int devs[] = {CSA_DEVICE_ROCM, CSA_DEVICE_METAL, CSA_DEVICE_ONEAPI, CSA_DEVICE_OTHER};
+  for (int i = 0; i < 4; i++) {
+    csa__dispatch_facts f = base_cuda(0);
+    f.device_type = devs[i];
+    CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_OK);
+    CSA_CHECK(r.n == 1 && r.order[0] == CSA_BACKEND_SDPA, "device %d: n %d", devs[i], r.n);
+    CSA_CHECK(!chosen(&f, CSA_BACKEND_NATIVE, why) && strstr(why, csa_device_name(devs[i])),
+              "native on %s: %s", csa_device_name(devs[i]), why);
+  }
+}
+
+/* sageattention 1.x: causal calls only, a fact (lib_major), not a rewrite. */
+static void test_library_version_rule(void) {
+  char why[CSA_DISPATCH_REASON_MAX];
+  csa__dispatch_facts f = base_cuda(90);
+  f.lib_major[CSA_BACKEND_SAGE2] = 1;
+  CSA_CHECK(!chosen(&f, CSA_BACKEND_SAGE2, why) && strstr(why, "sageattention 1.x"),
+            "sage 1.x non-causal: %s", why);
+  CSA_CHECK(first(&f) == CSA_BACKEND_FLASH, "sage 1.x non-causal -> flash");
+  f.causal = 1;
+  f.lengths_equal = 1;
+  CSA_CHECK(first(&f) == CSA_BACKEND_SAGE2, "sage 1.x causal");
+  f.causal = 0;
+  f.lib_major[CSA_BACKEND_SAGE2] = 2;
+  CSA_CHECK(first(&f) == CSA_BACKEND_SAGE2, "sage 2.x non-causal");
+  f.lib_major[CSA_BACKEND_SAGE2] = 0; /* unknown version: no rule */
+  CSA_CHECK(first(&f) == CSA_BACKEND_SAGE2, "sage unknown version");
+  CSA_CHECK(csa__backend_caps_get(CSA_BACKEND_SAGE2)->noncausal_min_major == 2, "caps field");
 }
 
 static void test_overrides(void) {
@@ -258,7 +328,7 @@ static void test_bad_facts(void) {
   csa__dispatch_facts f = base_cpu();
   CSA_CHECK_STATUS(csa__dispatch_select(NULL, &r), CSA_EINVAL);
   CSA_CHECK_STATUS(csa__dispatch_select(&f, NULL), CSA_EINVAL);
-  f.device_type = 7;
+  f.device_type = 7; /* DLPack Vulkan: not in the device table */
   CSA_CHECK_STATUS(csa__dispatch_select(&f, &r), CSA_EINVAL);
   CSA_CHECK(strstr(csa_errmsg(), "device_type") != NULL, "message: %s", csa_errmsg());
   f = base_cpu();
@@ -276,6 +346,9 @@ int main(void) {
   test_names();
   test_priority();
   test_constraints();
+  test_gpu_half_head_dims();
+  test_other_devices();
+  test_library_version_rule();
   test_overrides();
   test_bad_facts();
   return csa_test_finish("test_dispatch");

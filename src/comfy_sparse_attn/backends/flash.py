@@ -5,7 +5,7 @@ is SM 9.x, else FA2/FA4's ``flash_attn.flash_attn_varlen_func``.  Always
 called with keyword arguments: FA4's positional order differs from FA2's.
 fp16/bf16 only: a float32 call runs as bfloat16 and is cast back (what the
 original package did), so its error is bf16's.  Causal is bottom-right
-aligned (FlashAttention >= 2.1), as DESIGN.md section 4 wants.  LSE comes
+aligned (FlashAttention >= 2.1), the package's convention.  LSE comes
 back as ``[H, T_q]`` float32 with ``return_attn_probs=True``.
 """
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 One packed batch of size 1 with ``BlockDiagonalMask.from_seqlens(q_lens,
 kv_lens)`` (causal: ``BlockDiagonalCausalFromBottomRightMask``, bottom-right
-aligned as DESIGN.md section 4 wants).  GQA uses xformers' 5-D form
+aligned, the package's convention).  GQA uses xformers' 5-D form
 ``[1, T, H_kv, H / H_kv, D]`` with k / v expanded (a view, no copy).  The
-bias needs the lengths on the host: the validation's host copies are reused.
+bias needs the lengths on the host: dispatch's one host copy is reused.
 """
 from __future__ import annotations
 
@@ -20,19 +20,25 @@ def load():
     return getattr(xformers, "__version__", "?")
 
 
-def _lengths(cu):
-    c = cu if isinstance(cu, list) else cu.tolist()
+def _lengths(c):
     return [c[i + 1] - c[i] for i in range(len(c) - 1)]
 
 
+def needs_host_lengths(*_):
+    return True
+
+
 def run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, *, softmax_scale=None,
-        causal=False, out=None, host_q=None, host_kv=None, **_):
+        causal=False, out=None, host_q=None, host_kv=None, host_lengths=None, **_):
+    from .sdpa import _host_values
+
     if _fmha is None:
         load()
     bias_mod = _fmha.attn_bias
     cls = bias_mod.BlockDiagonalCausalFromBottomRightMask if causal else bias_mod.BlockDiagonalMask
-    bias = cls.from_seqlens(q_seqlen=_lengths(host_q if host_q is not None else cu_seqlens_q),
-                            kv_seqlen=_lengths(host_kv if host_kv is not None else cu_seqlens_kv))
+    bias = cls.from_seqlens(
+        q_seqlen=_lengths(_host_values(cu_seqlens_q, host_q, host_lengths, 0)),
+        kv_seqlen=_lengths(_host_values(cu_seqlens_kv, host_kv, host_lengths, 1)))
     scale = float(softmax_scale) if softmax_scale else None
     h, hkv = q.shape[1], k.shape[1]
     if h == hkv:
