@@ -1,20 +1,23 @@
 """CPU benchmark: our native kernel beside the torch CPU paths, same process.
 
     python3 bench/bench_cpu.py [--only NAME ...] [--dtype float32|bfloat16] [--reps N]
-                               [--max-time S] [--threads N] [--md FILE]
+                               [--max-time S] [--drop-slower X] [--threads N] [--md FILE]
 
 For every "cpu" workload of workloads.json and each of its dtypes, times
   native      comfy_sparse_attn._native.varlen_attention (num_threads = torch's)
-  per-seq     one F.scaled_dot_product_attention per sequence, then cat
+  per-seq     one 4-D F.scaled_dot_product_attention per sequence ([1, H, L, D]
+              views, enable_gqa where H != H_kv), then cat
   nested      SDPA on jagged nested tensors built from the packed ones
-  dense-mask  the original fallback: one SDPA over all tokens with a full
-              [T_q, T_kv] block-diagonal -inf mask (only where it fits in memory)
-and reports ms (median), GFLOP/s (4*sum(Lq*Lkv)*H*D / t), speed-up of native
-over the fastest torch path, and native's % of this machine's peak, measured
-by peak_cpu.c: float32 FMA, or vdpbf16ps for bfloat16 under the avx512bf16
-kernel (the only one that computes in bf16).
+  dense-mask  one 4-D SDPA over all tokens with an additive block-diagonal
+              mask, built once outside the timed call (where it fits in memory)
+each torch path called the way torch is fastest (see peer_kernel: every cell
+names the SDPA kernel the path ran, "flash" or "math"), and reports ms
+(median), GFLOP/s (4*sum(Lq*Lkv)*H*D / t), native's speed-up over the fastest
+torch path (median over rounds of the per-round ratio), and native's % of
+this machine's peak, measured by peak_cpu.c: float32 FMA, or vdpbf16ps for
+bfloat16 under the avx512bf16 kernel (the only one that computes in bf16).
 The machines are shared VMs whose speed drifts, so the paths of one workload
-are timed interleaved, round-robin, and the median kept.
+are timed interleaved, round-robin (at least 3 rounds), and the median kept.
 """
 from __future__ import annotations
 
@@ -79,6 +82,15 @@ def uses_amx():
 
 
 # ---- the paths -------------------------------------------------------------
+# Each torch peer is called the way torch is fastest on the CPU: SDPA takes its
+# flash kernel (aten::_scaled_dot_product_flash_attention_for_cpu) only for
+# 4-D [B, H, L, D] inputs; 3-D [H, L, D] views silently take the math
+# fallback, several times slower.  peer_kernel() names the kernel a peer ran,
+# and every row reports it, so a peer on the math fallback is visible.
+
+FLASH_EVENT = "aten::_scaled_dot_product_flash_attention_for_cpu"
+MATH_EVENT = "aten::_scaled_dot_product_attention_math"
+
 
 def native_fn(q, k, v, cq, ckv, mq, mkv, threads):
     from comfy_sparse_attn import _native
@@ -86,24 +98,33 @@ def native_fn(q, k, v, cq, ckv, mq, mkv, threads):
     return lambda: _native.varlen_attention(q, k, v, cq, ckv, mq, mkv, num_threads=threads)
 
 
+def _sdpa_kw(q, k):
+    return {"enable_gqa": True} if q.shape[1] != k.shape[1] else {}
+
+
 def per_seq_fn(q, k, v, cq, ckv, mq, mkv, threads):
+    """One 4-D SDPA per sequence on [1, H, L, D] views (no copies in), then cat."""
     bq, bk = cq.tolist(), ckv.tolist()
-    gqa = q.shape[1] != k.shape[1]
+    kw = _sdpa_kw(q, k)
+    qh, kh, vh = q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None]
 
     def run():
         outs = []
         for i in range(len(bq) - 1):
-            qs = q[bq[i]:bq[i + 1]].transpose(0, 1)
-            ks = k[bk[i]:bk[i + 1]].transpose(0, 1)
-            vs = v[bk[i]:bk[i + 1]].transpose(0, 1)
-            outs.append(F.scaled_dot_product_attention(qs, ks, vs, enable_gqa=gqa).transpose(0, 1))
+            o = F.scaled_dot_product_attention(qh[:, :, bq[i]:bq[i + 1]], kh[:, :, bk[i]:bk[i + 1]],
+                                               vh[:, :, bk[i]:bk[i + 1]], **kw)
+            outs.append(o[0].transpose(0, 1))
         return torch.cat(outs)
 
     return run
 
 
 def nested_fn(q, k, v, cq, ckv, mq, mkv, threads):
+    """SDPA on jagged nested tensors built (as views) from the packed ones."""
     oq, okv = cq.long(), ckv.long()
+    if q.shape[1] != k.shape[1]:  # nested SDPA has no enable_gqa: repeat the kv heads
+        g = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(g, 1), v.repeat_interleave(g, 1)
 
     def run():
         nq = torch.nested.nested_tensor_from_jagged(q, oq, max_seqlen=mq).transpose(1, 2)
@@ -115,25 +136,44 @@ def nested_fn(q, k, v, cq, ckv, mq, mkv, threads):
 
 
 def dense_fn(q, k, v, cq, ckv, mq, mkv, threads):
-    tq, tk, h = q.shape[0], k.shape[0], q.shape[1]
-    need = tq * tk * (q.element_size() + 4 * h)  # bool-ish mask + float scores per head
-    if need > DENSE_LIMIT_BYTES:
+    """One 4-D SDPA over all tokens with an additive block-diagonal mask, built
+    once outside the timed call (as a caller with fixed lengths would cache
+    it); only where mask and per-thread score blocks fit in memory."""
+    tq, tk = q.shape[0], k.shape[0]
+    if tq * tk * q.element_size() > DENSE_LIMIT_BYTES:
         return None
     seg_q = torch.repeat_interleave(torch.arange(len(cq) - 1), (cq[1:] - cq[:-1]).long())
     seg_k = torch.repeat_interleave(torch.arange(len(ckv) - 1), (ckv[1:] - ckv[:-1]).long())
+    mask = torch.zeros(tq, tk, dtype=q.dtype)
+    mask.masked_fill_(seg_q[:, None] != seg_k[None, :], float("-inf"))
+    mask = mask[None, None]
+    kw = _sdpa_kw(q, k)
+    qh, kh, vh = q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None]
 
     def run():
-        mask = torch.zeros(tq, tk, dtype=q.dtype)
-        mask.masked_fill_(seg_q[:, None] != seg_k[None, :], float("-inf"))
-        o = F.scaled_dot_product_attention(q.transpose(0, 1)[None], k.transpose(0, 1)[None],
-                                           v.transpose(0, 1)[None], attn_mask=mask)
-        return o[0].transpose(0, 1)
+        return F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask, **kw)[0].transpose(0, 1)
 
     return run
 
 
 PATHS = [("native", native_fn), ("per-seq", per_seq_fn), ("nested", nested_fn),
          ("dense-mask", dense_fn)]
+TORCH_PATHS = ("per-seq", "nested", "dense-mask")
+
+
+def peer_kernel(fn):
+    """'flash' or 'math': which SDPA kernel a torch peer's call ran (profiler
+    event names); 'math' marks a peer that is not at its best."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    names = {e.name for e in prof.events()}
+    if MATH_EVENT in names:
+        return "math"
+    if FLASH_EVENT in names:
+        return "flash"
+    return "other"
 
 
 def rel_err(a, b):
@@ -141,41 +181,89 @@ def rel_err(a, b):
     return ((a - b).norm() / b.norm()).item()
 
 
-def bench_one(w, dtype, reps, threads, max_time):
+def probe_inputs(inputs, n=2):
+    """The first n sequences of a packed batch (to ask a peer for its kernel
+    cheaply: the kernel choice depends on layout and dtype, not on size)."""
+    q, k, v, cq, ckv, mq, mkv = inputs
+    cq, ckv = cq[:n + 1], ckv[:n + 1]
+    return (q[:int(cq[-1])], k[:int(ckv[-1])], v[:int(ckv[-1])], cq, ckv, mq, mkv)
+
+
+def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0):
     inputs = W.make_inputs(w, dtype)
-    fns, notes, outs = {}, {}, {}
+    fns, notes, outs, kern = {}, {}, {}, {}
     for name, make in PATHS:
         try:
+            if name != "native":
+                probe = make(*probe_inputs(inputs), threads)
+                kern[name] = peer_kernel(probe) if probe is not None else None
+                if kern[name] == "math":  # not torch at its best: reported, not timed
+                    notes[name] = "math fallback: not timed"
+                    continue
             fn = make(*inputs, threads)
             if fn is None:
-                notes[name] = "needs a %d x %d mask" % (w.total_q, w.total_kv)
+                notes[name] = "mask of %d x %d" % (w.total_q, w.total_kv)
                 continue
             outs[name] = fn()  # warm-up, and the output for the accuracy check
             fns[name] = fn
         except Exception as e:  # a torch path that cannot run this input
             notes[name] = "%s: %s" % (type(e).__name__, str(e).splitlines()[0][:80])
+    # round-robin: every round times each path once, so drift of the shared
+    # machine hits all paths alike; the ratio per round is kept too
     times = {name: [] for name in fns}
     t_start = time.perf_counter()
     r = 0
-    while r < reps and (r < 2 or time.perf_counter() - t_start < max_time):
+    while r < max(reps, 3) and (r < 3 or time.perf_counter() - t_start < max_time):
         for name, fn in fns.items():
+            if r > 0 and name in notes:
+                continue  # dropped after the first round
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+        if r == 0:
+            fastest = min((times[n][0] for n in TORCH_PATHS if n in times), default=None)
+            for n in TORCH_PATHS:
+                if n in times and times[n][0] > drop_slower * fastest:
+                    notes[n] = "dropped"
         r += 1
     ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
-    ref = next((outs[n] for n in ("per-seq", "nested", "dense-mask") if n in outs), None)
+    peers = [n for n in TORCH_PATHS if n in ms]
+    ratio = None
+    if peers and "native" in ms:
+        best = min(peers, key=lambda n: ms[n])
+        # median over rounds of (fastest peer's time / native's time) in that round
+        ratio = (best, statistics.median(b / a for a, b in zip(times["native"], times[best])))
+        if len(times[best]) < len(times["native"]):
+            ratio = (best, ms[best] / ms["native"])
+    ref = next((outs[n] for n in TORCH_PATHS if n in outs), None)
     err = rel_err(outs["native"], ref) if ref is not None and "native" in outs else float("nan")
-    return ms, notes, err
+    return ms, notes, kern, ratio, err
+
+
+def cpu_flags():
+    """The SIMD features of this CPU that the kernels care about."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    want = ["avx2", "fma", "f16c", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"]
+                    return " ".join(x for x in want if x in have)
+    except OSError:
+        pass
+    return "?"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", nargs="*", help="workload names")
+    ap.add_argument("--only", nargs="*", help="workload names (default: all of the cpu section)")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="one dtype only")
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--reps", type=int, default=5, help="rounds (at least 3 are always run)")
     ap.add_argument("--max-time", type=float, default=30.0,
-                    help="stop adding rounds (after 2) once a workload took this many seconds")
+                    help="stop adding rounds (after 3) once a workload took this many seconds")
+    ap.add_argument("--drop-slower", type=float, default=4.0,
+                    help="a torch path slower than this many times the fastest one in the "
+                         "first round is not timed again (its one time is reported)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--md", help="also write the table (markdown) to this file")
     args = ap.parse_args()
@@ -185,12 +273,13 @@ def main():
 
     peak = measure_peak(args.threads)
     isa = _C.cpu_isa()
-    head = ["# %s, %d threads, torch %s, native ISA %s, %s" % (
-        cpu_model(), args.threads, torch.__version__, isa, time.strftime("%Y-%m-%d")),
-        "# peak (peak_cpu.c, %d threads): %s" % (args.threads, ", ".join(
+    head = ["# %s (%s), %d threads, torch %s, native ISA %s, %s" % (
+        cpu_model(), cpu_flags(), args.threads, torch.__version__, isa,
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+        "# peak (peak_cpu.c, %d threads, best of 3): %s" % (args.threads, ", ".join(
             "%s %.0f GFLOP/s" % kv for kv in sorted(peak.items())) or "n/a"),
         "",
-        "| workload | dtype | native | per-seq SDPA | nested SDPA | dense-mask SDPA | "
+        "| workload | dtype | native | per-seq SDPA 4-D | nested SDPA | dense-mask SDPA 4-D | "
         "native vs fastest torch | % of peak | rel. err |",
         "|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(head), flush=True)
@@ -201,15 +290,18 @@ def main():
         for dt in w.dtypes:
             if args.dtype and dt != args.dtype:
                 continue
-            ms, notes, err = bench_one(w, dt, args.reps, args.threads, args.max_time)
+            ms, notes, kern, ratio, err = bench_one(w, dt, args.reps, args.threads,
+                                                    args.max_time, args.drop_slower)
 
             def cell(name):
                 if name not in ms:
                     return "— (%s)" % notes.get(name, "n/a")
-                return "%.2f ms · %.1f" % (ms[name], w.flops / ms[name] * 1e-6)
+                txt = "%.1f ms · %.1f" % (ms[name], w.flops / ms[name] * 1e-6)
+                if name in kern:
+                    txt += " · " + kern[name]
+                return txt + (" (1 round)" if name in notes else "")
 
-            torch_ms = [ms[n] for n in ("per-seq", "nested", "dense-mask") if n in ms]
-            ratio = "%.2fx" % (min(torch_ms) / ms["native"]) if torch_ms and "native" in ms else "—"
+            rtxt = "%.2fx (%s)" % (ratio[1], ratio[0]) if ratio else "—"
             # the peak of the arithmetic the kernel runs: bf16 dot products
             # only under the avx512bf16 kernel (AMX tiles where present: no
             # peak measured for those), float32 FMA otherwise
@@ -219,7 +311,7 @@ def main():
             pct = "%.0f%%" % (100 * w.flops / ms["native"] * 1e-6 / pk) if pk and "native" in ms else "—"
             row = "| %s (%s) | %s | %s | %s | %s | %s | %s | %s | %.1e |" % (
                 w.name, w.describe(), dt, cell("native"), cell("per-seq"), cell("nested"),
-                cell("dense-mask"), ratio, pct, err)
+                cell("dense-mask"), rtxt, pct, err)
             print(row, flush=True)
             rows.append(row)
     if args.md:

@@ -182,3 +182,29 @@ def test_isa_force_auto_returns_to_the_automatic_choice():
     assert _C.cpu_isa() == auto
     with pytest.raises(ValueError, match="unknown CPU ISA"):
         _C.cpu_isa_force("sse9")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_bench_peers_run_torch_flash_kernel(dtype):
+    """bench/bench_cpu.py's per-sequence and dense-mask torch peers take SDPA's
+    flash kernel (not the math fallback a 3-D call takes), with GQA, and are
+    right: the benchmark compares against torch at its best."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+    try:
+        import bench_cpu
+    finally:
+        sys.path.pop(0)
+    g = torch.Generator().manual_seed(11)
+    lq, lkv = [5, 37, 64], [9, 37, 50]
+    q = rand(sum(lq), 4, 40, dtype=dtype, g=g)
+    k, v = rand(sum(lkv), 2, 40, dtype=dtype, g=g), rand(sum(lkv), 2, 40, dtype=dtype, g=g)
+    inputs = (q, k, v, cu(lq), cu(lkv), max(lq), max(lkv))
+    ref, _ = reference(q, k, v, cu(lq), cu(lkv))
+    for make in (bench_cpu.per_seq_fn, bench_cpu.dense_fn):
+        fn = make(*inputs, 2)
+        assert bench_cpu.peer_kernel(fn) == "flash", make.__name__
+        assert rel_err(fn(), ref) < TOL[dtype], make.__name__
+    # the check itself tells the two apart: a 3-D call takes the math kernel
+    h3 = q.transpose(0, 1)[:, :5], k.transpose(0, 1)[:, :9], v.transpose(0, 1)[:, :9]
+    fn3 = lambda: torch.nn.functional.scaled_dot_product_attention(*h3, enable_gqa=True)  # noqa: E731
+    assert bench_cpu.peer_kernel(fn3) == "math"

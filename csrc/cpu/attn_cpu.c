@@ -1,5 +1,6 @@
 /*
- * attn_cpu.c — csa_attn_cpu: checks, the work split, and the worker loop.
+ * attn_cpu.c — csa_attn_cpu in three steps: plan (checks, the call decoded),
+ * chunk (items, their costs, the work split) and run (scratch, the workers).
  *
  * Work split (ggml's ith/nth idea with a shared counter):
  *   1. Items: each (sequence, head) is cut into pieces of up to
@@ -13,10 +14,10 @@
  *   3. Each of the num_threads workers takes the next chunk from an atomic
  *      counter until none is left, so uneven chunks balance themselves.
  */
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomics.h"
 #include "cpu_attn.h"
 
 #define CSA__CHUNKS_PER_THREAD 16
@@ -58,7 +59,7 @@ typedef struct csa__attn_job {
   const csa__cpu_item *items;
   const int64_t *chunk_start; /* nchunks + 1 item indices */
   int64_t nchunks;
-  atomic_llong next;
+  csa__atomic_i64 next;
   unsigned char *scratch;
   size_t scratch_stride;
 } csa__attn_job;
@@ -106,7 +107,7 @@ static void csa__attn_worker(void *vjob, int ith) {
   csa__attn_job *job = (csa__attn_job *)vjob;
   void *scratch = job->scratch + (size_t)ith * job->scratch_stride;
   for (;;) {
-    const long long ch = atomic_fetch_add_explicit(&job->next, 1, memory_order_relaxed);
+    const int64_t ch = csa__atomic_fetch_add_i64(&job->next, 1);
     if (ch >= job->nchunks)
       break;
     const int64_t end = job->chunk_start[ch + 1];
@@ -126,7 +127,8 @@ static int64_t csa__visible_keys(int causal, int64_t lq, int64_t lkv, int64_t r0
   return CSA_MAX((int64_t)0, CSA_MIN(lkv, r0 + nr / 2 + 1 + (lkv - lq)));
 }
 
-int csa_attn_cpu(const csa_attn_params *p) {
+/* ---- plan: checks, and the call decoded into byte pointers and strides. */
+static int csa__cpu_plan(const csa_attn_params *p, csa__cpu_call *c, const csa__cpu_kernel **kern) {
   csa__attn_dims dims;
   int st = csa__attn_check(p, CSA_DEVICE_CPU, &dims);
   if (st)
@@ -140,15 +142,12 @@ int csa_attn_cpu(const csa_attn_params *p) {
       (st = csa__check_extent(&p->v, "v")) || (st = csa__check_extent(&p->out, "out")) ||
       (has_lse && (st = csa__check_extent(&p->lse, "lse"))))
     return st;
-
   const int isa = csa_cpu_isa_selected();
-  csa__attn_job job;
-  memset(&job, 0, sizeof job);
-  job.kern = csa__cpu_kernel_get(isa);
-  if (job.kern == NULL)
+  *kern = csa__cpu_kernel_get(isa);
+  if (*kern == NULL)
     return csa__error(CSA_EINTERNAL, "no CPU kernel for ISA %s in this build", csa_cpu_isa_name(isa));
 
-  csa__cpu_call *c = &job.call;
+  memset(c, 0, sizeof *c);
   c->q = (const char *)p->q.data;
   c->k = (const char *)p->k.data;
   c->v = (const char *)p->v.data;
@@ -162,44 +161,46 @@ int csa_attn_cpu(const csa_attn_params *p) {
   /* validation read the same values: host copies if given, else the tensors */
   c->cu_q = p->cu_seqlens_q_host ? p->cu_seqlens_q_host : (const int32_t *)p->cu_seqlens_q.data;
   c->cu_kv = p->cu_seqlens_kv_host ? p->cu_seqlens_kv_host : (const int32_t *)p->cu_seqlens_kv.data;
+  c->batch = dims.batch, c->heads = dims.heads;
   c->d = dims.head_dim, c->dv = dims.head_dim_v;
   c->group = dims.heads / dims.heads_kv;
   c->dtype = p->q.dtype;
   c->causal = p->causal != 0;
-  c->scale_log2 = dims.scale * 1.4426950408889634f;
+  c->scale_log2 = dims.scale * CSA__CPU_LOG2E;
+  return CSA_OK;
+}
 
-  /* items */
-  const int64_t nb = dims.batch, nh = dims.heads;
-  int64_t nitems = 0;
-  for (int64_t b = 0; b < nb; b++)
-    nitems += nh * CSA_CEIL_DIV((int64_t)c->cu_q[b + 1] - c->cu_q[b], (int64_t)CSA__CPU_ITEM_ROWS);
-  if (nitems == 0)
-    return CSA_OK; /* B = 0, or no query rows: nothing to write */
+/* ---- items and their estimated costs. */
+static int64_t csa__cpu_count_items(const csa__cpu_call *c) {
+  int64_t n = 0;
+  for (int64_t b = 0; b < c->batch; b++)
+    n += c->heads * CSA_CEIL_DIV((int64_t)c->cu_q[b + 1] - c->cu_q[b], (int64_t)CSA__CPU_ITEM_ROWS);
+  return n;
+}
 
-  csa__cpu_item *items = (csa__cpu_item *)malloc(sizeof(*items) * (size_t)nitems);
-  int64_t *costs = (int64_t *)malloc(sizeof(int64_t) * (size_t)nitems);
-  int64_t *starts = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nitems + 1));
-  unsigned char *scratch_raw = NULL;
-  if (items == NULL || costs == NULL || starts == NULL) {
-    st = csa__error(CSA_ENOMEM, "cannot allocate the CPU work list (%lld items)", (long long)nitems);
-    goto done;
-  }
+/* Fills items[] in order (sequence, head, row tile: consecutive items share
+ * keys in cache) and returns the total cost. */
+static int64_t csa__cpu_make_items(const csa__cpu_call *c, csa__cpu_item *items, int64_t *costs) {
   int64_t n = 0, total = 0;
-  for (int64_t b = 0; b < nb; b++) {
+  for (int64_t b = 0; b < c->batch; b++) {
     const int64_t lq = (int64_t)c->cu_q[b + 1] - c->cu_q[b];
     const int64_t lkv = (int64_t)c->cu_kv[b + 1] - c->cu_kv[b];
-    for (int64_t h = 0; h < nh; h++)
+    for (int64_t h = 0; h < c->heads; h++)
       for (int64_t r0 = 0; r0 < lq; r0 += CSA__CPU_ITEM_ROWS, n++) {
         const int64_t nr = CSA_MIN((int64_t)CSA__CPU_ITEM_ROWS, lq - r0);
-        items[n] = (csa__cpu_item){b, h, r0, nr};
+        items[n].b = b, items[n].h = h, items[n].r0 = r0, items[n].nr = nr;
         costs[n] = (nr + CSA__ITEM_OVERHEAD) *
                    (csa__visible_keys(c->causal, lq, lkv, r0, nr) + CSA__ITEM_OVERHEAD);
         total += costs[n];
       }
   }
+  return total;
+}
 
-  /* chunks */
-  int nth = p->num_threads > 0 ? CSA_MIN(p->num_threads, CSA__MAX_THREADS) : 1;
+/* ---- chunks: runs of consecutive items of about total / (threads *
+ * CSA__CHUNKS_PER_THREAD) cost; starts[] gets nchunks + 1 item indices. */
+static int64_t csa__cpu_chunk(const int64_t *costs, int64_t nitems, int64_t total, int nth,
+                              int64_t *starts) {
   const int64_t target = CSA_MAX((int64_t)1, total / ((int64_t)nth * CSA__CHUNKS_PER_THREAD));
   int64_t nchunks = 0, acc = 0;
   starts[0] = 0;
@@ -210,28 +211,48 @@ int csa_attn_cpu(const csa_attn_params *p) {
       acc = 0;
     }
   }
-  nth = (int)CSA_MIN((int64_t)nth, nchunks);
+  return nchunks;
+}
 
-  /* per-thread scratch, 64-byte aligned */
-  job.scratch_stride = (job.kern->scratch_bytes(c) + 63) & ~(size_t)63;
-  scratch_raw = (unsigned char *)malloc(job.scratch_stride * (size_t)nth + 63);
-  if (scratch_raw == NULL) {
-    st = csa__error(CSA_ENOMEM, "cannot allocate %lld bytes of CPU attention scratch",
-                    (long long)(job.scratch_stride * (size_t)nth));
-    goto done;
+/* ---- run: per-thread scratch (64-byte aligned), then the workers. */
+static int csa__cpu_run(csa__attn_job *job, int nth) {
+  job->scratch_stride = (job->kern->scratch_bytes(&job->call) + 63) & ~(size_t)63;
+  unsigned char *raw = (unsigned char *)malloc(job->scratch_stride * (size_t)nth + 63);
+  if (raw == NULL)
+    return csa__error(CSA_ENOMEM, "cannot allocate %lld bytes of CPU attention scratch",
+                      (long long)(job->scratch_stride * (size_t)nth));
+  job->scratch = raw + ((64 - ((uintptr_t)raw & 63)) & 63);
+  job->next = 0;
+  csa__cpu_run_parallel(nth, csa__attn_worker, job);
+  free(raw);
+  return CSA_OK;
+}
+
+int csa_attn_cpu(const csa_attn_params *p) {
+  csa__attn_job job;
+  memset(&job, 0, sizeof job);
+  int st = csa__cpu_plan(p, &job.call, &job.kern);
+  if (st)
+    return st;
+  const int64_t nitems = csa__cpu_count_items(&job.call);
+  if (nitems == 0)
+    return CSA_OK; /* B = 0, or no query rows: nothing to write */
+
+  csa__cpu_item *items = (csa__cpu_item *)malloc(sizeof(*items) * (size_t)nitems);
+  int64_t *costs = (int64_t *)malloc(sizeof(int64_t) * (size_t)nitems);
+  int64_t *starts = (int64_t *)malloc(sizeof(int64_t) * (size_t)(nitems + 1));
+  if (items == NULL || costs == NULL || starts == NULL) {
+    st = csa__error(CSA_ENOMEM, "cannot allocate the CPU work list (%lld items)", (long long)nitems);
+  } else {
+    const int64_t total = csa__cpu_make_items(&job.call, items, costs);
+    int nth = p->num_threads > 0 ? CSA_MIN(p->num_threads, CSA__MAX_THREADS) : 1;
+    job.items = items;
+    job.chunk_start = starts;
+    job.nchunks = csa__cpu_chunk(costs, nitems, total, nth, starts);
+    st = csa__cpu_run(&job, (int)CSA_MIN((int64_t)nth, job.nchunks));
   }
-  job.scratch = scratch_raw + ((64 - ((uintptr_t)scratch_raw & 63)) & 63);
-  job.items = items;
-  job.chunk_start = starts;
-  job.nchunks = nchunks;
-  atomic_init(&job.next, 0);
-  csa__cpu_run_parallel(nth, csa__attn_worker, &job);
-  st = CSA_OK;
-
-done:
   free(items);
   free(costs);
   free(starts);
-  free(scratch_raw);
   return st;
 }

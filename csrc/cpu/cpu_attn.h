@@ -30,6 +30,10 @@ extern "C" {
 #define CSA__CPU_KEYS 64
 /* Largest head dims the kernels take (scratch is sized from the real dims). */
 #define CSA__CPU_MAX_D 256
+/* log2(e) and ln(2): scores live in base 2 (exp(x) = 2^(x log2 e)), and the
+ * LSE goes back to base e. */
+#define CSA__CPU_LOG2E 1.4426950408889634f
+#define CSA__CPU_LN2 0.69314718055994531f
 
 /* One validated call, decoded once: byte pointers and element strides. */
 typedef struct csa__cpu_call {
@@ -41,6 +45,7 @@ typedef struct csa__cpu_call {
   int64_t o_st, o_sh;
   int64_t lse_sh, lse_st;     /* lse [H, T_q] strides */
   const int32_t *cu_q, *cu_kv;
+  int64_t batch, heads;       /* B, H */
   int64_t d, dv;              /* head dims */
   int64_t group;              /* H / H_kv: query heads per kv head */
   int dtype;                  /* CSA_FLOAT32 / CSA_FLOAT16 / CSA_BFLOAT16 */
@@ -54,7 +59,7 @@ typedef struct csa__cpu_item {
 } csa__cpu_item;
 
 typedef struct csa__cpu_kernel {
-  const char *name;
+  int isa;                    /* CSA_ISA_*: its name is csa_cpu_isa_name(isa) */
   /* Bytes of scratch one thread needs for this call (64-byte aligned use). */
   size_t (*scratch_bytes)(const csa__cpu_call *c);
   void (*item)(const csa__cpu_call *c, const csa__cpu_item *it, void *scratch);
@@ -68,6 +73,12 @@ extern const csa__cpu_kernel csa__cpu_kernel_scalar;
 extern const csa__cpu_kernel csa__cpu_kernel_avx2;
 extern const csa__cpu_kernel csa__cpu_kernel_avx512;
 extern const csa__cpu_kernel csa__cpu_kernel_avx512bf16;
+#endif
+/* AMX tiles (kernel_amx.c): x86-64 Linux with GCC / Clang only. */
+#if defined(CSA__CPU_X86) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define CSA__CPU_AMX 1
+#else
+#define CSA__CPU_AMX 0
 #endif
 #if defined(__aarch64__) || defined(_M_ARM64)
 #define CSA__CPU_ARM64 1

@@ -19,11 +19,15 @@
  *
  * B and C have rows of CSA__CPU_ROWS floats; the caller passes nrv row
  * vectors.  A register tile is R row vectors x JT broadcast operands (R <=
- * CSA_RMAX, JT = CSA_JMAX(R), then 4, 2, 1 for the tail), each size its own
- * function so that the accumulators live in registers.
+ * CSA_RMAX, JT = CSA_JMAX(R), then 4, 2, 1 for the tail), each size a
+ * separate inlined copy of the body (constant R and JT) so that the
+ * accumulators live in registers.
  *
  * Parameters (macros defined by the includer):
- *   GT_NAME(x)        names of this instance
+ *   GT_BODY           name of the register-tile body of this instance
+ *   GT_TILE_SCORES    name of its score-form tile dispatcher
+ *   GT_TILE_OUTPUT    name of its output-form tile dispatcher
+ *   GT_RUN            name of its entry point (see the end of the file)
  *   GT_A              element type of A (float, or uint16_t for bf16 pairs)
  *   GT_E              elements of A per broadcast operand (1, or 2 for pairs)
  *   GT_AV, GT_BCAST   broadcast operand type and its load from a GT_A *
@@ -49,7 +53,7 @@
       const float *cs
 #define GT_PASS K, a, sj, sk, b, c, cs
 
-static CSA__ALWAYS_INLINE void GT_NAME(body)(const int pv, const int R, const int JT, GT_ARGS) {
+static CSA__ALWAYS_INLINE void GT_BODY(const int pv, const int R, const int JT, GT_ARGS) {
   csa_v acc[8][CSA_RMAX];
   CSA__UNROLL for (int j = 0; j < JT; j++)
     CSA__UNROLL for (int r = 0; r < R; r++) acc[j][r] = csa_v_zero();
@@ -88,54 +92,48 @@ static CSA__ALWAYS_INLINE void GT_NAME(body)(const int pv, const int R, const in
   }
 }
 
-typedef void (*GT_NAME(tile_fn))(GT_ARGS);
+/* The register tile of R row vectors and tail slot s (JT = CSA_JMAX(R), 4,
+ * 2, 1), one inlined copy of the body per case. */
+#define GT_CASES(PV, R)                                                    \
+  case 4 * (R - 1) + 0: GT_BODY(PV, R, CSA_JMAX(R), GT_PASS); return;     \
+  case 4 * (R - 1) + 1: GT_BODY(PV, R, 4, GT_PASS); return;               \
+  case 4 * (R - 1) + 2: GT_BODY(PV, R, 2, GT_PASS); return;               \
+  case 4 * (R - 1) + 3: GT_BODY(PV, R, 1, GT_PASS); return;
 
-/* One function per (form, R, tail slot); slot s has JT = CSA_JMAX(R), 4, 2, 1. */
-#define GT_INST(PV, R, S, JT) \
-  static CSA__NOINLINE void GT_NAME(t_##PV##_##R##_##S)(GT_ARGS) { GT_NAME(body)(PV, R, JT, GT_PASS); }
-#define GT_INST_R(PV, R) \
-  GT_INST(PV, R, 0, CSA_JMAX(R)) GT_INST(PV, R, 1, 4) GT_INST(PV, R, 2, 2) GT_INST(PV, R, 3, 1)
-#define GT_ROW(PV, R) \
-  { GT_NAME(t_##PV##_##R##_0), GT_NAME(t_##PV##_##R##_1), GT_NAME(t_##PV##_##R##_2), GT_NAME(t_##PV##_##R##_3) }
-
-GT_INST_R(0, 1) GT_INST_R(1, 1)
+static CSA__NOINLINE void GT_TILE_SCORES(int R, int slot, GT_ARGS) {
+  switch (4 * (R - 1) + slot) {
+    GT_CASES(0, 1)
 #if CSA_RMAX >= 2
-GT_INST_R(0, 2) GT_INST_R(1, 2)
+    GT_CASES(0, 2)
 #endif
 #if CSA_RMAX >= 3
-GT_INST_R(0, 3) GT_INST_R(1, 3)
+    GT_CASES(0, 3)
 #endif
 #if CSA_RMAX >= 4
-GT_INST_R(0, 4) GT_INST_R(1, 4)
+    GT_CASES(0, 4)
 #endif
+  default: return;
+  }
+}
 
-static const GT_NAME(tile_fn) GT_NAME(tiles)[2][CSA_RMAX][4] = {
-  { GT_ROW(0, 1),
+static CSA__NOINLINE void GT_TILE_OUTPUT(int R, int slot, GT_ARGS) {
+  switch (4 * (R - 1) + slot) {
+    GT_CASES(1, 1)
 #if CSA_RMAX >= 2
-    GT_ROW(0, 2),
+    GT_CASES(1, 2)
 #endif
 #if CSA_RMAX >= 3
-    GT_ROW(0, 3),
+    GT_CASES(1, 3)
 #endif
 #if CSA_RMAX >= 4
-    GT_ROW(0, 4),
+    GT_CASES(1, 4)
 #endif
-  },
-  { GT_ROW(1, 1),
-#if CSA_RMAX >= 2
-    GT_ROW(1, 2),
-#endif
-#if CSA_RMAX >= 3
-    GT_ROW(1, 3),
-#endif
-#if CSA_RMAX >= 4
-    GT_ROW(1, 4),
-#endif
-  },
-};
+  default: return;
+  }
+}
 
 /* C[0..J) over nrv row vectors: walks register tiles, largest first. */
-static void GT_NAME(run)(int pv, int64_t J, GT_ARGS, int nrv) {
+static void GT_RUN(int pv, int64_t J, GT_ARGS, int nrv) {
   for (int rv0 = 0; rv0 < nrv; rv0 += CSA_RMAX) {
     const int R = CSA_MIN(CSA_RMAX, nrv - rv0);
     const int jmax = CSA_JMAX(R);
@@ -146,7 +144,11 @@ static void GT_NAME(run)(int pv, int64_t J, GT_ARGS, int nrv) {
       const int slot = rem >= jmax ? 0 : rem >= 4 ? 1 : rem >= 2 ? 2 : 3;
       const int jt = slot == 0 ? jmax : slot == 1 ? 4 : slot == 2 ? 2 : 1;
       const GT_A *aa = pv ? a + j0 * GT_E : a + j0 * sj;
-      GT_NAME(tiles)[pv][R - 1][slot](K, aa, sj, sk, bb, c + j0 * CSA__CPU_ROWS + rv0 * CSA_VL, cc);
+      float *cj = c + j0 * CSA__CPU_ROWS + rv0 * CSA_VL;
+      if (pv)
+        GT_TILE_OUTPUT(R, slot, K, aa, sj, sk, bb, cj, cc);
+      else
+        GT_TILE_SCORES(R, slot, K, aa, sj, sk, bb, cj, cc);
       j0 += jt;
     }
   }
@@ -154,10 +156,11 @@ static void GT_NAME(run)(int pv, int64_t J, GT_ARGS, int nrv) {
 
 #undef GT_ARGS
 #undef GT_PASS
-#undef GT_INST
-#undef GT_INST_R
-#undef GT_ROW
-#undef GT_NAME
+#undef GT_CASES
+#undef GT_BODY
+#undef GT_TILE_SCORES
+#undef GT_TILE_OUTPUT
+#undef GT_RUN
 #undef GT_A
 #undef GT_E
 #undef GT_AV

@@ -7,10 +7,13 @@
  * int, computed on first use.  Two threads racing on first use compute the
  * same value and the first store wins, so no lock is needed.
  */
-#include <stdatomic.h>
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* syscall() under a strict -std=c11 */
+#endif
 #include <stdlib.h>
 #include <string.h>
 
+#include "atomics.h"
 #include "cpu_attn.h"
 
 #if defined(CSA__CPU_X86) && !defined(_MSC_VER)
@@ -27,7 +30,7 @@
 #define CSA__ISA_COUNT 5
 #define CSA__ISA_ENV "COMFY_SPARSE_ATTN_CPU_ISA"
 
-static atomic_int csa__isa_choice = CSA__ISA_UNSET;
+static csa__atomic_i32 csa__isa_choice = CSA__ISA_UNSET;
 
 static const char *const csa__isa_names[CSA__ISA_COUNT] = {"scalar", "avx2", "avx512",
                                                            "avx512bf16", "neon"};
@@ -66,7 +69,7 @@ static unsigned long long csa__xcr0(void) {
  * bits 17-18.  Other systems: not used.  Cached: asked once per process.
  * COMFY_SPARSE_ATTN_CPU_AMX=0 turns it off (then avx512bf16 uses vdpbf16ps;
  * the tests run that path this way). */
-static atomic_int csa__amx_state = -1;
+static csa__atomic_i32 csa__amx_state = -1;
 
 static int csa__amx_probe(void) {
 #if defined(__linux__)
@@ -89,10 +92,10 @@ static int csa__amx_probe(void) {
 }
 
 int csa__cpu_amx_ready(void) {
-  int s = atomic_load_explicit(&csa__amx_state, memory_order_acquire);
+  int s = csa__atomic_load_i32(&csa__amx_state);
   if (s < 0) {
     s = csa__amx_probe();
-    atomic_store(&csa__amx_state, s);
+    csa__atomic_store_i32(&csa__amx_state, s);
   }
   return s;
 }
@@ -214,12 +217,12 @@ static int csa__isa_from_env(int best) {
 }
 
 int csa_cpu_isa_selected(void) {
-  int isa = atomic_load_explicit(&csa__isa_choice, memory_order_acquire);
+  int isa = csa__atomic_load_i32(&csa__isa_choice);
   if (isa != CSA__ISA_UNSET)
     return isa;
   int want = csa__isa_from_env(csa__isa_best());
-  int expected = CSA__ISA_UNSET;
-  if (atomic_compare_exchange_strong(&csa__isa_choice, &expected, want))
+  int32_t expected = CSA__ISA_UNSET;
+  if (csa__atomic_cas_i32(&csa__isa_choice, &expected, want))
     return want;
   return expected; /* another thread chose (or forced) first */
 }
@@ -227,7 +230,7 @@ int csa_cpu_isa_selected(void) {
 /* isa < 0 returns to the automatic choice (CPUID + environment). */
 int csa_cpu_isa_force(int isa) {
   if (isa < 0) {
-    atomic_store(&csa__isa_choice, CSA__ISA_UNSET);
+    csa__atomic_store_i32(&csa__isa_choice, CSA__ISA_UNSET);
     return CSA_OK;
   }
   if (isa >= CSA__ISA_COUNT)
@@ -236,6 +239,6 @@ int csa_cpu_isa_force(int isa) {
   if (!csa__isa_supported(isa) || csa__cpu_kernel_get(isa) == NULL)
     return csa__error(CSA_ENOTSUP, "this CPU or build cannot run the %s kernel (best here: %s)",
                       csa_cpu_isa_name(isa), csa_cpu_isa_name(csa__isa_top()));
-  atomic_store(&csa__isa_choice, isa);
+  csa__atomic_store_i32(&csa__isa_choice, isa);
   return CSA_OK;
 }

@@ -6,6 +6,8 @@
 #include "cpu_attn.h"
 #include "simd_avx2.h"
 
-#define CSA_KNAME(x) x##_avx2
-#define CSA_KISA "avx2"
+#include "kernel_common.inc.h"
+
+#define CSA_K_ISA CSA_ISA_AVX2
+#define CSA_K_KERNEL csa__cpu_kernel_avx2
 #include "kernel.inc.h"

@@ -6,6 +6,8 @@
 #include "cpu_attn.h"
 #include "simd_avx512.h"
 
-#define CSA_KNAME(x) x##_avx512
-#define CSA_KISA "avx512"
+#include "kernel_common.inc.h"
+
+#define CSA_K_ISA CSA_ISA_AVX512
+#define CSA_K_KERNEL csa__cpu_kernel_avx512
 #include "kernel.inc.h"

@@ -11,13 +11,16 @@
  * l keeps the float32 P.  Accumulation stays float32.
  *
  * Where the CPU has AMX (and the OS lets us use it) both products run on
- * tiles instead (below): Sapphire Rapids does them several times faster than
- * with vdpbf16ps, which it issues at a quarter of the FMA rate.
+ * tiles instead (kernel_amx.c): Sapphire Rapids does them several times
+ * faster than with vdpbf16ps, which it issues at a quarter of the FMA rate.
  */
 #include <string.h>
 
+#include "amx.h"
 #include "cpu_attn.h"
 #include "simd_avx512.h"
+
+#include "kernel_common.inc.h"
 
 static inline uint32_t csa__load_u32(const uint16_t *p) {
   uint32_t w;
@@ -25,19 +28,21 @@ static inline uint32_t csa__load_u32(const uint16_t *p) {
   return w;
 }
 
-#define CSA_BF16DOT 1
-/* AMX is used on Linux only (the kernel must grant the tile state through
- * arch_prctl, isa.c).  Elsewhere it is not even compiled: mingw-w64's
- * _tile_loadd passes its stride as a 32-bit `long` (LLP64) straight into a
- * 64-bit address operand, which the assembler rejects. */
-#if defined(__linux__)
-#define CSA_BF16AMX 1
-#endif
-#define CSA_BF16DOT_AV __m512bh
-#define CSA_BF16DOT_BCAST(p) ((__m512bh)_mm512_set1_epi32((int)csa__load_u32(p)))
-#define CSA_BF16DOT_BV __m512bh
-#define CSA_BF16DOT_BLOAD(p) ((__m512bh)_mm512_loadu_si512((const void *)(p)))
-#define CSA_BF16DOT_STEP(acc, x, y) _mm512_dpbf16_ps((acc), (x), (y))
+/* Products over bf16 pairs: A items and B lanes hold two bf16 values each
+ * (consecutive d of a key and of a query row for the scores; consecutive keys
+ * of a value column and of a P^T column for the output). */
+#define GT_BODY csa__gemmt_bf16_body
+#define GT_TILE_SCORES csa__gemmt_bf16_tile_scores
+#define GT_TILE_OUTPUT csa__gemmt_bf16_tile_output
+#define GT_RUN csa__gemmt_bf16_run
+#define GT_A uint16_t
+#define GT_E 2
+#define GT_AV __m512bh
+#define GT_BCAST(p) ((__m512bh)_mm512_set1_epi32((int)csa__load_u32(p)))
+#define GT_BV __m512bh
+#define GT_BLOAD(p) ((__m512bh)_mm512_loadu_si512((const void *)(p)))
+#define GT_STEP(acc, x, y) _mm512_dpbf16_ps((acc), (x), (y))
+#include "gemmt.inc.h"
 
 /* Two float32 vectors -> 16 lanes of (bf16 lo, bf16 hi) pairs: one
  * conversion gives [lo0..lo15, hi0..hi15], one word permute interleaves. */
@@ -79,148 +84,107 @@ static void csa__pack_v_pairs(uint32_t *dst, const uint16_t *v, int64_t v_st, in
   }
 }
 
-#ifdef CSA_BF16AMX
-/* ---- AMX: the same two bf16 products on tiles (where csa__cpu_amx_ready).
- *
- * Every tile is 16 rows x 64 bytes: tiles 0-3 accumulate C for the item
- * tile's (up to) four row vectors, tile 4 holds A, tile 5 B.  TDPBF16PS
- * computes C[m][n] += A[m][2k] B[k][2n] + A[m][2k+1] B[k][2n+1], so
- *   scores: A = 16 keys x 32 d (bf16 rows), B = 16 d-pairs x 16 query rows
- *           (Q^T as pairs, the layout the dot-product path packs), C = S^T;
- *   output: A = 16 dv x 32 keys (V^T), B = 16 key pairs x 16 rows (P^T as
- *           pairs), C = O^T.
- * Operands are zero-padded to whole tiles, so no tile reads past the data. */
-#define CSA__AMX_TILE_K 32 /* bf16 per tile row */
+/* ---- The hooks of kernel.inc.h: float32 for fp32 / fp16 inputs and odd D,
+ * pairs (vdpbf16ps) or AMX tiles for bf16 inputs with even D. */
 
-typedef struct csa__tilecfg {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-} csa__tilecfg;
-
-static void csa__amx_begin(void) {
-  csa__tilecfg cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.palette = 1;
-  for (int t = 0; t < 6; t++) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  _tile_loadconfig(&cfg);
-}
-
-#define CSA__AMX_ROWS_STRIDE (CSA__CPU_ROWS * 4)
-/* C tile r (row vector r) += A (tile 4) x B rows at b + r*16 lanes */
-#define CSA__AMX_STEP(r, b)                                                    \
-  do {                                                                         \
-    _tile_loadd(5, (const void *)((b) + (r) * 16), CSA__AMX_ROWS_STRIDE);     \
-    _tile_dpbf16ps(r, 4, 5);                                                   \
-  } while (0)
-#define CSA__AMX_EACH(nrv, MACRO, ...) \
-  do {                                 \
-    MACRO(0, __VA_ARGS__);             \
-    if ((nrv) > 1) MACRO(1, __VA_ARGS__); \
-    if ((nrv) > 2) MACRO(2, __VA_ARGS__); \
-    if ((nrv) > 3) MACRO(3, __VA_ARGS__); \
-  } while (0)
-#define CSA__AMX_ZERO(r, unused) _tile_zero(r)
-#define CSA__AMX_LOADC(r, c) _tile_loadd(r, (const void *)((c) + (r) * 16), CSA__AMX_ROWS_STRIDE)
-#define CSA__AMX_STOREC(r, c) _tile_stored(r, (void *)((c) + (r) * 16), CSA__AMX_ROWS_STRIDE)
-
-/* S^T[key][rows] for keys [0, nkeys16) of kb ([keys][dp32] bf16). */
-static void csa__amx_scores(const uint16_t *kb, int64_t dp32, const float *qp, float *s,
-                            int64_t nkeys16, int nrv) {
-  for (int64_t kg = 0; kg < nkeys16; kg += 16) {
-    CSA__AMX_EACH(nrv, CSA__AMX_ZERO, 0);
-    for (int64_t k = 0; k < dp32; k += CSA__AMX_TILE_K) {
-      _tile_loadd(4, (const void *)(kb + kg * dp32 + k), (int)(dp32 * 2));
-      const float *b = qp + (k / 2) * CSA__CPU_ROWS;
-      CSA__AMX_EACH(nrv, CSA__AMX_STEP, b);
-    }
-    float *c = s + kg * CSA__CPU_ROWS;
-    CSA__AMX_EACH(nrv, CSA__AMX_STOREC, c);
+static void csa__bf16_mode(const csa__cpu_call *c, csa__k_mode *m) {
+  csa__f32_mode(c, m);
+  if (c->dtype != CSA_BFLOAT16 || c->d % 2 != 0)
+    return; /* a pair would straddle the end of a key row */
+  if (csa__cpu_amx_ready()) {
+    m->kind = CSA__K_TILES;
+    m->pairs = (c->d + 31) / 32 * 16; /* AMX reads whole tiles of 16 pairs */
+  } else {
+    m->kind = CSA__K_PAIRS;
+    m->pairs = c->d / 2;
   }
 }
 
-/* O^T[dv][rows] (+)= V^T P^T over keys [0, nkeys32) of vt ([dvp][KEYS] bf16)
- * and pp (P^T pairs); first: O^T starts at zero. */
-static void csa__amx_out(const uint16_t *vt, const float *pp, float *ot, int64_t dvp,
-                         int64_t nkeys32, int nrv, int first) {
-  for (int64_t dg = 0; dg < dvp; dg += 16) {
-    float *c = ot + dg * CSA__CPU_ROWS;
-    if (first)
-      CSA__AMX_EACH(nrv, CSA__AMX_ZERO, 0);
-    else
-      CSA__AMX_EACH(nrv, CSA__AMX_LOADC, c);
-    for (int64_t k = 0; k < nkeys32; k += CSA__AMX_TILE_K) {
-      _tile_loadd(4, (const void *)(vt + dg * CSA__CPU_KEYS + k), CSA__CPU_KEYS * 2);
-      const float *b = pp + (k / 2) * CSA__CPU_ROWS;
-      CSA__AMX_EACH(nrv, CSA__AMX_STEP, b);
+static void csa__bf16_begin(const csa__k_mode *m) {
+  if (m->kind == CSA__K_TILES)
+    csa__amx_begin();
+}
+
+static void csa__bf16_end(const csa__k_mode *m) {
+  if (m->kind == CSA__K_TILES)
+    csa__amx_end();
+}
+
+/* Q^T as bf16 pairs, [pairs][ROWS]; zero past d and past the tile's rows. */
+static void csa__bf16_pack_q(const csa__cpu_call *c, const csa__k_mode *m, const char *qrow0,
+                             const csa__k_tile *t, float *tmp) {
+  if (m->kind == CSA__K_F32) {
+    csa__f32_pack_q(c, m, qrow0, t, tmp);
+    return;
+  }
+  const int64_t rows_p = (int64_t)t->nrv * CSA_VL, half = c->d / 2;
+  uint32_t *qp = (uint32_t *)t->qt;
+  for (int64_t r = 0; r < rows_p; r++) {
+    const char *row = qrow0 + (size_t)(r * c->q_st) * 2;
+    for (int64_t p = 0; p < m->pairs; p++) {
+      uint32_t w = 0;
+      if (r < t->nr && p < half)
+        memcpy(&w, row + (size_t)p * 4, 4);
+      qp[p * CSA__CPU_ROWS + r] = w;
     }
-    CSA__AMX_EACH(nrv, CSA__AMX_STOREC, c);
   }
 }
 
-/* K block rows -> [nkeys16][dp32] bf16, zero beyond d and beyond cn keys. */
-static void csa__amx_pack_k(uint16_t *dst, const uint16_t *k, int64_t k_st, int64_t cn,
-                            int64_t d, int64_t dp32) {
-  const int64_t n16 = (cn + 15) / 16 * 16;
-  for (int64_t j = 0; j < n16; j++) {
-    uint16_t *row = dst + j * dp32;
-    int64_t done = 0;
-    if (j < cn) {
-      memcpy(row, k + j * k_st, (size_t)d * 2);
-      done = d;
-    }
-    memset(row + done, 0, (size_t)(dp32 - done) * 2);
+/* Pairs: V as key pairs (K's pairs are read in place); tiles: K and V^T. */
+static void csa__bf16_pack_kv(const csa__cpu_call *c, const csa__k_mode *m, const char *kb,
+                              const char *vb, int64_t cn, const csa__k_scratch *sp) {
+  if (m->kind == CSA__K_F32)
+    csa__f32_pack_kv(c, m, kb, vb, cn, sp);
+  else if (m->kind == CSA__K_PAIRS)
+    csa__pack_v_pairs((uint32_t *)sp->vc, (const uint16_t *)vb, c->v_st, cn, c->dv);
+  else {
+    csa__amx_pack_k((uint16_t *)sp->kc, (const uint16_t *)kb, c->k_st, cn, c->d, m->pairs * 2);
+    csa__amx_pack_vt((uint16_t *)sp->vc, (uint16_t *)sp->s, (const uint16_t *)vb, c->v_st, cn,
+                     c->dv, (int64_t)CSA__VROUND(c->dv));
   }
 }
 
-/* V block -> V^T [dvp][KEYS] bf16, keys beyond cn zero.  tmp: [KEYS][dvp32]
- * bf16, the block zero-padded so that whole 32 x 32 blocks move.
- *
- * A 32-bit view makes it two known steps: the rows of 16 keys x 16 dv-pairs
- * transpose as floats (csa_v_transpose), giving per pair p the keys'
- * (V[j][2p], V[j][2p+1]); one word permute of two such rows (keys 0-15,
- * 16-31) then takes the even words (dv = 2p) and another the odd (2p+1). */
-static void csa__amx_pack_vt(uint16_t *dst, uint16_t *tmp, const uint16_t *v, int64_t v_st,
-                             int64_t cn, int64_t dv, int64_t dvp) {
-  const int64_t w = (dv + 31) / 32 * 32; /* tmp row width, bf16 */
-  const int64_t n32 = (cn + 31) / 32 * 32;
-  for (int64_t j = 0; j < n32; j++) {
-    int64_t done = 0;
-    if (j < cn) {
-      memcpy(tmp + j * w, v + j * v_st, (size_t)dv * 2);
-      done = dv;
-    }
-    memset(tmp + j * w + done, 0, (size_t)(w - done) * 2);
-  }
-  const __m512i even = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36,
-                                        34, 32, 30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6,
-                                        4, 2, 0);
-  const __m512i odd = _mm512_add_epi16(even, _mm512_set1_epi16(1));
-  float t[2][16 * 16];
-  for (int64_t k0 = 0; k0 < n32; k0 += 32)
-    for (int64_t x0 = 0; x0 < w; x0 += 32) {
-      /* t[h][p][j] = pair p of key k0 + 16h + j, dv x0 + 2p */
-      for (int hh = 0; hh < 2; hh++)
-        csa_v_transpose((const float *)(tmp + (k0 + 16 * hh) * w + x0), w / 2, t[hh], 16);
-      for (int p = 0; p < 16 && x0 + 2 * p < dvp; p++) {
-        __m512i a = _mm512_loadu_si512((const void *)(t[0] + p * 16));
-        __m512i b = _mm512_loadu_si512((const void *)(t[1] + p * 16));
-        _mm512_storeu_si512((void *)(dst + (x0 + 2 * p) * CSA__CPU_KEYS + k0),
-                            _mm512_permutex2var_epi16(a, even, b));
-        if (x0 + 2 * p + 1 < dvp)
-          _mm512_storeu_si512((void *)(dst + (x0 + 2 * p + 1) * CSA__CPU_KEYS + k0),
-                              _mm512_permutex2var_epi16(a, odd, b));
-      }
-    }
-  for (int64_t x = 0; x < dvp; x++) /* keys past the block's 32-rounding: 0 */
-    memset(dst + x * CSA__CPU_KEYS + n32, 0, (size_t)(CSA__CPU_KEYS - n32) * 2);
+static void csa__bf16_scores(const csa__cpu_call *c, const csa__k_mode *m, const char *kb,
+                             const csa__k_scratch *sp, const csa__k_tile *t, int64_t tn) {
+  if (m->kind == CSA__K_F32)
+    csa__f32_scores(c, m, kb, sp, t, tn);
+  else if (m->kind == CSA__K_PAIRS)
+    csa__gemmt_bf16_run(0, tn, c->d / 2, (const uint16_t *)kb, c->k_st, 0, t->qt, sp->s, NULL,
+                        t->nrv);
+  else
+    csa__amx_scores((const uint16_t *)sp->kc, m->pairs * 2, t->qt, sp->s, (tn + 15) / 16 * 16,
+                    t->nrv);
 }
 
-#endif /* CSA_BF16AMX */
+/* P^T goes to bf16 pairs in place first (both bf16 kinds). */
+static void csa__bf16_output(const csa__cpu_call *c, const csa__k_mode *m,
+                             const csa__k_scratch *sp, const csa__k_tile *t, int64_t tn,
+                             const float *corr) {
+  if (m->kind == CSA__K_F32) {
+    csa__f32_output(c, m, sp, t, tn, corr);
+    return;
+  }
+  csa__pack_p_pairs(sp->s, tn, t->nrv);
+  if (m->kind == CSA__K_PAIRS) {
+    csa__gemmt_bf16_run(1, c->dv, (tn + 1) / 2, (const uint16_t *)sp->vc, 0, 2 * c->dv, sp->s,
+                        t->ot, corr, t->nrv);
+    return;
+  }
+  const int64_t n32 = (tn + 31) / 32 * 32;
+  for (int64_t i = (tn + 1) / 2; i < n32 / 2; i++) /* pairs past the keys: 0 */
+    memset(sp->s + i * CSA__CPU_ROWS, 0, CSA__CPU_ROWS * sizeof(float));
+  csa__amx_out((const uint16_t *)sp->vc, sp->s, t->ot, (int64_t)CSA__VROUND(c->dv), n32, t->nrv,
+               corr);
+}
 
-#define CSA_KNAME(x) x##_avx512bf16
-#define CSA_KISA "avx512bf16"
+#define CSA_K_MODE csa__bf16_mode
+#define CSA_K_BEGIN csa__bf16_begin
+#define CSA_K_END csa__bf16_end
+#define CSA_K_PACK_Q csa__bf16_pack_q
+#define CSA_K_PACK_KV csa__bf16_pack_kv
+#define CSA_K_SCORES csa__bf16_scores
+#define CSA_K_OUTPUT csa__bf16_output
+
+#define CSA_K_ISA CSA_ISA_AVX512BF16
+#define CSA_K_KERNEL csa__cpu_kernel_avx512bf16
 #include "kernel.inc.h"

@@ -5,6 +5,8 @@
 #include "cpu_attn.h"
 #include "simd_neon.h"
 
-#define CSA_KNAME(x) x##_neon
-#define CSA_KISA "neon"
+#include "kernel_common.inc.h"
+
+#define CSA_K_ISA CSA_ISA_NEON
+#define CSA_K_KERNEL csa__cpu_kernel_neon
 #include "kernel.inc.h"

@@ -5,6 +5,8 @@
 #include "cpu_attn.h"
 #include "simd_scalar.h"
 
-#define CSA_KNAME(x) x##_scalar
-#define CSA_KISA "scalar"
+#include "kernel_common.inc.h"
+
+#define CSA_K_ISA CSA_ISA_SCALAR
+#define CSA_K_KERNEL csa__cpu_kernel_scalar
 #include "kernel.inc.h"

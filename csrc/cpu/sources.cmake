@@ -30,7 +30,8 @@ if(CSA_TARGET_X86_64)
   list(APPEND CSA_CORE_SOURCES
     ${CSA_CPU_DIR}/kernel_avx2.c
     ${CSA_CPU_DIR}/kernel_avx512.c
-    ${CSA_CPU_DIR}/kernel_avx512bf16.c)
+    ${CSA_CPU_DIR}/kernel_avx512bf16.c
+    ${CSA_CPU_DIR}/kernel_amx.c)
   if(MSVC)
     set(CSA_FLAGS_AVX2 /arch:AVX2)
     set(CSA_FLAGS_AVX512 /arch:AVX512)
@@ -59,8 +60,8 @@ if(CSA_TARGET_X86_64)
     COMPILE_OPTIONS "${CSA_FLAGS_AVX2}")
   set_source_files_properties(${CSA_CPU_DIR}/kernel_avx512.c PROPERTIES
     COMPILE_OPTIONS "${CSA_FLAGS_AVX512}")
-  set_source_files_properties(${CSA_CPU_DIR}/kernel_avx512bf16.c PROPERTIES
-    COMPILE_OPTIONS "${CSA_FLAGS_AVX512BF16}")
+  set_source_files_properties(${CSA_CPU_DIR}/kernel_avx512bf16.c ${CSA_CPU_DIR}/kernel_amx.c
+    PROPERTIES COMPILE_OPTIONS "${CSA_FLAGS_AVX512BF16}")
 endif()
 
 if(CSA_TARGET_ARM64)
@@ -71,6 +72,7 @@ endif()
 # builds (the C tests run thousands of cases under ASan).
 if(NOT MSVC)
   set_property(SOURCE ${CSA_CPU_DIR}/kernel_scalar.c ${CSA_CPU_DIR}/kernel_avx2.c
-    ${CSA_CPU_DIR}/kernel_avx512.c ${CSA_CPU_DIR}/kernel_avx512bf16.c ${CSA_CPU_DIR}/kernel_neon.c
+    ${CSA_CPU_DIR}/kernel_avx512.c ${CSA_CPU_DIR}/kernel_avx512bf16.c ${CSA_CPU_DIR}/kernel_amx.c
+    ${CSA_CPU_DIR}/kernel_neon.c
     APPEND PROPERTY COMPILE_OPTIONS -O2)
 endif()

@@ -1,0 +1,203 @@
+/*
+ * kernel_common.inc.h — what every CPU kernel shares, written once against
+ * the SIMD vocabulary (simd_<isa>.h, included first): the per-thread scratch
+ * and tile types, exp2, widening / narrowing, and the float32 steps of the
+ * attention kernel (the hooks kernel.inc.h takes; see there).
+ *
+ * Included by each kernel_<isa>.c, a translation unit of its own compiled
+ * with that ISA's flags, so the static functions here exist once per ISA
+ * under the same names.
+ */
+
+#include <math.h>
+#include <string.h>
+
+#define CSA__ROUND16(n) (((n) + 15) & ~(size_t)15)
+/* Rows of qt / ot and the width of the row buffer are rounded up to whole
+ * vectors so that the transposes move whole CSA_VL x CSA_VL blocks. */
+#define CSA__VROUND(n) (((size_t)(n) + CSA_VL - 1) / CSA_VL * CSA_VL)
+
+/* How a call computes its two products (chosen once per call, CSA_K_MODE). */
+enum {
+  CSA__K_F32 = 0, /* K, V widened to float32 rows, float32 FMA */
+  CSA__K_PAIRS,   /* bf16 pair dot products (vdpbf16ps) */
+  CSA__K_TILES    /* bf16 products on matrix tiles (AMX) */
+};
+typedef struct csa__k_mode {
+  int kind;
+  int64_t pairs; /* bf16 kinds: rows of Q^T pairs to pack (d / 2, or whole tiles) */
+} csa__k_mode;
+
+/* Per-thread scratch: the shared block buffers, and per row tile (an item
+ * has up to CSA__CPU_TILES of them) its Q^T, O^T and softmax state. */
+typedef struct csa__k_scratch {
+  float *s, *kc, *vc;
+  float *qt, *ot, *m, *l, *corr; /* tile t at + t * (its size) */
+  size_t qt_size, ot_size;
+} csa__k_scratch;
+
+/* One row tile of an item: rows [r0, r0 + nr) of the sequence. */
+typedef struct csa__k_tile {
+  float *qt, *ot, *m, *l, *corr;
+  int64_t r0, nr, kv_end; /* keys [0, kv_end) are visible to some row */
+  int nrv;                /* row vectors: ceil(nr / CSA_VL) */
+} csa__k_tile;
+
+/* Scores and products in float32. */
+#define GT_BODY csa__gemmt_f32_body
+#define GT_TILE_SCORES csa__gemmt_f32_tile_scores
+#define GT_TILE_OUTPUT csa__gemmt_f32_tile_output
+#define GT_RUN csa__gemmt_f32_run
+#define GT_A float
+#define GT_E 1
+#define GT_AV csa_v
+#define GT_BCAST(p) csa_v_set1(*(p))
+#define GT_BV csa_v
+#define GT_BLOAD(p) csa_v_load(p)
+#define GT_STEP(acc, x, y) csa_v_fma((x), (y), (acc))
+#include "gemmt.inc.h"
+
+/* 2^x for x <= 0 (x = -inf gives 0): 2^x = 2^n * 2^f with n = round(x),
+ * f in [-1/2, 1/2], 2^f by its Taylor series e^(f ln2): to degree 6
+ * (relative error < 2e-7) for float32 calls, to degree 4 (< 5e-5) for
+ * fp16/bf16 ones, whose outputs carry 2^-8 .. 2^-11 rounding anyway. */
+static CSA__ALWAYS_INLINE csa_v csa__k_exp2(csa_v x, const int half) {
+  x = csa_v_max(x, csa_v_set1(-127.0f));
+  csa_v n = csa_v_round(x);
+  csa_v f = csa_v_sub(x, n);
+  csa_v p;
+  if (half) {
+    p = csa_v_set1(9.6181291076284772e-3f);
+  } else {
+    p = csa_v_set1(1.5403530393381606e-4f);
+    p = csa_v_fma(p, f, csa_v_set1(1.3333558146428443e-3f));
+    p = csa_v_fma(p, f, csa_v_set1(9.6181291076284772e-3f));
+  }
+  p = csa_v_fma(p, f, csa_v_set1(5.5504108664821580e-2f));
+  p = csa_v_fma(p, f, csa_v_set1(2.4022650695910071e-1f));
+  p = csa_v_fma(p, f, csa_v_set1(6.9314718055994531e-1f));
+  p = csa_v_fma(p, f, csa_v_set1(1.0f));
+  return csa_v_mul(p, csa_v_pow2i(n));
+}
+
+/* Widens n contiguous elements of dtype to float32. */
+static inline void csa__k_to_f32(float *dst, const void *src, int64_t n, int dtype) {
+  int64_t i = 0;
+  const uint16_t *h = (const uint16_t *)src;
+  if (dtype == CSA_FLOAT32) { /* rows are short: a call to memcpy costs as much */
+    const float *f = (const float *)src;
+    for (; i + CSA_VL <= n; i += CSA_VL) csa_v_store(dst + i, csa_v_load(f + i));
+    for (; i < n; i++) dst[i] = f[i];
+  } else if (dtype == CSA_BFLOAT16) {
+    for (; i + CSA_VL <= n; i += CSA_VL) csa_v_store(dst + i, csa_v_load_bf16(h + i));
+    for (; i < n; i++) dst[i] = csa__bf16_to_f32(h[i]);
+  } else {
+    for (; i + CSA_VL <= n; i += CSA_VL) csa_v_store(dst + i, csa_v_load_f16(h + i));
+    for (; i < n; i++) dst[i] = csa__f16_to_f32(h[i]);
+  }
+}
+
+/* Narrows n float32 values to dtype (round to nearest even). */
+static void csa__k_from_f32(void *dst, const float *src, int64_t n, int dtype) {
+  if (dtype == CSA_FLOAT32) {
+    memcpy(dst, src, (size_t)n * sizeof(float));
+    return;
+  }
+  uint16_t *h = (uint16_t *)dst;
+  int64_t i = 0;
+  if (dtype == CSA_BFLOAT16) {
+    for (; i + CSA_VL <= n; i += CSA_VL) csa_v_store_bf16(h + i, csa_v_load(src + i));
+    for (; i < n; i++) h[i] = csa__f32_to_bf16(src[i]);
+  } else {
+    for (; i + CSA_VL <= n; i += CSA_VL) csa_v_store_f16(h + i, csa_v_load(src + i));
+    for (; i < n; i++) h[i] = csa__f32_to_f16(src[i]);
+  }
+}
+
+/* The scratch of one thread, laid out from base (or only sized: base NULL). */
+static size_t csa__k_layout(const csa__cpu_call *c, csa__k_scratch *sp, void *base) {
+  const size_t R = CSA__CPU_ROWS, NK = CSA__CPU_KEYS, NT = CSA__CPU_TILES;
+  const size_t dp = CSA__VROUND(c->d), dvp = CSA__VROUND(c->dv);
+  const size_t qt = CSA__ROUND16(dp * R), ot = CSA__ROUND16(dvp * R);
+  /* s also serves the AMX path as [KEYS][dv rounded to 32] bf16 (pack_vt) */
+  size_t sizes[8] = {CSA__ROUND16(NK * CSA_MAX(R, (dvp + 16) / 2)), CSA__ROUND16(NK * CSA_MAX(dp, dvp)),
+                     CSA__ROUND16(NK * dvp), NT * qt, NT * ot, NT * R, NT * R, NT * R};
+  size_t off = 0;
+  for (int i = 0; i < 8; i++) {
+    if (base) {
+      float *at = (float *)base + off;
+      float **slot[8] = {&sp->s, &sp->kc, &sp->vc, &sp->qt, &sp->ot, &sp->m, &sp->l, &sp->corr};
+      *slot[i] = at;
+    }
+    off += sizes[i];
+  }
+  if (base)
+    sp->qt_size = qt, sp->ot_size = ot;
+  return off * sizeof(float);
+}
+
+static size_t csa__k_scratch_bytes(const csa__cpu_call *c) { return csa__k_layout(c, NULL, NULL); }
+
+/* ---- The float32 steps: the hooks of every kernel without a bf16 product
+ * of its own (kernel.inc.h uses them unless the includer names others). */
+
+static void csa__f32_mode(const csa__cpu_call *c, csa__k_mode *m) {
+  (void)c;
+  m->kind = CSA__K_F32;
+  m->pairs = 0;
+}
+
+/* The tile's Q rows transposed into qt; rows up to the vector boundary are
+ * zero so that their (unused) scores stay finite.  CSA_VL rows at a time:
+ * widen into a [CSA_VL][dp] buffer (tmp), transpose blocks into qt. */
+static void csa__f32_pack_q(const csa__cpu_call *c, const csa__k_mode *m, const char *qrow0,
+                            const csa__k_tile *t, float *tmp) {
+  (void)m;
+  const size_t esz = csa_dtype_size(c->dtype);
+  const int64_t d = c->d, nr = t->nr, rows_p = (int64_t)t->nrv * CSA_VL;
+  const int64_t dp = (int64_t)CSA__VROUND(d);
+  for (int64_t r0 = 0; r0 < rows_p; r0 += CSA_VL) {
+    for (int64_t i = 0; i < CSA_VL; i++) {
+      float *row = tmp + i * dp;
+      int64_t done = 0;
+      if (r0 + i < nr) {
+        csa__k_to_f32(row, qrow0 + (size_t)((r0 + i) * c->q_st) * esz, d, c->dtype);
+        done = d;
+      }
+      memset(row + done, 0, (size_t)(dp - done) * sizeof(float));
+    }
+    for (int64_t j = 0; j < dp; j += CSA_VL)
+      csa_v_transpose(tmp + j, dp, t->qt + j * CSA__CPU_ROWS + r0, CSA__CPU_ROWS);
+  }
+}
+
+/* The key / value block as contiguous float32 rows (also for float32
+ * inputs: rows of a packed [T, H, D] tensor lie H*D apart, often a multiple
+ * of 4 KiB, and 64 of them would fight over the same L1 sets). */
+static void csa__f32_pack_kv(const csa__cpu_call *c, const csa__k_mode *m, const char *kb,
+                             const char *vb, int64_t cn, const csa__k_scratch *sp) {
+  (void)m;
+  const size_t esz = csa_dtype_size(c->dtype);
+  for (int64_t j = 0; j < cn; j++) {
+    csa__k_to_f32(sp->kc + j * c->d, kb + (size_t)(j * c->k_st) * esz, c->d, c->dtype);
+    csa__k_to_f32(sp->vc + j * c->dv, vb + (size_t)(j * c->v_st) * esz, c->dv, c->dtype);
+  }
+}
+
+/* S^T = K Q^T for the tile's first tn keys of the block. */
+static void csa__f32_scores(const csa__cpu_call *c, const csa__k_mode *m, const char *kb,
+                            const csa__k_scratch *sp, const csa__k_tile *t, int64_t tn) {
+  (void)m, (void)kb;
+  csa__gemmt_f32_run(0, tn, c->d, sp->kc, c->d, 0, t->qt, sp->s, NULL, t->nrv);
+}
+
+/* O^T = O^T * corr + V^T P^T (corr NULL: O^T = V^T P^T). */
+static void csa__f32_output(const csa__cpu_call *c, const csa__k_mode *m,
+                            const csa__k_scratch *sp, const csa__k_tile *t, int64_t tn,
+                            const float *corr) {
+  (void)m;
+  csa__gemmt_f32_run(1, c->dv, tn, sp->vc, 0, c->dv, sp->s, t->ot, corr, t->nrv);
+}
+
+/* Kernels without tile state to set up. */
+static inline void csa__k_no_setup(const csa__k_mode *m) { (void)m; }
