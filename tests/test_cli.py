@@ -254,3 +254,14 @@ def test_length_rule_is_fixed():
     windows = {w.name: w for w in W.load("gpu")}["windows"]
     assert len(windows.q_lens) == 1500 and windows.q_lens[:3] == [84, 307, 449]
     assert W.lengths([3, 4]) == [3, 4] and W.lengths(None) is None
+
+
+def test_bench_prints_a_declined_backend_in_full(tiny, capsys):
+    rc = cli.main(["bench", "--device", "cpu", "--workloads-file", tiny, "--workloads", "other",
+                   "--backends", "flash", "--reps", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "other, flash: failed: NoCapableBackendError: no backend can run this call:" in out
+    for name in ("sage2", "flash", "xformers", "sdpa", "native"):  # one line per backend
+        assert "\n    %s: " % name in out, name
+    _tidy(out)

@@ -48,8 +48,14 @@ def _out(*parts):
 
 
 def _wrap(text, indent="    "):
-    return textwrap.wrap(" ".join(str(text).split()), WIDTH, initial_indent=indent,
-                         subsequent_indent=indent + "  ") or [indent.rstrip()]
+    """Lines of at most WIDTH characters: the text's own lines kept, each wrapped, every
+    line after the first indented two more."""
+    out = []
+    for i, para in enumerate(str(text).splitlines() or [""]):
+        first = indent if i == 0 else " " * len(indent) + "  "
+        out += textwrap.wrap(" ".join(para.split()), WIDTH, initial_indent=first,
+                             subsequent_indent=" " * len(indent) + "    ") or []
+    return out or [indent.rstrip()]
 
 
 def _table(rows, headers):
@@ -266,40 +272,51 @@ def bench(torch, device, args):
 
 
 def _report(rows, peers):
-    table, notes = [], []
     labels = list(dict.fromkeys(r.label for r in rows))
-    for label in labels:
-        mine = [r for r in rows if r.label == label]
-        auto = mine[0]
-        for r in mine:
-            name = "auto (%s)" % r.chosen if r.chosen else r.name
-            if r.ms is None:
-                table.append((label, name, r.kind, "-", "-", "-", "-", "see below"))
-                notes.append("%s, %s: %s" % (label, r.name, r.note))
-                continue
-            ratio = "%.2f" % (auto.ms / r.ms) if auto.ms else "-"
-            err = "%.1e" % r.err if r.err is not None else "-"
-            table.append((label, name, r.kind, "%.3f" % r.ms, "%.4g" % r.rate, ratio, err, ""))
-    _out()
-    _table(table, ("workload", "entry", "kind", "median ms", "GFLOP/s", "auto/x", "diff",
-                   "note"))
+    notes = _report_table(rows, labels)
     _out()
     _out("auto/x: auto's time over this entry's (above 1: this entry is faster than auto);")
     _out("diff: relative difference from auto's output.")
     if peers:
-        for label in labels:
-            timed = [r for r in rows if r.label == label and r.ms is not None]
-            auto = next((r for r in timed if r.name == "auto"), None)
-            best = min((r for r in timed if r.kind == "peer"), key=lambda r: r.ms, default=None)
-            if auto and best:
-                _out("%s: auto (%s) is %.2fx the fastest peer (%s)"
-                     % (label, auto.chosen, best.ms / auto.ms, best.name))
+        _report_peers(rows, labels)
     if notes:
         _out()
         _out("entries that did not run:")
     for text in notes:
         for part in _wrap(text, "  "):
             _out(part)
+
+
+def _report_table(rows, labels):
+    """The table of every entry; returns the notes of the entries that did not run."""
+    table, notes = [], []
+    for label in labels:
+        mine = [r for r in rows if r.label == label]
+        auto_ms = mine[0].ms
+        for r in mine:
+            name = "auto (%s)" % r.chosen if r.chosen else r.name
+            if r.ms is None:
+                table.append((label, name, r.kind, "-", "-", "-", "-", "see below"))
+                notes.append("%s, %s: %s" % (label, r.name, r.note))
+                continue
+            ratio = "%.2f" % (auto_ms / r.ms) if auto_ms else "-"
+            err = "%.1e" % r.err if r.err is not None else "-"
+            table.append((label, name, r.kind, "%.3f" % r.ms, "%.4g" % r.rate, ratio, err, ""))
+    _out()
+    _table(table, ("workload", "entry", "kind", "median ms", "GFLOP/s", "auto/x", "diff",
+                   "note"))
+    return notes
+
+
+def _report_peers(rows, labels):
+    """Per workload: auto against the fastest peer, as a ratio."""
+    for label in labels:
+        timed = [r for r in rows if r.label == label and r.ms is not None]
+        auto = next((r for r in timed if r.name == "auto"), None)
+        best = min((r for r in timed if r.kind == "peer"), key=lambda r: r.ms, default=None)
+        if auto and best:
+            _out("%s: auto (%s) is %.2fx the fastest peer (%s)"
+                 % (label, auto.chosen, best.ms / auto.ms, best.name))
 
 
 def _plot(torch, device, rows, path):
@@ -361,14 +378,15 @@ def _workload_list():
     for section in W.SECTIONS:
         lines.append("  %s:" % section)
         for w in W.load(section):
-            lines.append("    %-17s %s" % (w.name, w.describe()))
+            lines.append("    %-17s %s, %s" % (w.name, w.describe(), "/".join(w.dtypes)))
     return "\n".join(lines)
 
 
 def _common(parser, dest_prefix=""):
-    parser.add_argument("--device", dest=dest_prefix + "device", default=None,
+    parser.add_argument("--device", dest=dest_prefix + "device", default=None, metavar="D",
                         help="cpu, cuda or cuda:N (default: cuda when torch sees a GPU, else cpu)")
     parser.add_argument("--reps", dest=dest_prefix + "reps", type=_positive, default=None,
+                        metavar="N",
                         help="timed repetitions per entry; the median is reported "
                              "(default: 3 for the self-check, 10 for bench)")
 

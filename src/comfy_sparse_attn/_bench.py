@@ -357,7 +357,7 @@ def _first_call(torch, row, fn, base):
             row.err = rel_err(torch, out, base)
         return out
     except Exception as e:  # noqa: BLE001 - one failing entry is a row, not a crash
-        row.note = "failed: %s: %s" % (type(e).__name__, " ".join(str(e).split()))
+        row.note = "failed: %s: %s" % (type(e).__name__, e)
         return None
 
 
@@ -368,7 +368,7 @@ def _timed_rounds(torch, device, entries, reps, flops):
                 try:
                     times.append(time_ms(torch, fn, device, 1, warm=True))
                 except Exception as e:  # noqa: BLE001 - as in _first_call
-                    row.note = "failed: %s: %s" % (type(e).__name__, " ".join(str(e).split()))
+                    row.note = "failed: %s: %s" % (type(e).__name__, e)
     for row, _, times in entries:
         if row.note is None and times:
             times.sort()

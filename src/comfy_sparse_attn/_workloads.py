@@ -52,16 +52,17 @@ class Workload:
         return sum(self.kv_lens)
 
     def describe(self):
-        """One short line: the sequences, heads, head dim and dtypes."""
+        """One short line: the sequences, heads and head dim."""
         n = len(self.q_lens)
         if n <= 3:
             seqs = "q " + "/".join(map(str, self.q_lens))
             if self.kv_lens != self.q_lens:
                 seqs += ", kv " + "/".join(map(str, self.kv_lens))
         else:
-            seqs = "%d seqs of %d-%d" % (n, min(self.q_lens), max(self.q_lens))
+            lo, hi = min(self.q_lens), max(self.q_lens)
+            seqs = "%d seqs of %s" % (n, lo if lo == hi else "%d-%d" % (lo, hi))
         heads = "H%d" % self.H if self.H == self.H_kv else "H%d/%d" % (self.H, self.H_kv)
-        return "%s, %s D%d, %s" % (seqs, heads, self.D, "/".join(self.dtypes))
+        return "%s, %s D%d" % (seqs, heads, self.D)
 
 
 def read(path=None):
