@@ -3,15 +3,16 @@
 In a minimal ``comfy`` tree (always): the package loads as ComfyUI loads it, stages
 comfy/sparse.py, its node reports native within tolerance and refuses bad input.
 
-In a real ComfyUI server: runs only when COMFYUI_DIR names a ComfyUI checkout whose requirements are installed in
-this Python (or in COMFYUI_PYTHON).  The test starts ``main.py --cpu`` on 127.0.0.1 and a
-free port with ``--base-directory`` set to a temporary folder (custom_nodes, models, input,
-output, user and temp all live there; the database is in memory), copies the example into
-that folder's custom_nodes, queues the example workflow over the HTTP API, waits for
-``/history/<id>``, checks the report, queues a bad input and checks that its error reaches
-the history while the server keeps answering, and always stops the server it started.
-The only thing written into the checkout is the ``comfy/sparse.py`` link the node stages;
-the test removes it again if it was not there before.
+In a real ComfyUI server: runs only when COMFYUI_DIR names a ComfyUI checkout whose
+requirements are installed in this Python (or in COMFYUI_PYTHON).  The test starts
+``main.py --cpu`` on 127.0.0.1 and a free port with ``--base-directory`` set to a temporary
+folder (custom_nodes, models, input, output, user and temp all live there; the database is
+in memory), copies the example into that folder's custom_nodes, queues the example
+workflow over the HTTP API, waits for ``/history/<id>``, checks the report, queues a bad
+input and checks that its error reaches the history while the server keeps answering, and
+always stops the server it started.  The only thing written into the checkout is the
+``comfy/sparse.py`` link the node stages; the test removes it again if it was not there
+before.
 """
 import json
 import os

@@ -26,7 +26,8 @@ def parse_lengths(text, name):
     try:
         values = [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
-        raise ValueError("%s: expected comma-separated whole numbers, got %r" % (name, text)) from None
+        raise ValueError("%s: expected comma-separated whole numbers, got %r"
+                         % (name, text)) from None
     if any(n < 0 for n in values):
         raise ValueError("%s: lengths cannot be negative, got %r" % (name, text))
     return values

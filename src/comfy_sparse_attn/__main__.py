@@ -235,7 +235,8 @@ def selfcheck(torch, device, reps):
             results.append((label, "%.2e" % err, "< %.0e" % tol, "%.2f" % ms,
                             "ok" if ok else "FAIL"))
             if not ok:
-                failures.append("%s: relative error %.2e over the tolerance %.0e" % (name, err, tol))
+                failures.append("%s: relative error %.2e over the tolerance %.0e"
+                                % (name, err, tol))
         except Exception as e:  # noqa: BLE001 - one failing backend is a row, not a crash
             results.append((name, "-", "-", "-", "FAIL (see below)"))
             failures.append("%s: %s: %s" % (name, type(e).__name__, e))
