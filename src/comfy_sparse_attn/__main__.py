@@ -1,83 +1,85 @@
-"""``python -m comfy_sparse_attn``: environment, backend table, self-check.
+"""``python -m comfy_sparse_attn``: environment, backend table, self-check; ``bench``.
 
-    python -m comfy_sparse_attn [--device cpu|cuda]
-        Prints Python / torch / device (and compute capability), every backend
-        (available or not, and why), then runs each usable backend on a small
-        packed batch shaped like a sparse-voxel batch against a float64
-        reference, with a short timing.  Exit status 1 on any failure, 2 when
-        torch is missing.
+    python -m comfy_sparse_attn [--device cpu|cuda[:N]] [--reps N]
+        Prints Python / torch / device, every backend (available or not, and why), then
+        runs each usable backend on a small packed batch shaped like a sparse-voxel batch
+        against a float64 reference, with a short timing.  Exit status 1 on any failure,
+        2 when torch is missing or an argument cannot work here.
 
-    python -m comfy_sparse_attn bench [--workloads a,b] [--device cpu|cuda]
-                                      [--backends x,y] [--reps N] [--plot FILE.png]
+    python -m comfy_sparse_attn bench [--workloads a,b] [--peers] [--backends x,y]
+                                      [--device D] [--reps N] [--plot FILE.png]
                                       [--workloads-file FILE.json]
-        Times every usable backend (and auto dispatch) on the standard
-        workloads, printing progress and a table; --plot draws a chart
-        (needs matplotlib).
+        Times every usable backend and auto dispatch on the standard workloads
+        (workloads.json, shipped with the package); --peers adds the torch paths and
+        libraries a user would call instead, in the same run; --plot draws a chart.
+
+Every problem found in the arguments (device, missing matplotlib, unknown names) is one
+line on stderr and exit status 2, before any work starts.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import math
+import os
 import platform
-import random
 import sys
-import time
+import textwrap
 
-# The standard workloads (same definitions and length rule as bench/workloads.json
-# and /work/shared/bench/workloads.json, so the numbers compare): lengths are a
-# list, or {n, lo, hi, seed}: random.Random(seed) drawing n values with
-# randint(lo, hi) in order; kv lengths default to the q lengths.
-WORKLOADS = {
-    "gpu": [
-        {"name": "slat-self", "q": [18000, 9000], "kv": None, "H": 16, "H_kv": 16, "D": 64,
-         "dtype": "bfloat16"},
-        {"name": "windows", "q": {"n": 1500, "lo": 16, "hi": 512, "seed": 1}, "kv": None,
-         "H": 12, "H_kv": 12, "D": 64, "dtype": "float16"},
-        {"name": "cross-img", "q": [18000, 9000], "kv": [1374, 1374], "H": 16, "H_kv": 16,
-         "D": 64, "dtype": "bfloat16"},
-        {"name": "long-hd128", "q": [49152], "kv": None, "H": 12, "H_kv": 12, "D": 128,
-         "dtype": "bfloat16"},
-        {"name": "cross-hd128", "q": [32768], "kv": [1029], "H": 12, "H_kv": 12, "D": 128,
-         "dtype": "bfloat16"},
-        {"name": "tiny-seqs", "q": {"n": 20000, "lo": 8, "hi": 64, "seed": 2}, "kv": None,
-         "H": 8, "H_kv": 8, "D": 64, "dtype": "float16"},
-        {"name": "patches-hd16", "q": {"n": 64, "lo": 1024, "hi": 1024, "seed": 3}, "kv": None,
-         "H": 16, "H_kv": 16, "D": 16, "dtype": "float16"},
-    ],
-    "cpu": [
-        {"name": "cpu-long", "q": [4096], "kv": None, "H": 16, "H_kv": 16, "D": 64,
-         "dtype": ["float32", "bfloat16"]},
-        {"name": "cpu-windows", "q": {"n": 200, "lo": 16, "hi": 512, "seed": 4}, "kv": None,
-         "H": 12, "H_kv": 12, "D": 64, "dtype": ["float32", "bfloat16"]},
-        {"name": "cpu-tiny", "q": {"n": 2000, "lo": 8, "hi": 64, "seed": 5}, "kv": None, "H": 8,
-         "H_kv": 8, "D": 64, "dtype": ["float32", "bfloat16"]},
-        {"name": "cpu-cross-hd128", "q": [4096], "kv": [1029], "H": 12, "H_kv": 12, "D": 128,
-         "dtype": ["float32", "bfloat16"]},
-        {"name": "cpu-patches-hd16", "q": {"n": 16, "lo": 1024, "hi": 1024, "seed": 6},
-         "kv": None, "H": 8, "H_kv": 8, "D": 16, "dtype": ["float32", "bfloat16"]},
-    ],
-}
+from . import _workloads as W
+
+WIDTH = 100  # no output line is longer
 
 # Self-check: a packed batch like a sparse-voxel batch (swin windows of
 # 16-160 tokens, H 12, D 64), small enough for seconds on 2 CPU cores.
 SELFCHECK = {"n": 160, "lo": 16, "hi": 160, "seed": 7, "H": 12, "D": 64}
 TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-2}
 LOSSY_TOLERANCE = 5e-2
+PROG = "python -m comfy_sparse_attn"
 
 
-def lengths(spec):
-    if spec is None or isinstance(spec, list):
-        return spec
-    rng = random.Random(spec["seed"])
-    return [rng.randint(spec["lo"], spec["hi"]) for _ in range(spec["n"])]
+class UsageError(Exception):
+    """An argument that cannot work here: one line, exit status 2."""
 
 
 def _out(*parts):
-    sys.stdout.write(" ".join(str(p) for p in parts) + "\n")
+    sys.stdout.write(" ".join(str(p) for p in parts).rstrip() + "\n")
     sys.stdout.flush()
 
 
+def _wrap(text, indent="    "):
+    """Lines of at most WIDTH characters: the text's own lines kept, each wrapped, every
+    line after the first indented two more."""
+    out = []
+    for i, para in enumerate(str(text).splitlines() or [""]):
+        first = indent if i == 0 else " " * len(indent) + "  "
+        out += textwrap.wrap(" ".join(para.split()), WIDTH, initial_indent=first,
+                             subsequent_indent=" " * len(indent) + "    ") or []
+    return out or [indent.rstrip()]
+
+
+def _table(rows, headers):
+    """Columns padded to their widest cell; the last one wrapped so no line passes WIDTH."""
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers[:-1])]
+    lead = sum(widths) + 2 * len(widths)
+    last = max(24, WIDTH - lead)
+
+    def line(cells, tail):
+        return ("  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + tail).rstrip()
+
+    _out(line(headers[:-1], headers[-1]))
+    _out(line(["-" * w for w in widths], "-" * min(last, max(len(headers[-1]), 8))))
+    for r in rows:
+        parts = textwrap.wrap(r[-1], last) or [""]
+        _out(line(r[:-1], parts[0]))
+        for p in parts[1:]:
+            _out(line([""] * len(widths), "  " + p))
+
+
+# ---------------------------------------------------------------------------
+# Checks done before any work.
+# ---------------------------------------------------------------------------
 def _import_torch():
     try:
         import torch
@@ -90,79 +92,97 @@ def _import_torch():
     return torch
 
 
-def _cu(torch, lens, device):
-    c = torch.zeros(len(lens) + 1, dtype=torch.int32)
-    if lens:
-        c[1:] = torch.tensor(lens, dtype=torch.int64).cumsum(0).to(torch.int32)
-    return c.to(device)
-
-
-def _reference(torch, q, k, v, lq, lk):
-    """float64 per-sequence attention (DESIGN.md section 4, non-causal)."""
-    q64, k64, v64 = q.double().cpu(), k.double().cpu(), v.double().cpu()
-    out = torch.zeros(q.shape[0], q.shape[1], v.shape[2], dtype=torch.float64)
-    rep = q.shape[1] // k.shape[1]
-    scale = 1.0 / math.sqrt(q.shape[2])
-    a = b = 0
-    for n_q, n_k in zip(lq, lk):
-        if n_q and n_k:
-            qs = q64[a:a + n_q].transpose(0, 1)
-            ks = k64[b:b + n_k].transpose(0, 1).repeat_interleave(rep, 0)
-            vs = v64[b:b + n_k].transpose(0, 1).repeat_interleave(rep, 0)
-            p = torch.softmax(scale * qs @ ks.transpose(1, 2), -1)
-            out[a:a + n_q] = (p @ vs).transpose(0, 1)
-        a += n_q
-        b += n_k
-    return out
-
-
-def _time_ms(torch, fn, device, reps):
-    fn()
+def _device(torch, name):
+    if name is None:
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise UsageError("--device %r: expected cpu, cuda or cuda:N" % name) from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError("--device %s: only cpu and cuda are supported" % name)
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        times = []
-        for _ in range(reps):
-            s = torch.cuda.Event(enable_timing=True)
-            e = torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn()
-            e.record()
-            torch.cuda.synchronize(device)
-            times.append(s.elapsed_time(e))
-    else:
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return times[len(times) // 2]
+        if torch.version.cuda is None:
+            raise UsageError("--device %s: this torch (%s) is a CPU-only build; install a "
+                             "CUDA build of torch or use --device cpu" % (name, torch.__version__))
+        if not torch.cuda.is_available():
+            raise UsageError("--device %s: torch %s sees no CUDA device (driver or "
+                             "CUDA_VISIBLE_DEVICES?); use --device cpu" % (name, torch.__version__))
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device.index >= torch.cuda.device_count():
+            raise UsageError("--device %s: only %d CUDA device(s) here"
+                             % (name, torch.cuda.device_count()))
+    return device
 
 
+def _check_plot(path):
+    if not path:
+        return
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError("--plot needs matplotlib, which is not installed: "
+                         "pip install matplotlib (or comfy-sparse-attn[plot])")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError("--plot %s: folder %s does not exist" % (path, folder))
+
+
+def _select_workloads(section, names, path):
+    try:
+        works = W.load(section, path)
+    except OSError as e:
+        raise UsageError("--workloads-file %s: %s" % (path, e.strerror or e)) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError("--workloads-file %s: not a workloads file (%s: %s)"
+                         % (path, type(e).__name__, e)) from None
+    if not names:
+        return works
+    known = [w.name for w in works]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise UsageError("unknown %s workload %s; choose from: %s"
+                         % (section, ", ".join(map(repr, unknown)), ", ".join(known)))
+    return [w for w in works if w.name in names]
+
+
+def _split(text):
+    return [s.strip() for s in text.split(",") if s.strip()] if text else []
+
+
+def _select_backends(names):
+    from . import _dispatch
+
+    unknown = [n for n in names if n not in _dispatch.BACKENDS]
+    if unknown:
+        raise UsageError("unknown backend %s; choose from: %s"
+                         % (", ".join(map(repr, unknown)), ", ".join(_dispatch.BACKENDS)))
+    return names
+
+
+# ---------------------------------------------------------------------------
+# Reports.
+# ---------------------------------------------------------------------------
 def _environment(torch, device):
     from . import _C, __version__
 
     _out("comfy-sparse-attn", __version__, "| Python", platform.python_version(),
          "|", platform.system(), platform.machine())
     _out("torch", torch.__version__, "| CUDA available:", torch.cuda.is_available(),
-         "| native CUDA kernels in this build:", bool(_C.have_cuda()),
          "| CPU ISA:", _C.cpu_isa())
+    _out("native CUDA kernels in this build:", bool(_C.have_cuda()))
+    _out("device:", _device_name(torch, device))
+
+
+def _device_name(torch, device):
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
-        _out("device:", torch.cuda.get_device_name(device), "| compute capability %d.%d"
-             % (major, minor))
-    else:
-        _out("device: cpu |", torch.get_num_threads(), "threads")
+        return "%s (%s, compute capability %d.%d)" % (torch.cuda.get_device_name(device), device,
+                                                     major, minor)
+    return "cpu, %d threads" % torch.get_num_threads()
 
 
-def _table(rows, headers):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
-    line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths))
-    _out(line)
-    _out("  ".join("-" * w for w in widths))
-    for r in rows:
-        _out("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+def _usable(rows):
+    return [n for n, r in sorted(rows.items(), key=lambda kv: kv[1]["rank"]) if r["usable"]]
 
 
 def _backend_table(device):
@@ -177,190 +197,245 @@ def _backend_table(device):
             why += " (lossy: int8 Q.K^T)"
         table.append((row["rank"], name, "yes" if row["available"] else "no", status, why))
     _table(table, ("#", "backend", "installed", "for this device", "version / why not"))
-    _out("native placement:", rows["native"].get("policy", ""))
+    for text in _wrap("native placement: %s" % rows["native"].get("policy", ""), ""):
+        _out(text)
     return rows
 
 
 def selfcheck(torch, device, reps):
-    from . import _dispatch
+    from . import _bench, _dispatch
 
     _environment(torch, device)
     _out()
     rows = _backend_table(device)
     _out()
     dtype_name = "float16" if device.type == "cuda" else "float32"
-    dtype = getattr(torch, dtype_name)
-    lq = lengths(SELFCHECK)
+    lq = W.lengths(SELFCHECK)
     h, d = SELFCHECK["H"], SELFCHECK["D"]
-    g = torch.Generator().manual_seed(0)
-    q = torch.randn(sum(lq), h, d, generator=g).to(dtype).to(device)
-    k = torch.randn(sum(lq), h, d, generator=g).to(dtype).to(device)
-    v = torch.randn(sum(lq), h, d, generator=g).to(dtype).to(device)
-    cu = _cu(torch, lq, device)
-    ref = _reference(torch, q, k, v, lq, lq)
+    w = W.Workload("self-check", lq, lq, h, h, d, [dtype_name])
+    q, k, v, cu, _, mq, _ = W.make_inputs(w, dtype_name, device)
+    ref = _bench.reference(torch, q, k, v, lq, lq)
     _out("self-check: %d windows of %d-%d tokens (%d total), H %d, D %d, %s, on %s"
          % (len(lq), min(lq), max(lq), sum(lq), h, d, dtype_name, device))
-    failures = 0
+    failures = []
     results = []
-    names = [n for n, r in sorted(rows.items(), key=lambda kv: kv[1]["rank"]) if r["usable"]]
-    for name in names + ["auto"]:
+    for name in _usable(rows) + ["auto"]:
         lossy = name != "auto" and rows[name]["constraints"]["lossy"]
         tol = LOSSY_TOLERANCE if lossy else TOLERANCE[dtype_name]
+        backend = None if name == "auto" else name
         try:
             out = torch.full_like(q, math.nan)
-            _dispatch.dispatch_varlen_attention(q, k, v, cu, cu, max(lq), max(lq),
-                                                backend=None if name == "auto" else name, out=out)
+            _dispatch.dispatch_varlen_attention(q, k, v, cu, cu, mq, mq, backend=backend, out=out)
             chosen = _dispatch.get_varlen_backend().backend
-            o = out.double().cpu()
-            err = ((o - ref).norm() / ref.norm()).item() if torch.isfinite(o).all() else math.inf
-            ms = _time_ms(torch, lambda: _dispatch.dispatch_varlen_attention(
-                q, k, v, cu, cu, max(lq), max(lq), backend=None if name == "auto" else name,
-                out=out), device, reps)
+            err = _bench.rel_err(torch, out, ref)
+            ms = _bench.time_ms(torch, lambda: _dispatch.dispatch_varlen_attention(
+                q, k, v, cu, cu, mq, mq, backend=backend, out=out), device, reps, warm=True)
             ok = err < tol
-            results.append((name if name != "auto" else "auto -> " + str(chosen),
-                            "%.2e" % err, "< %.0e" % tol, "%.2f" % ms, "ok" if ok else "FAIL"))
+            label = name if name != "auto" else "auto -> " + str(chosen)
+            results.append((label, "%.2e" % err, "< %.0e" % tol, "%.2f" % ms,
+                            "ok" if ok else "FAIL"))
+            if not ok:
+                failures.append("%s: relative error %.2e over the tolerance %.0e"
+                                % (name, err, tol))
         except Exception as e:  # noqa: BLE001 - one failing backend is a row, not a crash
-            ok = False
-            results.append((name, "-", "-", "-", "FAIL: %s: %s" % (type(e).__name__,
-                                                                    str(e).splitlines()[0][:90])))
-        failures += not ok
+            results.append((name, "-", "-", "-", "FAIL (see below)"))
+            failures.append("%s: %s: %s" % (name, type(e).__name__, e))
     _table(results, ("backend", "rel err", "tolerance", "ms", "result"))
+    for text in failures:
+        _out()
+        for part in _wrap(text, "FAIL "):
+            _out(part)
     _out()
-    _out("self-check:", "PASSED" if failures == 0 else "FAILED (%d)" % failures)
+    _out("self-check:", "PASSED" if not failures else "FAILED (%d)" % len(failures))
     return 1 if failures else 0
 
 
-def _workloads(section, only, path):
-    data = WORKLOADS
-    if path:
-        with open(path) as f:
-            data = json.load(f)
-    out = []
-    for w in data[section]:
-        if only and w["name"] not in only:
-            continue
-        lq = lengths(w["q"])
-        lk = lengths(w.get("kv")) or lq
-        dts = w["dtype"] if isinstance(w["dtype"], list) else [w["dtype"]]
-        for dt in dts:
-            out.append(dict(w, q=lq, kv=lk, dtype=dt,
-                            label=w["name"] + ("/" + dt if len(dts) > 1 else "")))
-    return out
-
-
 def bench(torch, device, args):
-    from . import _dispatch
+    from . import _bench, _dispatch
 
-    _environment(torch, device)
     section = "gpu" if device.type == "cuda" else "cpu"
-    only = set(args.workloads.split(",")) if args.workloads else None
-    works = _workloads(section, only, args.workloads_file)
-    if not works:
-        _out("no workload matches", args.workloads)
-        return 1
-    rows = _dispatch.list_backends(device)
-    names = [n for n, r in sorted(rows.items(), key=lambda kv: kv[1]["rank"]) if r["usable"]]
-    if args.backends:
-        names = [n for n in args.backends.split(",") if n in rows]
-    names.append("auto")
-    results = []
-    total = len(works) * len(names)
-    step = 0
-    t_start = time.perf_counter()
-    for w in works:
-        lq, lk, h, hkv, d = w["q"], w["kv"], w["H"], w["H_kv"], w["D"]
-        dtype = getattr(torch, w["dtype"])
-        g = torch.Generator().manual_seed(0)
-        q = torch.randn(sum(lq), h, d, generator=g).to(dtype).to(device)
-        k = torch.randn(sum(lk), hkv, d, generator=g).to(dtype).to(device)
-        v = torch.randn(sum(lk), hkv, d, generator=g).to(dtype).to(device)
-        cq, ck = _cu(torch, lq, device), _cu(torch, lk, device)
-        flops = 4.0 * sum(a * b for a, b in zip(lq, lk)) * h * d
-        for name in names:
-            step += 1
-            _out("[%d/%d %.0fs] %s: %s ..." % (step, total, time.perf_counter() - t_start,
-                                               w["label"], name))
-            try:
-                def call():
-                    return _dispatch.dispatch_varlen_attention(
-                        q, k, v, cq, ck, max(lq), max(lk),
-                        backend=None if name == "auto" else name)
-                call()
-                chosen = _dispatch.get_varlen_backend().backend
-                ms = _time_ms(torch, call, device, args.reps)
-                results.append((w["label"], name if name != "auto" else "auto (%s)" % chosen,
-                                ms, flops / ms / 1e9))
-            except Exception as e:  # noqa: BLE001 - a failing backend is a row
-                results.append((w["label"], name, None, "%s: %s" % (type(e).__name__,
-                                                                   str(e).splitlines()[0][:60])))
-        del q, k, v
+    works = _select_workloads(section, _split(args.workloads), args.workloads_file)
+    names = _select_backends(_split(args.backends)) if args.backends else None
+    _check_plot(args.plot)
+    _environment(torch, device)
     _out()
-    gunit = "TFLOP/s" if device.type == "cuda" else "GFLOP/s"
-    scale = 1.0 if device.type == "cuda" else 1e3
-    _table([(w, n, "%.3f" % ms if ms is not None else "-",
-             "%.1f" % (rate * scale) if ms is not None else rate)
-            for w, n, ms, rate in results], ("workload", "backend", "median ms", gunit))
+    if names is None:
+        names = _usable(_dispatch.list_backends(device))
+    peers = _bench.installed_peers(device.type) if args.peers else []
+    steps = sum(len(w.dtypes) for w in works) * (1 + len(names) + len(peers))
+    progress = _bench.Progress(steps)
+    rows = _bench.run(torch, device, works, names, peers, args.reps, progress)
+    progress.close()
+    _report(rows, peers)
     if args.plot:
-        _plot(results, args.plot, gunit, scale)
+        _plot(torch, device, rows, args.plot)
     return 0
 
 
-def _plot(results, path, unit, scale):
-    try:
-        import matplotlib
+def _report(rows, peers):
+    labels = list(dict.fromkeys(r.label for r in rows))
+    notes = _report_table(rows, labels)
+    _out()
+    _out("auto/x: auto's time over this entry's (above 1: this entry is faster than auto);")
+    _out("diff: relative difference from auto's output.")
+    if peers:
+        _report_peers(rows, labels)
+    if notes:
+        _out()
+        _out("entries that did not run:")
+    for text in notes:
+        for part in _wrap(text, "  "):
+            _out(part)
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        _out("--plot needs matplotlib (pip install matplotlib); table above only")
-        return
-    works = list(dict.fromkeys(r[0] for r in results))
-    names = list(dict.fromkeys(r[1].split(" ")[0] for r in results))
+
+def _report_table(rows, labels):
+    """The table of every entry; returns the notes of the entries that did not run."""
+    table, notes = [], []
+    for label in labels:
+        mine = [r for r in rows if r.label == label]
+        auto_ms = mine[0].ms
+        for r in mine:
+            name = "auto (%s)" % r.chosen if r.chosen else r.name
+            if r.ms is None:
+                table.append((label, name, r.kind, "-", "-", "-", "-", "see below"))
+                notes.append("%s, %s: %s" % (label, r.name, r.note))
+                continue
+            ratio = "%.2f" % (auto_ms / r.ms) if auto_ms else "-"
+            err = "%.1e" % r.err if r.err is not None else "-"
+            table.append((label, name, r.kind, "%.3f" % r.ms, "%.4g" % r.rate, ratio, err, ""))
+    _out()
+    _table(table, ("workload", "entry", "kind", "median ms", "GFLOP/s", "auto/x", "diff",
+                   "note"))
+    return notes
+
+
+def _report_peers(rows, labels):
+    """Per workload: auto against the fastest peer, as a ratio."""
+    for label in labels:
+        timed = [r for r in rows if r.label == label and r.ms is not None]
+        auto = next((r for r in timed if r.name == "auto"), None)
+        best = min((r for r in timed if r.kind == "peer"), key=lambda r: r.ms, default=None)
+        if auto and best:
+            _out("%s: auto (%s) is %.2fx the fastest peer (%s)"
+                 % (label, auto.chosen, best.ms / auto.ms, best.name))
+
+
+def _plot(torch, device, rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(r.label for r in rows))
+    names = list(dict.fromkeys(r.name for r in rows))
+    chosen = {r.label: r.chosen for r in rows if r.name == "auto" and r.chosen}
     width = 0.8 / max(1, len(names))
-    fig, ax = plt.subplots(figsize=(max(6, 1.5 * len(works)), 4))
-    for i, n in enumerate(names):
+    fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(labels) * max(1, len(names)) * 0.35), 4.8))
+    for i, name in enumerate(names):
         ys = []
-        for w in works:
-            hit = [r for r in results if r[0] == w and r[1].split(" ")[0] == n and r[2]]
-            ys.append(hit[0][3] * scale if hit else 0.0)
-        ax.bar([j + i * width for j in range(len(works))], ys, width, label=n)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(works))])
-    ax.set_xticklabels(works, rotation=20, ha="right")
-    ax.set_ylabel(unit)
-    ax.set_title("comfy-sparse-attn: varlen attention by backend")
-    ax.legend()
+        for label in labels:
+            hit = [r for r in rows if r.label == label and r.name == name and r.ms is not None]
+            ys.append(hit[0].rate if hit else 0.0)
+        bars = ax.bar([j + i * width for j in range(len(labels))], ys, width, label=name)
+        ax.bar_label(bars, labels=["%.3g" % y if y else "" for y in ys], fontsize=6,
+                     rotation=90, padding=2)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))])
+    ax.set_xticklabels(["%s\nauto: %s" % (lb, chosen.get(lb, "-")) for lb in labels],
+                       rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("GFLOP/s (higher is better)")
+    picks = sorted(set(chosen.values()))
+    ax.set_title("comfy-sparse-attn bench on %s\ntorch %s, auto chose %s"
+                 % (_device_name(torch, device), torch.__version__, ", ".join(picks) or "-"),
+                 fontsize=10)
+    ax.margins(y=0.15)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
     _out("chart written to", path)
 
 
+# ---------------------------------------------------------------------------
+# Arguments.
+# ---------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        sys.stderr.write("%s: error: %s (see --help)\n" % (self.prog, message))
+        sys.exit(2)
+
+
+def _positive(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1, got %d" % n)
+    return n
+
+
+def _workload_list():
+    lines = ["standard workloads (--workloads; the device picks the section):"]
+    for section in W.SECTIONS:
+        lines.append("  %s:" % section)
+        for w in W.load(section):
+            lines.append("    %-17s %s, %s" % (w.name, w.describe(), "/".join(w.dtypes)))
+    return "\n".join(lines)
+
+
+def _common(parser, dest_prefix=""):
+    parser.add_argument("--device", dest=dest_prefix + "device", default=None, metavar="D",
+                        help="cpu, cuda or cuda:N (default: cuda when torch sees a GPU, else cpu)")
+    parser.add_argument("--reps", dest=dest_prefix + "reps", type=_positive, default=None,
+                        metavar="N",
+                        help="timed repetitions per entry; the median is reported "
+                             "(default: 3 for the self-check, 10 for bench)")
+
+
+def parser():
+    ap = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                 description="Without a command: environment, backend table and a self-check "
+                             "of every usable backend against a float64 reference.")
+    _common(ap)
+    sub = ap.add_subparsers(dest="cmd", metavar="{bench}", parser_class=_Parser)
+    b = sub.add_parser("bench", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="time every usable backend (and --peers) on the standard workloads",
+                       description="Time every usable backend and auto dispatch on the standard "
+                                   "workloads, on one device, in one run.",
+                       epilog=_workload_list())
+    b.add_argument("--workloads", default="", metavar="A,B",
+                   help="comma list of workload names (default: all of the device's section)")
+    b.add_argument("--peers", action="store_true",
+                   help="also time what a user would call instead: torch's per-sequence and "
+                        "nested-tensor SDPA, its FA2 and memory-efficient varlen ops (CUDA), "
+                        "and flash-attn / xformers / sageattention when installed")
+    b.add_argument("--backends", default="", metavar="X,Y",
+                   help="comma list of our backends to time (default: every usable one); "
+                        "auto dispatch is always timed")
+    b.add_argument("--plot", default=None, metavar="FILE.png",
+                   help="also write a bar chart of GFLOP/s (needs matplotlib: "
+                        "pip install comfy-sparse-attn[plot])")
+    b.add_argument("--workloads-file", default=None, metavar="FILE.json",
+                   help="a workloads file of the same form to use instead of the shipped one")
+    _common(b, "bench_")
+    return ap
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m comfy_sparse_attn",
-                                 description="Backend table and self-check (default), or bench.")
-    ap.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda if present)")
-    ap.add_argument("--reps", type=int, default=None, help="timed repetitions (median)")
-    sub = ap.add_subparsers(dest="cmd")
-    b = sub.add_parser("bench", help="time every usable backend on the standard workloads")
-    b.add_argument("--workloads", default="", help="comma list of workload names")
-    b.add_argument("--workloads-file", default=None, help="a workloads.json to use instead")
-    b.add_argument("--backends", default="", help="comma list of backends (default: all usable)")
-    b.add_argument("--plot", default=None, help="write a bar chart (PNG; needs matplotlib)")
-    b.add_argument("--device", default=None, dest="bench_device")
-    b.add_argument("--reps", type=int, default=None, dest="bench_reps")
-    args = ap.parse_args(argv)
+    args = parser().parse_args(argv)
     torch = _import_torch()
     if torch is None:
         return 2
-    dev_name = getattr(args, "bench_device", None) or args.device or (
-        "cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(dev_name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
-    reps = getattr(args, "bench_reps", None) or args.reps
-    if args.cmd == "bench":
-        args.reps = reps or 10
-        return bench(torch, device, args)
-    return selfcheck(torch, device, reps or 3)
+    try:
+        device = _device(torch, getattr(args, "bench_device", None) or args.device)
+        reps = getattr(args, "bench_reps", None) or args.reps
+        if args.cmd == "bench":
+            args.reps = reps or 10
+            return bench(torch, device, args)
+        return selfcheck(torch, device, reps or 3)
+    except UsageError as e:
+        sys.stderr.write("%s: error: %s\n" % (PROG, e))
+        return 2
 
 
 if __name__ == "__main__":
