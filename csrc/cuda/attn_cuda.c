@@ -99,7 +99,8 @@ int csa_attn_cuda(const csa_attn_params *p) {
   csa__attn_plan plan;
   st = csa__attn_plan_make(&c, &a, p->q.dtype, &plan);
   if (st == CSA_OK)
-    st = csa__cuda_launch(&c, &plan.fn, plan.grid, plan.block, plan.smem, p->stream, &a);
+    st = csa__cuda_launch(&c, &plan.fn, plan.grid, plan.block, plan.smem, p->stream,
+                          plan.arg != NULL ? plan.arg : (const void *)&a);
   csa__cuda_end(&c);
   return st;
 }

@@ -87,6 +87,7 @@ static const char *csa__dtype_tag(int dtype) {
 int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
                         csa__attn_plan *p) {
   const csa__cuda_knobs *kn = csa__cuda_knobs_get();
+  p->arg = NULL;
   const int dmax = a->d > a->dv ? a->d : a->dv;
 
   /* (Hopper kernels plug in here: if c->dev->sm == 90 and

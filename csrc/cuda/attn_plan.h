@@ -7,6 +7,7 @@
 #define CSA_CUDA_ATTN_PLAN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cuda/attn_args.h"
 #include "cuda/loader.h"
@@ -22,6 +23,14 @@ typedef struct csa__attn_plan {
   unsigned grid[3];
   unsigned block;
   size_t smem; /* dynamic shared memory, bytes */
+  /* The kernel's single by-value parameter: NULL = the csa__cuda_attn_args
+   * of the call; a kernel family with its own parameter block (e.g. with
+   * TMA descriptors) builds it in arg_buf and points arg there. */
+  const void *arg;
+  union {
+    uint64_t align; /* 8-byte alignment for the block */
+    unsigned char bytes[1024];
+  } arg_buf;
 } csa__attn_plan;
 
 /* Tuning knobs, read from the environment once (csa__cuda_knobs_reload

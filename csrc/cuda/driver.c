@@ -87,6 +87,8 @@ static void csa__cuda_load(void) {
     }
     memcpy(syms[i].slot, &f, sizeof f);
   }
+  void *opt = csa__lib_sym(h, "cuTensorMapEncodeTiled");
+  memcpy((void **)&csa__api.TensorMapEncodeTiled, &opt, sizeof opt);
   csa__CUresult e = csa__api.Init(0);
   if (e != CSA__CUDA_SUCCESS) {
     char t[128];

@@ -31,6 +31,11 @@ typedef struct csa__CUmod_st *csa__CUmodule;
 typedef struct csa__CUfunc_st *csa__CUfunction;
 typedef struct csa__CUstream_st *csa__CUstream;
 typedef unsigned long long csa__CUdeviceptr;
+/* CUtensorMap: 128 opaque bytes, 64-byte aligned (a by-value kernel
+ * parameter of TMA kernels). */
+typedef struct csa__CUtensorMap {
+  uint64_t opaque[16];
+} csa__CUtensorMap;
 
 enum {
   CSA__CUDA_SUCCESS = 0,
@@ -86,6 +91,13 @@ typedef struct csa__cuda_api {
                                           unsigned gz, unsigned bx, unsigned by, unsigned bz,
                                           unsigned smem, csa__CUstream s, void **params,
                                           void **extra);
+  /* Optional (NULL where the driver lacks it): TMA descriptors for sm_90
+   * kernels, cuTensorMapEncodeTiled (CUDA >= 12.0 drivers). */
+  csa__CUresult(CSA__CUAPI *TensorMapEncodeTiled)(
+      csa__CUtensorMap *map, int data_type, uint32_t rank, void *global_address,
+      const uint64_t *global_dim, const uint64_t *global_strides, const uint32_t *box_dim,
+      const uint32_t *element_strides, int interleave, int swizzle, int l2_promotion,
+      int oob_fill);
 } csa__cuda_api;
 
 /* The driver's entry points, loaded on first use (thread-safe, once per

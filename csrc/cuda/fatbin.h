@@ -8,6 +8,12 @@
  * Hopper wgmma / TMA instructions exist nowhere else) and becomes an
  * optional module: GPUs other than CC 9.0 never load it.
  *
+ * No NVRTC fallback (compiling at first use where the build had no nvcc):
+ * the wheels carry SASS for every supported architecture plus PTX, so only
+ * an sdist built without nvcc would need it, at the price of shipping the
+ * sources and CUDA headers, finding a matching libnvrtc at run time and a
+ * compile of minutes on first use; such builds run the other backends.
+ *
  * fatbin_embed.c turns the build's csa_fatbins.inc (one CSA__FATBIN row per
  * module, written by tools/build-fatbin) into the table below.
  */
