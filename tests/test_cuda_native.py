@@ -44,18 +44,21 @@ def anywhere(test):
     return test
 
 
-@pytest.fixture(autouse=True, params=["small", "big"])
+@pytest.fixture(autouse=True, params=["small", "big", "big-mma"])
 def tile_shape(request, monkeypatch):
     """Run every GPU case with both tile shapes of the kernel (the default
-    picks one from the average sequence length)."""
+    picks one from the average sequence length).  On Hopper "big" runs the
+    wgmma kernel where it covers the call (fp16/bf16, D = D_v = 64 or 128)
+    and "big-mma" keeps the mma.sync kernel; elsewhere the two are alike."""
     if getattr(request.function, "anywhere", False):
-        if request.param == "big":
+        if request.param != "small":
             pytest.skip("runs once")
         yield None
         return
     if _SKIP:
         pytest.skip(_SKIP)
-    _set_knob(monkeypatch, "TILE", request.param)
+    _set_knob(monkeypatch, "TILE", request.param.split("-")[0])
+    _set_knob(monkeypatch, "SM90", "0" if request.param == "big-mma" else "1")
     yield request.param
     monkeypatch.undo()
     _C.cuda_knobs_reload()

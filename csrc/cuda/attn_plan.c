@@ -15,6 +15,7 @@
 
 #include "core/internal.h"
 #include "cuda/attn_kernels.h"
+#include "cuda/attn_sm90_plan.h"
 
 /* Measured on H200 (bench/RESULTS.md): below this average query length per
  * sequence the small tiles win (packed short rows, several heads per CTA). */
@@ -40,7 +41,7 @@ static csa__cuda_knobs csa__knobs;
 static volatile int csa__knobs_read;
 
 void csa__cuda_knobs_reload(void) {
-  csa__cuda_knobs k = {-1, 0, 0};
+  csa__cuda_knobs k = {-1, 0, 0, 1};
   const char *t = getenv("COMFY_SPARSE_ATTN_CUDA_TILE");
   if (t != NULL && strcmp(t, "small") == 0)
     k.tile = 1;
@@ -49,6 +50,9 @@ void csa__cuda_knobs_reload(void) {
   t = getenv("COMFY_SPARSE_ATTN_CUDA_HEADS_PER_CTA");
   if (t != NULL && atoi(t) >= 1)
     k.hpc = atoi(t);
+  t = getenv("COMFY_SPARSE_ATTN_CUDA_SM90");
+  if (t != NULL && strcmp(t, "0") == 0)
+    k.sm90 = 0;
   t = getenv("COMFY_SPARSE_ATTN_CUDA_STAGES");
   if (t != NULL && atoi(t) >= 1 && atoi(t) <= 3)
     k.stages = atoi(t);
@@ -84,15 +88,38 @@ static const char *csa__dtype_tag(int dtype) {
   return dtype == CSA_FLOAT16 ? "f16" : dtype == CSA_BFLOAT16 ? "bf16" : "f32";
 }
 
+/* The Hopper kernel's plan (attn_sm90_plan.h) turned into a launch plan:
+ * CSA__PLAN_NOT_COVERED when that kernel does not take the call, else the
+ * status of looking the kernel up. */
+#define CSA__PLAN_NOT_COVERED (-1)
+static int csa__attn_plan_sm90(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
+                               csa__attn_plan *p) {
+  csa__sm90_launch l;
+  if (!csa__sm90_plan(a, dtype, c->dev->sm / 10, c->dev->sm % 10, &l))
+    return CSA__PLAN_NOT_COVERED;
+  if ((size_t)l.smem_bytes > (size_t)c->dev->smem_optin)
+    return CSA__PLAN_NOT_COVERED;
+  p->module = "attn_fwd_sm90";
+  snprintf(p->kernel, sizeof p->kernel, "%s", l.kernel);
+  int st = csa__cuda_find(c, p->module, p->kernel, &p->fn);
+  if (st == CSA_OK)
+    st = csa__cuda_set_smem(c, &p->fn, l.smem_bytes);
+  if (st != CSA_OK)
+    return st;
+  a->hpc = 1;
+  a->stages = CSA__SM90_STAGES;
+  for (int i = 0; i < 3; i++)
+    p->grid[i] = l.grid[i];
+  p->block = l.block[0];
+  p->smem = l.smem_bytes;
+  return CSA_OK;
+}
+
 int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
                         csa__attn_plan *p) {
   const csa__cuda_knobs *kn = csa__cuda_knobs_get();
   p->arg = NULL;
   const int dmax = a->d > a->dv ? a->d : a->dv;
-
-  /* (Hopper kernels plug in here: if c->dev->sm == 90 and
-   * csa__cuda_has_module(c, "attn_fwd_sm90") and the shape fits, fill *p
-   * from that module's plan and return.) */
 
   /* Tile kind from the average query length T_q / B, known without reading
    * cu_seqlens; fp32 inputs always use big tiles. */
@@ -103,6 +130,15 @@ int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
     small = kn->tile;
   if (dtype == CSA_FLOAT32)
     small = 0;
+
+  /* Hopper: the wgmma kernel (attn_fwd_sm90.cu) takes the long-row fp16 /
+   * bf16 calls it covers; everything else falls through to mma.sync. */
+  if (kn->sm90 && small == 0 && c->dev->sm == 90 && csa__cuda_has_module(c, "attn_fwd_sm90")) {
+    a->small = 0;
+    int st = csa__attn_plan_sm90(c, a, dtype, p);
+    if (st != CSA__PLAN_NOT_COVERED)
+      return st;
+  }
   const csa__tile *t = small ? CSA__PICK(csa__tiles_small, dmax) : NULL;
   if (t == NULL) {
     small = 0;

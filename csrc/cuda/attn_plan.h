@@ -41,11 +41,14 @@ typedef struct csa__attn_plan {
  *       (small tiles only; default: up to 8, balanced)
  *   COMFY_SPARSE_ATTN_CUDA_STAGES=1|2|3     K/V pipeline depth (still shrunk
  *       to what the GPU's shared memory allows)
+ *   COMFY_SPARSE_ATTN_CUDA_SM90=0           keep Hopper GPUs on the mma.sync
+ *       kernel (default: the wgmma kernel takes the calls it covers)
  */
 typedef struct csa__cuda_knobs {
   int tile;   /* -1 auto, 0 big, 1 small */
   int hpc;    /* 0 auto */
   int stages; /* 0 auto */
+  int sm90;   /* 1: Hopper wgmma kernel where it covers the call */
 } csa__cuda_knobs;
 const csa__cuda_knobs *csa__cuda_knobs_get(void);
 void csa__cuda_knobs_reload(void);

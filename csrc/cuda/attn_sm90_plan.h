@@ -28,6 +28,7 @@
 #define CSA_CUDA_ATTN_SM90_PLAN_H
 
 #include "attn_args.h"
+#include "csa/csa.h"
 
 #define CSA__SM90_WG 2                   /* consumer warpgroups per CTA */
 #define CSA__SM90_BM (64 * CSA__SM90_WG) /* query rows per CTA */
@@ -60,7 +61,7 @@ static inline unsigned csa__sm90_smem_bytes(int d) {
 /*
  * 1 and *out filled when the Hopper kernel covers the call, else 0.
  * Covered: compute capability 9.0 exactly (sm_90a code runs nowhere else),
- * fp16 / bf16 (dtype: csa_dtype, 2 = FLOAT16, 3 = BFLOAT16), D = D_v = 64
+ * fp16 / bf16 (dtype: csa_dtype), D = D_v = 64
  * or 128, every row 16-byte aligned (a->vec), long-row tile shape
  * (a->small == 0: the packed short-sequence tiles stay with mma.sync), at
  * least one query row, heads within the grid's y limit.
@@ -69,14 +70,14 @@ static inline int csa__sm90_plan(const csa__cuda_attn_args *a, int dtype, int sm
                                  int sm_minor, csa__sm90_launch *out) {
   if (sm_major != 9 || sm_minor != 0)
     return 0;
-  if (dtype != 2 && dtype != 3)
+  if (dtype != CSA_FLOAT16 && dtype != CSA_BFLOAT16)
     return 0;
   if (a->d != a->dv || (a->d != 64 && a->d != 128))
     return 0;
   if (!a->vec || a->small || a->t_q <= 0 || a->heads <= 0 || a->heads > 65535 ||
       a->heads_kv <= 0 || a->heads % a->heads_kv != 0)
     return 0;
-  if (dtype == 3)
+  if (dtype == CSA_BFLOAT16)
     out->kernel = a->d == 64 ? "csa_attn_fwd_sm90_bf16_d64" : "csa_attn_fwd_sm90_bf16_d128";
   else
     out->kernel = a->d == 64 ? "csa_attn_fwd_sm90_f16_d64" : "csa_attn_fwd_sm90_f16_d128";
