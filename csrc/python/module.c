@@ -251,8 +251,8 @@ static int csa__add_enum(PyObject *m, const char *attr, const char *const *names
 /* The enums of csa.h, read from their X-macro tables, so Python never
  * restates a code: DTYPE {"float32": 1, ...}, DEVICE {"cpu": 1, "cuda": 2,
  * ...}, CPU_ISA {"avx2": 1, ...}, STATUS {"CSA_EINVAL": -1, ...},
- * LINK_RESULT {"CREATED": 1, ...}, LINK_GIT {"ADDED": 1, ...}; plus the
- * LINK_* integers the setup_link glue reads. */
+ * LINK_RESULT {"CREATED": 1, ...}, LINK_GIT {"ADDED": 1, ...} (the
+ * setup_link glue also reads the LINK_* integers PyInit__C adds). */
 static int csa__add_enums(PyObject *m) {
 #define CSA__STR3(name, val, str) str,
 #define CSA__VAL3(name, val, str) val,
@@ -287,11 +287,6 @@ static int csa__add_enums(PyObject *m) {
       csa__add_enum(m, "LINK_GIT", lg_n, lg_v, CSA__N(lg_v)) < 0)
     return -1;
 #undef CSA__N
-#define CSA__LINK_CONST(name, val, msg)                              \
-  if (PyModule_AddIntConstant(m, "LINK_" #name, val) < 0) \
-    return -1;
-  CSA_LINK_RESULT_MAP(CSA__LINK_CONST)
-#undef CSA__LINK_CONST
   return 0;
 }
 
@@ -324,9 +319,18 @@ PyMODINIT_FUNC PyInit__C(void) {
   PyObject *m = PyModule_Create(&csa__module);
   if (m == NULL)
     return NULL;
-  if (csa__add_enums(m) < 0 || csa__add_backend_enum(m) < 0 ||
+  if (PyModule_AddIntConstant(m, "LINK_CREATED", CSA_LINK_CREATED) < 0 ||
+      PyModule_AddIntConstant(m, "LINK_REPLACED", CSA_LINK_REPLACED) < 0 ||
+      PyModule_AddIntConstant(m, "LINK_SKIP_NATIVE", CSA_LINK_SKIP_NATIVE) < 0 ||
+      PyModule_AddIntConstant(m, "LINK_SKIP_SAME", CSA_LINK_SKIP_SAME) < 0 ||
+      PyModule_AddIntConstant(m, "LINK_SKIP_DIR", CSA_LINK_SKIP_DIR) < 0 ||
+      PyModule_AddIntConstant(m, "LINK_NOT_PERMITTED", CSA_LINK_NOT_PERMITTED) < 0 ||
       PyModule_AddIntConstant(m, "VERSION_MAJOR", CSA_VERSION_MAJOR) < 0 ||
       PyModule_AddIntConstant(m, "VERSION_MINOR", CSA_VERSION_MINOR) < 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
+  if (csa__add_enums(m) < 0 || csa__add_backend_enum(m) < 0) {
     Py_DECREF(m);
     return NULL;
   }
