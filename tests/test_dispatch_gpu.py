@@ -292,6 +292,20 @@ def test_graph_capture_never_marks_a_backend_broken():
     assert csa.get_varlen_backend().backend == eager
 
 
+def test_cpu_cu_seqlens_while_capturing_say_what_to_do():
+    q, k, v, cq, ck, mq, mk = build("basic", torch.float16)
+    csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    g = torch.cuda.CUDAGraph()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        with pytest.raises(ValueError, match="on the CPU.*CUDA graph"):
+            with torch.cuda.graph(g, stream=s):
+                csa.dispatch_varlen_attention(q, k, v, cq.cpu(), ck.cpu(), mq, mk)
+    torch.cuda.current_stream().wait_stream(s)
+    assert not _dispatch._failed
+
+
 @pytest.mark.parametrize("d", [3, 31, 59, 111])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_head_dims_torch_cannot_run_never_reach_its_kernels(d, dtype):

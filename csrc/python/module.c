@@ -6,6 +6,7 @@
  * DLPack (dlpack.c), fill a csa_attn_params, drop the GIL while a kernel
  * runs, and turn a status code into an exception (errors.c).
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "dispatch_binding.h"
@@ -194,9 +195,12 @@ static PyObject *csa__py_cpu_isa_force(PyObject *self, PyObject *args) {
       Py_RETURN_NONE;
     }
   }
-  PyErr_Format(PyExc_ValueError,
-               "unknown CPU ISA %s (auto, scalar, avx2, avx512, avx512bf16, neon)",
-               name);
+  char names[160] = "auto";
+  for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+    size_t n = strlen(names);
+    snprintf(names + n, sizeof names - n, ", %s", csa_cpu_isa_name(isas[i]));
+  }
+  PyErr_Format(PyExc_ValueError, "unknown CPU ISA %s (%s)", name, names);
   return NULL;
 }
 
@@ -299,7 +303,8 @@ static PyMethodDef csa__methods[] = {
     {"cpu_isa", csa__py_cpu_isa, METH_NOARGS, "Name of the ISA the CPU kernel uses."},
     {"cpu_isa_force", csa__py_cpu_isa_force, METH_VARARGS,
      "Force the CPU kernel's ISA by name (tests); 'auto' returns to the automatic choice."},
-    {"setup_link_ex", csa__py_setup_link_ex, METH_VARARGS,
+    {"setup_link_ex", (PyCFunction)(void (*)(void))csa__py_setup_link_ex,
+     METH_VARARGS | METH_KEYWORDS,
      "setup_link_ex(source, comfy_dir or None, comfy_relative) -> dict"},
     {"status_table", csa__py_status_table, METH_NOARGS,
      "{code: (name, message, exception class)}"},

@@ -487,6 +487,10 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
         _native.raise_pending(device)  # an earlier call's device-side finding
     if mode == "host":
         _cu_int32(cu_q, cu_kv)
+        if device.type == "cuda" and _capturing():
+            raise ValueError("cu_seqlens_q / cu_seqlens_kv are on the CPU, and a copy from "
+                             "pageable host memory cannot be captured in a CUDA graph; pass "
+                             "them on %s while capturing" % device)
         hq, hk = cu_q.contiguous(), cu_kv.contiguous()
         cu_q = hq.to(device, non_blocking=True)
         cu_kv = cu_q if same_cu else hk.to(device, non_blocking=True)
@@ -599,6 +603,12 @@ def _cu_mode(device, cu_q, cu_kv, check):
             and _device_code(device) == _DEV["cuda"]):
         return "sanitize"
     return "copied"
+
+
+def _capturing():
+    import torch
+
+    return torch.cuda.is_current_stream_capturing()
 
 
 def _clear_pending(device):
