@@ -4,11 +4,15 @@ backend it chooses, per call, on CPU and (when present) CUDA.
     python bench/bench_dispatch.py [--device cpu|cuda] [--iters N] [--memory]
 
 Overhead is host time per call on a tiny input (so the kernel itself is
-short), median of 7 rounds of N calls each; on CUDA the rounds end with a
-synchronize and the direct call is the same torch path the torch tier would
-take (launch-bound, so host time is what a caller sees).  --memory (CUDA):
-peak extra memory of auto dispatch on the standard GPU workloads, against
-the output size.
+short), the best of 15 interleaved rounds of N calls each; on CUDA the
+rounds end with a synchronize and the direct call is the same torch path the
+torch tier would take (launch-bound, so host time is what a caller sees).
+Columns: auto with default arguments (CUDA: cu_seqlens sanitized on the
+device, no sync), auto with check_cu_seqlens=True (CUDA: one host copy and a
+sync), auto with the cu_seqlens on the CPU (CUDA only), C validation alone,
+and dispatch alone (the chosen backend replaced by a stub).  --memory
+(CUDA): peak extra memory of auto dispatch on the standard GPU workloads,
+against the output size.
 """
 import argparse
 import os
@@ -32,8 +36,13 @@ def auto(q, k, v, cq, ck, mq, mk):
     return csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
 
 
-def auto_nocheck(q, k, v, cq, ck, mq, mk):
-    return csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, check_cu_seqlens=False)
+def auto_check(q, k, v, cq, ck, mq, mk):
+    return csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, check_cu_seqlens=True)
+
+
+def auto_host_cu(q, k, v, cq, ck, mq, mk):
+    """cu_seqlens handed over on the CPU (as callers building them from lists do)."""
+    return csa.dispatch_varlen_attention(q, k, v, cq.cpu(), ck.cpu(), mq, mk)
 
 
 def sage2(q, k, v, cq, ck, mq, mk):
@@ -95,11 +104,13 @@ def overhead(device, iters):
             ad = dd._adapter(chosen)
             direct = lambda: ad.run(q, k, v, cq, ck, mq, mk)  # noqa: E731
         auto = lambda: csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)  # noqa: E731
-        nocheck = lambda: csa.dispatch_varlen_attention(  # noqa: E731
-            q, k, v, cq, ck, mq, mk, check_cu_seqlens=False)
-        val = lambda: _native.validate(q, k, v, cq, ck, mq, mk)  # noqa: E731
-        t_direct, t_auto, t_nocheck, t_val = per_call_us([direct, auto, nocheck, val], iters,
-                                                         device)
+        check = lambda: csa.dispatch_varlen_attention(  # noqa: E731
+            q, k, v, cq, ck, mq, mk, check_cu_seqlens=True)
+        hcq, hck = cq.cpu(), ck.cpu()
+        host_cu = lambda: csa.dispatch_varlen_attention(q, k, v, hcq, hck, mq, mk)  # noqa: E731
+        val = lambda: _native.validate(q, k, v, cq, ck, mq, mk, check_cu_seqlens=False)  # noqa
+        t_direct, t_auto, t_check, t_host, t_val = per_call_us(
+            [direct, auto, check, host_cu, val], iters, device)
         # Dispatch alone: the chosen backend replaced by a stub that returns a
         # ready output, called directly and through dispatch.
         ad = _dispatch._adapter(csa.get_varlen_backend().backend)
@@ -110,13 +121,15 @@ def overhead(device, iters):
             t_stub, t_stub_auto = per_call_us([stub, auto], iters, device)
         finally:
             ad.run = real_run
-        rows.append((label, chosen, t_direct, t_auto, t_auto - t_direct, t_nocheck - t_direct,
-                     t_val, t_stub_auto - t_stub))
+        rows.append((label, chosen, t_direct, t_auto, t_auto - t_direct, t_check - t_direct,
+                     t_host - t_direct, t_val, t_stub_auto - t_stub))
     print("\n| device | input | chosen | direct us | auto us | overhead us | overhead, "
-          "no cu check, us | C validation alone us | dispatch alone (stub backend) us |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "check_cu_seqlens=True, us | overhead, CPU cu_seqlens, us | C validation alone us | "
+          "dispatch alone (stub backend) us |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |" % ((device,) + r))
+        print("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |"
+              % ((device,) + r))
 
 
 def memory():

@@ -89,7 +89,8 @@ def test_cuda_entry_points_refuse_cleanly_without_kernels_or_gpu():
     cq = torch.zeros(2, dtype=torch.int32)
     q = torch.zeros(1, 1, 16)
     with pytest.raises((NotImplementedError, ValueError)):
-        _C.attention("cuda", q, q, q, q.clone(), cq, cq, 1, 1, 0.0, False, None, None, None, 1, 0)
+        _C.attention("cuda", q=q, k=q, v=q, out=q.clone(), cu_seqlens_q=cq, cu_seqlens_kv=cq,
+                     max_seqlen_q=1, max_seqlen_kv=1)
 
 
 DEV = torch.device("cuda")

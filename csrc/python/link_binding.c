@@ -36,11 +36,13 @@ static int csa__fs_opt(PyObject *obj, void *out) {
   return PyUnicode_FSConverter(obj, out);
 }
 
-PyObject *csa__py_setup_link_ex(PyObject *self, PyObject *args) {
+PyObject *csa__py_setup_link_ex(PyObject *self, PyObject *args, PyObject *kwargs) {
   (void)self;
+  static char *kwlist[] = {"source", "comfy_dir", "comfy_relative", NULL};
   PyObject *src = NULL, *dir = NULL, *rel = NULL, *ret = NULL;
-  if (!PyArg_ParseTuple(args, "O&O&O&:setup_link_ex", PyUnicode_FSConverter, &src, csa__fs_opt,
-                        &dir, PyUnicode_FSConverter, &rel))
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&O&O&:setup_link_ex", kwlist,
+                                   PyUnicode_FSConverter, &src, csa__fs_opt, &dir,
+                                   PyUnicode_FSConverter, &rel))
     goto done;
   csa_link_info *info = (csa_link_info *)malloc(sizeof *info);
   if (info == NULL) {

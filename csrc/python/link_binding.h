@@ -8,6 +8,6 @@
 #include "errors.h"
 
 /* setup_link_ex(source, comfy_dir or None, comfy_relative) -> dict */
-PyObject *csa__py_setup_link_ex(PyObject *self, PyObject *args);
+PyObject *csa__py_setup_link_ex(PyObject *self, PyObject *args, PyObject *kwargs);
 
 #endif

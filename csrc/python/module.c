@@ -6,6 +6,7 @@
  * DLPack (dlpack.c), fill a csa_attn_params, drop the GIL while a kernel
  * runs, and turn a status code into an exception (errors.c).
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "dispatch_binding.h"
@@ -194,9 +195,12 @@ static PyObject *csa__py_cpu_isa_force(PyObject *self, PyObject *args) {
       Py_RETURN_NONE;
     }
   }
-  PyErr_Format(PyExc_ValueError,
-               "unknown CPU ISA %s (auto, scalar, avx2, avx512, avx512bf16, neon)",
-               name);
+  char names[160] = "auto";
+  for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+    size_t n = strlen(names);
+    snprintf(names + n, sizeof names - n, ", %s", csa_cpu_isa_name(isas[i]));
+  }
+  PyErr_Format(PyExc_ValueError, "unknown CPU ISA %s (%s)", name, names);
   return NULL;
 }
 
@@ -251,8 +255,8 @@ static int csa__add_enum(PyObject *m, const char *attr, const char *const *names
 /* The enums of csa.h, read from their X-macro tables, so Python never
  * restates a code: DTYPE {"float32": 1, ...}, DEVICE {"cpu": 1, "cuda": 2,
  * ...}, CPU_ISA {"avx2": 1, ...}, STATUS {"CSA_EINVAL": -1, ...},
- * LINK_RESULT {"CREATED": 1, ...}, LINK_GIT {"ADDED": 1, ...}; plus the
- * LINK_* integers the setup_link glue reads. */
+ * LINK_RESULT {"CREATED": 1, ...}, LINK_GIT {"ADDED": 1, ...} (the
+ * setup_link glue also reads the LINK_* integers PyInit__C adds). */
 static int csa__add_enums(PyObject *m) {
 #define CSA__STR3(name, val, str) str,
 #define CSA__VAL3(name, val, str) val,
@@ -287,11 +291,6 @@ static int csa__add_enums(PyObject *m) {
       csa__add_enum(m, "LINK_GIT", lg_n, lg_v, CSA__N(lg_v)) < 0)
     return -1;
 #undef CSA__N
-#define CSA__LINK_CONST(name, val, msg)                              \
-  if (PyModule_AddIntConstant(m, "LINK_" #name, val) < 0) \
-    return -1;
-  CSA_LINK_RESULT_MAP(CSA__LINK_CONST)
-#undef CSA__LINK_CONST
   return 0;
 }
 
@@ -304,7 +303,8 @@ static PyMethodDef csa__methods[] = {
     {"cpu_isa", csa__py_cpu_isa, METH_NOARGS, "Name of the ISA the CPU kernel uses."},
     {"cpu_isa_force", csa__py_cpu_isa_force, METH_VARARGS,
      "Force the CPU kernel's ISA by name (tests); 'auto' returns to the automatic choice."},
-    {"setup_link_ex", csa__py_setup_link_ex, METH_VARARGS,
+    {"setup_link_ex", (PyCFunction)(void (*)(void))csa__py_setup_link_ex,
+     METH_VARARGS | METH_KEYWORDS,
      "setup_link_ex(source, comfy_dir or None, comfy_relative) -> dict"},
     {"status_table", csa__py_status_table, METH_NOARGS,
      "{code: (name, message, exception class)}"},
@@ -321,6 +321,7 @@ static struct PyModuleDef csa__module = {PyModuleDef_HEAD_INIT, "_C",
                                          NULL, NULL, NULL, NULL};
 
 int csa__py_cuda_add_methods(PyObject *m); /* cuda_binding.c */
+
 PyMODINIT_FUNC PyInit__C(void) {
   PyObject *m = PyModule_Create(&csa__module);
   if (m == NULL)
@@ -329,9 +330,18 @@ PyMODINIT_FUNC PyInit__C(void) {
     Py_DECREF(m);
     return NULL;
   }
-  if (csa__add_enums(m) < 0 || csa__add_backend_enum(m) < 0 ||
+  if (PyModule_AddIntConstant(m, "LINK_CREATED", CSA_LINK_CREATED) < 0 ||
+      PyModule_AddIntConstant(m, "LINK_REPLACED", CSA_LINK_REPLACED) < 0 ||
+      PyModule_AddIntConstant(m, "LINK_SKIP_NATIVE", CSA_LINK_SKIP_NATIVE) < 0 ||
+      PyModule_AddIntConstant(m, "LINK_SKIP_SAME", CSA_LINK_SKIP_SAME) < 0 ||
+      PyModule_AddIntConstant(m, "LINK_SKIP_DIR", CSA_LINK_SKIP_DIR) < 0 ||
+      PyModule_AddIntConstant(m, "LINK_NOT_PERMITTED", CSA_LINK_NOT_PERMITTED) < 0 ||
       PyModule_AddIntConstant(m, "VERSION_MAJOR", CSA_VERSION_MAJOR) < 0 ||
       PyModule_AddIntConstant(m, "VERSION_MINOR", CSA_VERSION_MINOR) < 0) {
+    Py_DECREF(m);
+    return NULL;
+  }
+  if (csa__add_enums(m) < 0 || csa__add_backend_enum(m) < 0) {
     Py_DECREF(m);
     return NULL;
   }

@@ -44,12 +44,13 @@ def __getattr__(name):
     if name in _FROM_DISPATCH:
         from . import _dispatch
 
-        return getattr(_dispatch, name)
-    if name == "setup_link":
-        from ._link import setup_link
-
-        return setup_link
-    raise AttributeError("module 'comfy_sparse_attn' has no attribute %r" % name)
+        value = getattr(_dispatch, name)
+    elif name == "setup_link":
+        from ._link import setup_link as value
+    else:
+        raise AttributeError("module 'comfy_sparse_attn' has no attribute %r" % name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
 def __dir__():

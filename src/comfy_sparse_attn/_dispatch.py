@@ -68,6 +68,25 @@ RETRY_AFTER_S = 60.0
 RETRY_MAX_S = 3600.0
 
 _local = threading.local()
+
+# os.environ.get costs a key encoding and a mapping lookup per read; the
+# POSIX mapping keeps its encoded data in a plain dict that every change to
+# os.environ updates, so a call reads that dict directly where it exists.
+_env_data = getattr(os.environ, "_data", None)
+_env_key = getattr(os.environ, "encodekey", None)
+if _env_data is None or _env_key is None:
+    _env_data = None
+
+
+_ENV_BACKEND_KEY = _env_key(ENV_BACKEND) if _env_data is not None else None
+_ENV_EXACT_KEY = _env_key(ENV_EXACT) if _env_data is not None else None
+
+
+def _getenv(name, key):
+    if _env_data is not None:
+        raw = _env_data.get(key)
+        return "" if raw is None else os.fsdecode(raw)
+    return os.environ.get(name, "")
 _lock = threading.Lock()
 
 
@@ -245,7 +264,7 @@ def _forced(backend):
     forced = getattr(_local, "forced", None)
     if forced:
         return forced
-    env = os.environ.get(ENV_BACKEND, "").strip().lower()
+    env = _getenv(ENV_BACKEND, _ENV_BACKEND_KEY).strip().lower()
     if env and env != "auto":
         if env not in _ID:
             raise ValueError("%s=%r names no backend; choose from %s or auto"
@@ -258,7 +277,7 @@ def _exact_only():
     exact = getattr(_local, "exact", None)
     if exact is not None:
         return exact
-    return os.environ.get(ENV_EXACT, "").strip().lower() in ("1", "true", "yes", "on")
+    return _getenv(ENV_EXACT, _ENV_EXACT_KEY).strip().lower() in ("1", "true", "yes", "on")
 
 
 # ---------------------------------------------------------------------------
@@ -468,6 +487,10 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
         _native.raise_pending(device)  # an earlier call's device-side finding
     if mode == "host":
         _cu_int32(cu_q, cu_kv)
+        if device.type == "cuda" and _capturing():
+            raise ValueError("cu_seqlens_q / cu_seqlens_kv are on the CPU, and a copy from "
+                             "pageable host memory cannot be captured in a CUDA graph; pass "
+                             "them on %s while capturing" % device)
         hq, hk = cu_q.contiguous(), cu_kv.contiguous()
         cu_q = hq.to(device, non_blocking=True)
         cu_kv = cu_q if same_cu else hk.to(device, non_blocking=True)
@@ -580,6 +603,12 @@ def _cu_mode(device, cu_q, cu_kv, check):
             and _device_code(device) == _DEV["cuda"]):
         return "sanitize"
     return "copied"
+
+
+def _capturing():
+    import torch
+
+    return torch.cuda.is_current_stream_capturing()
 
 
 def _clear_pending(device):

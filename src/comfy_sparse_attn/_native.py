@@ -76,10 +76,11 @@ def host_copies(cu_seqlens_q, cu_seqlens_kv):
 # ---------------------------------------------------------------------------
 _flags = {}  # cuda device index -> (pinned int32 [1] tensor, ctypes view of it)
 
-# Bits of the flag (the sanitizer's contract); kv uses the same bits << 8.
-_VIOLATIONS = ((0, "{cu}[0] != 0"), (1, "{cu} decreases"),
-               (2, "{cu}[-1] != {t} (the number of packed tokens)"),
-               (3, "a sequence is longer than {m}"))
+# Bits of the flag, as the extension exports them (CU_Q_START, ...); the
+# sanitizer's contract (bits 0-3 for q, 8-11 for kv) where it does not.
+_VIOLATIONS = (("START", 0, "{cu}[0] != 0"), ("DECREASE", 1, "{cu} decreases"),
+               ("TOTAL", 2, "{cu}[-1] != {t} (the number of packed tokens)"),
+               ("MAXLEN", 3, "a sequence is longer than {m}"))
 
 
 def have_sanitizer():
@@ -99,10 +100,11 @@ def _flag(index):
 def describe_violations(bits, device="cuda"):
     """The ValueError text for a sanitizer flag value."""
     what = []
-    for shift, cu, t, m in ((0, "cu_seqlens_q", "T_q", "max_seqlen_q"),
-                            (8, "cu_seqlens_kv", "T_kv", "max_seqlen_kv")):
-        for bit, text in _VIOLATIONS:
-            if bits & (1 << (bit + shift)):
+    for which, shift, cu, t, m in (("Q", 0, "cu_seqlens_q", "T_q", "max_seqlen_q"),
+                                   ("KV", 8, "cu_seqlens_kv", "T_kv", "max_seqlen_kv")):
+        for name, bit, text in _VIOLATIONS:
+            mask = getattr(_C, "CU_%s_%s" % (which, name), 1 << (bit + shift))
+            if bits & mask:
                 what.append(text.format(cu=cu, t=t, m=m))
     return ("invalid cu_seqlens in an earlier attention call on %s: %s.  That call read "
             "clamped lengths (no out-of-bounds access) and its output is not meaningful; pass "

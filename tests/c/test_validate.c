@@ -88,6 +88,25 @@ int main(void) {
   p.cu_seqlens_q_host = bad0;
   expect(p, CSA_ECUSEQ, "cu_seqlens_q[0]");
 
+  /* The torch tier's devices (ROCm, Metal, oneAPI) validate like CUDA; a
+   * device DLPack has no code for does not, and mixing devices names both. */
+  int other_devs[] = {CSA_DEVICE_ROCM, CSA_DEVICE_METAL, CSA_DEVICE_ONEAPI};
+  for (int i = 0; i < 3; i++) {
+    p = good();
+    p.q.device_type = p.k.device_type = p.v.device_type = p.out.device_type = other_devs[i];
+    p.cu_seqlens_q.device_type = p.cu_seqlens_kv.device_type = other_devs[i];
+    expect(p, CSA_OK, NULL);
+    p.cu_seqlens_q_host = bad0;
+    expect(p, CSA_ECUSEQ, "cu_seqlens_q[0]");
+    p.cu_seqlens_q_host = NULL;
+    p.k.device_type = CSA_DEVICE_CPU;
+    expect(p, CSA_EDEVICE, csa_device_name(other_devs[i]));
+  }
+  p = good();
+  p.q.device_type = p.k.device_type = p.v.device_type = p.out.device_type = CSA_DEVICE_OTHER;
+  p.cu_seqlens_q.device_type = p.cu_seqlens_kv.device_type = CSA_DEVICE_OTHER;
+  expect(p, CSA_EDEVICE, "unsupported device");
+
   /* lse */
   csa_tensor lse = t3(lsebuf, CSA_FLOAT32, 4, 8, 1);
   lse.ndim = 2; lse.strides[1] = 1; lse.strides[0] = 8;
