@@ -6,7 +6,9 @@
   small / big       the same with the tile shape forced (COMFY_SPARSE_ATTN_CUDA_TILE),
                     to compare both on every workload;
   s2                the same with a 2-stage K/V ring (COMFY_SPARSE_ATTN_CUDA_STAGES=2;
-                    the default takes 3 stages where occupancy allows).
+                    the default takes 3 stages where occupancy allows);
+  mma               the same on the mma.sync kernel where Hopper would take
+                    the wgmma kernel (COMFY_SPARSE_ATTN_CUDA_SM90=0).
 """
 import os
 
@@ -33,3 +35,4 @@ def _forced(name, value):
 small = _forced("COMFY_SPARSE_ATTN_CUDA_TILE", "small")
 big = _forced("COMFY_SPARSE_ATTN_CUDA_TILE", "big")
 s2 = _forced("COMFY_SPARSE_ATTN_CUDA_STAGES", "2")
+mma = _forced("COMFY_SPARSE_ATTN_CUDA_SM90", "0")
