@@ -28,7 +28,11 @@ include(${CSA_ROOT}/csrc/cuda/sources.cmake)
 # time, instead of failing halfway through the build: every C source that
 # carries its own flags (the ISA-specific CPU kernels) is test-compiled with
 # exactly those flags.
+# Compile only, no link: a link with ISA flags would make zig cc rebuild its C
+# runtime for that CPU.
 include(CheckCSourceCompiles)
+set(csa_saved_try_type "${CMAKE_TRY_COMPILE_TARGET_TYPE}")
+set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)
 foreach(src ${CSA_CORE_SOURCES})
   if(NOT src MATCHES "\\.c$")
     continue()
@@ -52,6 +56,7 @@ foreach(src ${CSA_CORE_SOURCES})
       "or another compiler for this target.")
   endif()
 endforeach()
+set(CMAKE_TRY_COMPILE_TARGET_TYPE "${csa_saved_try_type}")
 
 add_library(csa_core STATIC ${CSA_CORE_SOURCES})
 set_target_properties(csa_core PROPERTIES POSITION_INDEPENDENT_CODE ON)
