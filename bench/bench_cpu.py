@@ -56,7 +56,7 @@ def cpu_model():
 def measure_peak(threads):
     """GFLOP/s of peak_cpu.c (per CPU second of its threads): the best of a few runs."""
     src = os.path.join(HERE, "peak_cpu.c")
-    exe = os.path.join(tempfile.gettempdir(), "csa_peak_cpu")
+    exe = os.path.join(tempfile.gettempdir(), "csa_peak_cpu_%d" % os.getpid())
     try:
         subprocess.run(["cc", "-O2", "-march=native", "-pthread", src, "-o", exe], check=True,
                        capture_output=True)
@@ -64,12 +64,15 @@ def measure_peak(threads):
         print("peak_cpu.c did not build (%s): no %% of peak" % e, file=sys.stderr)
         return {}
     best = {}
-    for _ in range(3):
-        out = subprocess.run([exe, str(threads), "20"], check=True, capture_output=True,
-                             text=True).stdout
-        for line in out.splitlines():
-            kind, val = line.split()
-            best[kind] = max(best.get(kind, 0.0), float(val))
+    try:
+        for _ in range(3):
+            out = subprocess.run([exe, str(threads), "20"], check=True, capture_output=True,
+                                 text=True).stdout
+            for line in out.splitlines():
+                kind, val = line.split()
+                best[kind] = max(best.get(kind, 0.0), float(val))
+    finally:
+        os.remove(exe)
     return best
 
 
