@@ -251,7 +251,7 @@ def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0):
 
 
 def cost_model_check(threads, reps=5):
-    """The work split's cost model, cost = (rows + 16) * (keys + 16) per item
+    """The work split's cost model, cost = (rows + 24) * (keys + 24) per item
     (attn_cpu.c), against measured time: for sequences of one length L per
     call (H 8, D 64, float32, about 2^17 query rows in all) prints time per
     item and per cost unit; a flat last column means the model ranks items
@@ -278,7 +278,7 @@ def cost_model_check(threads, reps=5):
         for r0 in range(0, L, rows):
             nr = min(rows, L - r0)
             items += 1
-            cost += (nr + 16) * (L + 16)
+            cost += (nr + 24) * (L + 24)  # CSA__ITEM_OVERHEAD (attn_cpu.c)
         items, cost = items * n * 8, cost * n * 8
         print("| %d | %d | %.2f | %.2f | %.3f |" % (L, items, sec * 1e3, sec * 1e6 / items * threads,
                                                    sec * 1e9 / cost * threads), flush=True)
