@@ -14,8 +14,10 @@ each torch path called the way torch is fastest (see peer_kernel: every cell
 names the SDPA kernel the path ran, "flash" or "math"), and reports ms
 (median), GFLOP/s (4*sum(Lq*Lkv)*H*D / t), native's speed-up over the fastest
 torch path (median over rounds of the per-round ratio), and native's % of
-this machine's peak, measured by peak_cpu.c: float32 FMA, or vdpbf16ps for
-bfloat16 under the avx512bf16 kernel (the only one that computes in bf16).
+this machine's peak: FLOPs per CPU second of native's threads against the
+same measure of a register-only loop (peak_cpu.c: float32 FMA, or vdpbf16ps
+for bfloat16 under the avx512bf16 kernel, the only one that computes in
+bf16), so that other load on a shared machine does not count as slowness.
 The machines are shared VMs whose speed drifts, so the paths of one workload
 are timed interleaved, round-robin (at least 3 rounds), and the median kept.
 """
@@ -52,9 +54,9 @@ def cpu_model():
 
 
 def measure_peak(threads):
-    """GFLOP/s of peak_cpu.c: the best of a few runs (the VM drifts)."""
+    """GFLOP/s of peak_cpu.c (per CPU second of its threads): the best of a few runs."""
     src = os.path.join(HERE, "peak_cpu.c")
-    exe = os.path.join(tempfile.gettempdir(), "csa_peak_cpu")
+    exe = os.path.join(tempfile.gettempdir(), "csa_peak_cpu_%d" % os.getpid())
     try:
         subprocess.run(["cc", "-O2", "-march=native", "-pthread", src, "-o", exe], check=True,
                        capture_output=True)
@@ -62,11 +64,15 @@ def measure_peak(threads):
         print("peak_cpu.c did not build (%s): no %% of peak" % e, file=sys.stderr)
         return {}
     best = {}
-    for _ in range(3):
-        out = subprocess.run([exe, str(threads)], check=True, capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            kind, val = line.split()
-            best[kind] = max(best.get(kind, 0.0), float(val))
+    try:
+        for _ in range(3):
+            out = subprocess.run([exe, str(threads), "20"], check=True, capture_output=True,
+                                 text=True).stdout
+            for line in out.splitlines():
+                kind, val = line.split()
+                best[kind] = max(best.get(kind, 0.0), float(val))
+    finally:
+        os.remove(exe)
     return best
 
 
@@ -211,15 +217,18 @@ def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0):
     # round-robin: every round times each path once, so drift of the shared
     # machine hits all paths alike; the ratio per round is kept too
     times = {name: [] for name in fns}
+    cpu_native = []  # CPU seconds of the native calls (all its threads)
     t_start = time.perf_counter()
     r = 0
     while r < max(reps, 3) and (r < 3 or time.perf_counter() - t_start < max_time):
         for name, fn in fns.items():
             if r > 0 and name in notes:
                 continue  # dropped after the first round
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
+            if name == "native":
+                cpu_native.append(time.process_time() - c0)
         if r == 0:
             fastest = min((times[n][0] for n in TORCH_PATHS if n in times), default=None)
             for n in TORCH_PATHS:
@@ -237,7 +246,42 @@ def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0):
             ratio = (best, ms[best] / ms["native"])
     ref = next((outs[n] for n in TORCH_PATHS if n in outs), None)
     err = rel_err(outs["native"], ref) if ref is not None and "native" in outs else float("nan")
-    return ms, notes, kern, ratio, err
+    cpu_s = statistics.median(cpu_native) if cpu_native else None
+    return ms, notes, kern, ratio, err, cpu_s
+
+
+def cost_model_check(threads, reps=5):
+    """The work split's cost model, cost = (rows + 24) * (keys + 24) per item
+    (attn_cpu.c), against measured time: for sequences of one length L per
+    call (H 8, D 64, float32, about 2^17 query rows in all) prints time per
+    item and per cost unit; a flat last column means the model ranks items
+    as their time does."""
+    from comfy_sparse_attn import _native
+
+    print("| L | items | ms / call | us / item | ns / cost unit |")
+    print("|---|---|---|---|---|")
+    for L in (8, 16, 32, 64, 128, 256, 512, 1024, 2048):
+        n = max(1, (1 << 14) // L)
+        g = torch.Generator().manual_seed(L)
+        q, k, v = (torch.randn(n * L, 8, 64, generator=g) for _ in range(3))
+        cu = W.cu_seqlens([L] * n)
+        fn = native_fn(q, k, v, cu, cu, L, L, threads)
+        fn()
+        t = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - t0)
+        sec = statistics.median(t)
+        rows = 256  # CSA__CPU_TILES * CSA__CPU_ROWS
+        items, cost = 0, 0
+        for r0 in range(0, L, rows):
+            nr = min(rows, L - r0)
+            items += 1
+            cost += (nr + 24) * (L + 24)  # CSA__ITEM_OVERHEAD (attn_cpu.c)
+        items, cost = items * n * 8, cost * n * 8
+        print("| %d | %d | %.2f | %.2f | %.3f |" % (L, items, sec * 1e3, sec * 1e6 / items * threads,
+                                                   sec * 1e9 / cost * threads), flush=True)
 
 
 def cpu_flags():
@@ -266,8 +310,13 @@ def main():
                          "first round is not timed again (its one time is reported)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--md", help="also write the table (markdown) to this file")
+    ap.add_argument("--cost-model", action="store_true",
+                    help="only check the work split's cost model against measured time per item")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.cost_model:
+        cost_model_check(args.threads)
+        return
 
     from comfy_sparse_attn import _C
 
@@ -290,7 +339,7 @@ def main():
         for dt in w.dtypes:
             if args.dtype and dt != args.dtype:
                 continue
-            ms, notes, kern, ratio, err = bench_one(w, dt, args.reps, args.threads,
+            ms, notes, kern, ratio, err, cpu_s = bench_one(w, dt, args.reps, args.threads,
                                                     args.max_time, args.drop_slower)
 
             def cell(name):
@@ -308,7 +357,12 @@ def main():
             pk = peak.get("bf16_dot" if dt == "bfloat16" and isa == "avx512bf16" else "fp32_fma")
             if dt == "bfloat16" and isa == "avx512bf16" and uses_amx():
                 pk = None
-            pct = "%.0f%%" % (100 * w.flops / ms["native"] * 1e-6 / pk) if pk and "native" in ms else "—"
+            # FLOPs per CPU second of native's threads against the peak per
+            # core (peak_cpu.c measures per CPU second too): the share of
+            # the cores it had that it used, whatever else ran on them
+            pct = "—"
+            if pk and cpu_s:
+                pct = "%.0f%%" % (100 * w.flops / cpu_s * 1e-9 / (pk / args.threads))
             row = "| %s (%s) | %s | %s | %s | %s | %s | %s | %s | %.1e |" % (
                 w.name, w.describe(), dt, cell("native"), cell("per-seq"), cell("nested"),
                 cell("dense-mask"), rtxt, pct, err)

@@ -1,7 +1,7 @@
 """The native CPU kernel through comfy_sparse_attn._native.varlen_attention.
 
-Every case of DESIGN.md §4 on every ISA variant this CPU runs (forced with
-_C.cpu_isa_force), against a float64 torch reference computed per sequence,
+Every case of the contract (docs/ARCHITECTURE.md) on every ISA variant this
+CPU runs (forced with _C.cpu_isa_force), against a float64 torch reference computed per sequence,
 with the output poisoned (NaN) before each call.  Relative error bounds:
 fp32 1e-5, fp16/bf16 1e-2.  The C-level tests (tests/c/test_cpu_*.c) cover the
 same ground under ASan/UBSan; these check the Python path and torch layouts.

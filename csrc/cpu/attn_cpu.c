@@ -22,8 +22,12 @@
 
 #define CSA__CHUNKS_PER_THREAD 16
 /* An item's fixed cost (packing Q, writing out) in units of one score, per
- * row and per key: cost = (rows + C) * (keys + C). */
-#define CSA__ITEM_OVERHEAD 16
+ * row and per key: cost = (rows + C) * (keys + C).  C is fitted to measured
+ * time per item over sequence lengths 8 .. 512 (`bench/bench_cpu.py
+ * --cost-model`, numbers in bench/RESULTS.md): with C = 16 small items cost
+ * 1.7x more per unit than 256-row ones, with C = 24 the units agree within
+ * about 20 %. */
+#define CSA__ITEM_OVERHEAD 24
 #define CSA__MAX_THREADS 1024
 #define CSA__CPU_ITEM_ROWS (CSA__CPU_TILES * CSA__CPU_ROWS)
 

@@ -101,13 +101,12 @@ int csa__cpu_amx_ready(void) {
 }
 
 /* Whether vdpbf16ps beats float32 FMA per FLOP.  On AMD Zen 4/5 it issues
- * like an FMA and does twice the work (Zen 5: 358 vs 160 GFLOP/s, 2 cores).
- * On Intel Sapphire Rapids it issues at a quarter of the FMA rate, half the
- * FLOPs (peak_cpu.c: ~45 vs ~100 GFLOP/s per core), and the bf16 inputs run
- * faster widened to float32 (cpu-long: 86 vs 127 GFLOP/s per core), so Intel
- * CPUs default to the AVX-512 kernel unless they have AMX, which the
- * avx512bf16 kernel then uses for its bf16 products; the environment variable
- * or csa_cpu_isa_force() can still pick either. */
+ * like an FMA and does twice the work.  On Intel Sapphire Rapids it issues
+ * at a quarter of the FMA rate, half the FLOPs (peak_cpu.c), and the bf16
+ * inputs run faster widened to float32, so Intel CPUs default to the
+ * AVX-512 kernel unless they have AMX, which the avx512bf16 kernel then uses
+ * for its bf16 products; the environment variable or csa_cpu_isa_force()
+ * can still pick either.  Measurements: bench/RESULTS.md. */
 static int csa__bf16dot_is_fast(void) {
   unsigned r[4];
   csa__cpuid(0, 0, r);

@@ -4,8 +4,8 @@
  *
  * Each case draws fresh random data, poisons out and lse with NaN (rows the
  * kernel forgets stay NaN and fail), runs the kernel and compares
- * ||out - ref|| / ||ref|| with the DESIGN.md §4 bounds (fp32 1e-5, fp16/bf16
- * 1e-2).  The reference reads the same rounded inputs the kernel reads, so
+ * ||out - ref|| / ||ref|| with the contract's bounds (docs/ARCHITECTURE.md:
+ * fp32 1e-5, fp16/bf16 1e-2).  The reference reads the same rounded inputs the kernel reads, so
  * only the kernel's own arithmetic is measured.  Rows with no visible key
  * must be exactly zero with lse = -inf.  Memory around strided views is
  * filled with a sentinel that must survive.
