@@ -295,13 +295,14 @@ def test_graph_capture_never_marks_a_backend_broken():
 def test_cpu_cu_seqlens_while_capturing_say_what_to_do():
     q, k, v, cq, ck, mq, mk = build("basic", torch.float16)
     csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    cq_host, ck_host = cq.cpu(), ck.cpu()  # copied before capture: a D2H copy can't be captured
     g = torch.cuda.CUDAGraph()
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
         with pytest.raises(ValueError, match="on the CPU.*CUDA graph"):
             with torch.cuda.graph(g, stream=s):
-                csa.dispatch_varlen_attention(q, k, v, cq.cpu(), ck.cpu(), mq, mk)
+                csa.dispatch_varlen_attention(q, k, v, cq_host, ck_host, mq, mk)
     torch.cuda.current_stream().wait_stream(s)
     assert not _dispatch._failed
 

@@ -137,40 +137,85 @@ static const int csa__order_other[] = {CSA_BACKEND_XFORMERS, CSA_BACKEND_SDPA,
 /* ======================================================================== */
 #define CSA__LAST (-1)
 #define CSA__FIRST (-2)
-typedef struct csa__native_policy {
+/* Native placement rules: the first row whose conditions hold places the
+ * native backend (first, last, or before a named backend).  Conditions:
+ * device class (and CUDA compute capability range), the largest head dim,
+ * the rows class of the call, and "wgmma shape": fp16 / bf16 with
+ * D = D_v in {64, 128}, the calls the Hopper kernel takes.  Every row is a
+ * measurement (bench/RESULTS.md in the repository): native goes first only
+ * where it led the fastest peer, or where the torch tier's own path for that
+ * shape is slower than native. */
+typedef struct csa__native_rule {
   int device_type;
   int sm_lo, sm_hi;  /* inclusive, CUDA only */
+  int max_head_dim;  /* 0: any; else only when max(D, D_v) <= this */
+  int rows;          /* -1: any; else only this csa__rows_class */
+  int wgmma_shape;   /* 1: only fp16 / bf16 with D = D_v in {64, 128} */
   int before;        /* backend native is placed before, CSA__FIRST or CSA__LAST */
-  int before_small;  /* the same for small-head calls (D <= CSA_DISPATCH_SMALL_HEAD) */
   const char *evidence;
-  const char *evidence_small; /* NULL: small-head calls follow the general rule */
-} csa__native_policy;
+} csa__native_rule;
 
-static const csa__native_policy csa__native_policies[] = {
+static const csa__native_rule csa__native_rules[] = {
     /* CPU: no other backend has a CPU kernel but per-sequence SDPA, which
-     * has no LSE and loops over sequences in Python (thousands of tiny
-     * windows cost one SDPA call each). */
-    {CSA_DEVICE_CPU, 0, 0, CSA__FIRST, CSA__FIRST,
-     "cpu: native first (our C kernel; per-sequence SDPA is the only other CPU path; "
-     "bench/RESULTS.md '## CPU')", NULL},
-    /* CUDA sm90, measured (H200, torch 2.11, 2026-11-26, bench/RESULTS.md
-     * '## GPU native' and '## Dispatch'): native runs at 0.51-0.94x the
-     * fastest torch-tier path on the D = 64 / 128 workloads, ties the
-     * mem-efficient op on tiny-seqs (0.92-1.10x over four runs), and leads
-     * on patches-hd16 (D = 16: 1.19-1.39x FA2, the fastest peer), so native
-     * goes first for D <= 32 and last otherwise. */
-    {CSA_DEVICE_CUDA, 90, 99, CSA__LAST, CSA__FIRST,
-     "cuda sm90: native last (H200 2026-11-26: 0.51-0.94x the torch tier for D >= 64, a tie "
-     "on tiny sequences; bench/RESULTS.md)",
-     "cuda sm90, D <= 32: native first (H200 2026-11-26: 1.19-1.39x the fastest peer on "
-     "patches-hd16; bench/RESULTS.md)"},
-    {CSA_DEVICE_CUDA, 80, 89, CSA__LAST, CSA__LAST,
-     "cuda sm80-89: native last (not yet measured; pending GPU numbers)", NULL},
-    {CSA_DEVICE_CUDA, 100, 1000, CSA__LAST, CSA__LAST,
-     "cuda sm100+: native last (not yet measured; pending GPU numbers)", NULL},
-    {CSA_DEVICE_CUDA, 0, 79, CSA__LAST, CSA__LAST,
-     "cuda pre-sm80: native last (not yet measured; pending GPU numbers)", NULL},
+     * has no LSE and loops over sequences in Python. */
+    {.device_type = CSA_DEVICE_CPU, .rows = -1, .before = CSA__FIRST,
+     .evidence = "cpu: native first (our C kernel leads torch's per-sequence SDPA on every "
+                 "measured CPU workload)"},
+    /* Hopper.  D <= 32: the short-D path (packed f16x2 exponentials) leads
+     * FA2 varlen; short rows: packed multi-sequence tiles lead the
+     * mem-efficient op; a few long sequences: the wgmma kernel beats the FA2
+     * varlen op and the per-sequence path (which must cut its rows into
+     * chunks to keep memory within 1.05x the output); one long sequence
+     * (cuDNN per-sequence SDPA) and many long ones (FA2 varlen) stay with
+     * the torch tier. */
+    {.device_type = CSA_DEVICE_CUDA, .sm_lo = 90, .sm_hi = 99,
+     .max_head_dim = CSA_DISPATCH_SMALL_HEAD, .rows = -1, .before = CSA__FIRST,
+     .evidence = "cuda sm90, D <= 32: native first (measured ahead of the fastest peer, "
+                 "torch's FA2 varlen op)"},
+    {.device_type = CSA_DEVICE_CUDA, .sm_lo = 90, .sm_hi = 99, .rows = CSA_ROWS_SHORT,
+     .before = CSA__FIRST,
+     .evidence = "cuda sm90, short sequences: native first (packed multi-sequence tiles "
+                 "measured ahead of torch's mem-efficient varlen op)"},
+    {.device_type = CSA_DEVICE_CUDA, .sm_lo = 90, .sm_hi = 99, .rows = CSA_ROWS_FEW_LONG,
+     .wgmma_shape = 1, .before = CSA__FIRST,
+     .evidence = "cuda sm90, 2-8 long sequences, D 64/128: native first (the wgmma kernel "
+                 "measured ahead of torch's FA2 varlen op and its memory-bounded "
+                 "per-sequence path)"},
+    {.device_type = CSA_DEVICE_CUDA, .sm_lo = 90, .sm_hi = 99, .rows = -1,
+     .before = CSA__LAST,
+     .evidence = "cuda sm90: native last (one long sequence: cuDNN per-sequence SDPA "
+                 "measured ahead; many long sequences: torch's FA2 varlen op)"},
+    {.device_type = CSA_DEVICE_CUDA, .sm_lo = 80, .sm_hi = 89, .rows = -1, .before = CSA__LAST,
+     .evidence = "cuda sm80-89: native last (not measured on these GPUs)"},
+    {.device_type = CSA_DEVICE_CUDA, .sm_lo = 100, .sm_hi = 1000, .rows = -1,
+     .before = CSA__LAST, .evidence = "cuda sm100+: native last (not measured on these GPUs)"},
+    {.device_type = CSA_DEVICE_CUDA, .sm_lo = 0, .sm_hi = 79, .rows = -1, .before = CSA__LAST,
+     .evidence = "cuda pre-sm80: native last (not measured on these GPUs)"},
 };
+
+int csa__dispatch_rows(int64_t batch, int64_t total_q) {
+  if (batch <= 1)
+    return CSA_ROWS_ONE;
+  if (total_q <= (int64_t)CSA_DISPATCH_SHORT_ROWS * batch)
+    return CSA_ROWS_SHORT;
+  return batch <= CSA_DISPATCH_FEW ? CSA_ROWS_FEW_LONG : CSA_ROWS_MANY_LONG;
+}
+
+static int csa__rule_matches(const csa__native_rule *r, const csa__dispatch_facts *f) {
+  if (r->device_type != f->device_type)
+    return 0;
+  if (f->device_type == CSA_DEVICE_CUDA && (f->sm < r->sm_lo || f->sm > r->sm_hi))
+    return 0;
+  if (r->max_head_dim > 0 && CSA_MAX(f->head_dim, f->head_dim_v) > r->max_head_dim)
+    return 0;
+  if (r->rows >= 0 && r->rows != f->rows)
+    return 0;
+  if (r->wgmma_shape &&
+      !((f->dtype == CSA_FLOAT16 || f->dtype == CSA_BFLOAT16) && f->head_dim == f->head_dim_v &&
+        (f->head_dim == 64 || f->head_dim == 128)))
+    return 0;
+  return 1;
+}
 
 const csa__backend_caps *csa__backend_caps_get(int b) {
   return b >= 0 && b < CSA_BACKEND_COUNT ? &csa__caps[b] : NULL;
@@ -185,21 +230,17 @@ int csa__backend_from_name(const char *name) {
   return -1;
 }
 
-const char *csa__dispatch_priority(int device_type, int sm, int small_head,
-                                   int order[CSA_BACKEND_COUNT]) {
-  const int *base = device_type == CSA_DEVICE_CUDA && sm >= 80 ? csa__order_modern
-                                                               : csa__order_other;
-  const csa__native_policy *pol = NULL;
-  for (size_t i = 0; i < sizeof csa__native_policies / sizeof csa__native_policies[0]; i++) {
-    const csa__native_policy *row = &csa__native_policies[i];
-    if (row->device_type == device_type &&
-        (device_type != CSA_DEVICE_CUDA || (sm >= row->sm_lo && sm <= row->sm_hi))) {
-      pol = row;
+const char *csa__dispatch_priority(const csa__dispatch_facts *f, int order[CSA_BACKEND_COUNT]) {
+  const int *base = f->device_type == CSA_DEVICE_CUDA && f->sm >= 80 ? csa__order_modern
+                                                                     : csa__order_other;
+  const csa__native_rule *pol = NULL;
+  for (size_t i = 0; i < sizeof csa__native_rules / sizeof csa__native_rules[0]; i++) {
+    if (csa__rule_matches(&csa__native_rules[i], f)) {
+      pol = &csa__native_rules[i];
       break;
     }
   }
-  int use_small = pol && small_head && pol->evidence_small != NULL;
-  int before = !pol ? CSA__LAST : use_small ? pol->before_small : pol->before;
+  int before = pol ? pol->before : CSA__LAST;
   int n = 0;
   if (before == CSA__FIRST)
     order[n++] = CSA_BACKEND_NATIVE;
@@ -211,8 +252,8 @@ const char *csa__dispatch_priority(int device_type, int sm, int small_head,
   if (n < CSA_BACKEND_COUNT)
     order[n++] = CSA_BACKEND_NATIVE;
   if (!pol)
-    return "no policy row for this device: native last";
-  return use_small ? pol->evidence_small : pol->evidence;
+    return "no placement rule for this device: native last";
+  return pol->evidence;
 }
 
 /* The first constraint of caps that the facts break, written into why;
@@ -298,8 +339,9 @@ int csa__dispatch_select(const csa__dispatch_facts *f, csa__dispatch_result *r) 
     return csa__error(CSA_EINVAL, "facts: head dims and head counts must be >= 1");
 
   int order[CSA_BACKEND_COUNT];
-  int small_head = CSA_MAX(f->head_dim, f->head_dim_v) <= CSA_DISPATCH_SMALL_HEAD;
-  r->policy = csa__dispatch_priority(f->device_type, f->sm, small_head, order);
+  if (f->rows < CSA_ROWS_ONE || f->rows > CSA_ROWS_SHORT)
+    return csa__error(CSA_EINVAL, "facts.rows must be a csa__rows_class, got %d", f->rows);
+  r->policy = csa__dispatch_priority(f, order);
   r->n = 0;
   for (int i = 0; i < CSA_BACKEND_COUNT; i++) {
     int b = order[i];

@@ -89,6 +89,7 @@ typedef struct csa__dispatch_facts {
   int native_cuda;       /* the native CUDA kernels can run on q's device */
   const char *native_cuda_why; /* why not (NULL: "this build has no CUDA kernels") */
   int lib_major[CSA_BACKEND_COUNT]; /* major version of each backend's library (0: unknown) */
+  int rows;              /* csa__rows_class of the call (csa__dispatch_rows) */
 } csa__dispatch_facts;
 
 /* Calls whose head dim is at most this are where the native CUDA kernel was
@@ -96,6 +97,19 @@ typedef struct csa__dispatch_facts {
  * row sums from the matrix unit); the policy table may place native
  * differently there ("small-head" calls). */
 #define CSA_DISPATCH_SMALL_HEAD 32
+
+/* The shape of a call's query rows, known from B and T_q alone (no length
+ * is read, so no sync): which kernel family leads depends on it (the
+ * native placement rules in dispatch.c). */
+typedef enum csa__rows_class {
+  CSA_ROWS_ONE = 0,       /* B <= 1: one sequence */
+  CSA_ROWS_FEW_LONG = 1,  /* 2 <= B <= CSA_DISPATCH_FEW, mean length above the short bound */
+  CSA_ROWS_MANY_LONG = 2, /* B > CSA_DISPATCH_FEW, mean length above the short bound */
+  CSA_ROWS_SHORT = 3      /* mean length T_q / B <= CSA_DISPATCH_SHORT_ROWS */
+} csa__rows_class;
+#define CSA_DISPATCH_SHORT_ROWS 96
+#define CSA_DISPATCH_FEW 8
+int csa__dispatch_rows(int64_t batch, int64_t total_q);
 
 #define CSA_DISPATCH_REASON_MAX 160
 
@@ -111,11 +125,11 @@ const csa__backend_caps *csa__backend_caps_get(int b);
 /* Backend id from its name, or -1. */
 int csa__backend_from_name(const char *name);
 
-/* Priority order for a device class (before constraints), the native
- * backend placed by csa__native_policy (small_head: D <= CSA_DISPATCH_SMALL_HEAD);
- * fills order[CSA_BACKEND_COUNT] and returns the policy row's description. */
-const char *csa__dispatch_priority(int device_type, int sm, int small_head,
-                                   int order[CSA_BACKEND_COUNT]);
+/* Priority order for the call's device class (before constraints), the
+ * native backend placed by the first native placement rule that matches
+ * the facts; fills order[CSA_BACKEND_COUNT] and returns the rule's
+ * description. */
+const char *csa__dispatch_priority(const csa__dispatch_facts *f, int order[CSA_BACKEND_COUNT]);
 
 /* The walk: for each backend in priority order, every constraint is checked
  * against the facts; the first one that fails becomes that backend's reason

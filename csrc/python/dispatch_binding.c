@@ -132,7 +132,7 @@ PyObject *csa__py_dispatch_caps(PyObject *self, PyObject *args) {
  *                 heads_kv, causal=False, lengths_equal=False, lse=False,
  *                 grad=False, exact_only=False, available, disabled=0,
  *                 prefer=-1, forced=-1, native_cuda=False,
- *                 native_cuda_why=None, lib_major=())
+ *                 native_cuda_why=None, lib_major=(), rows=0)
  *   -> (order: tuple of backend ids, reasons: tuple of str by id, policy: str)
  * Keywords are the fields of csa__dispatch_facts; lib_major is a sequence of
  * ints indexed by backend id (missing entries: unknown). */
@@ -141,18 +141,18 @@ PyObject *csa__py_dispatch_select(PyObject *self, PyObject *args, PyObject *kwar
   static char *kwlist[] = {"device_type", "sm", "dtype", "head_dim", "head_dim_v", "heads",
                            "heads_kv", "causal", "lengths_equal", "lse", "grad", "exact_only",
                            "available", "disabled", "prefer", "forced", "native_cuda",
-                           "native_cuda_why", "lib_major", NULL};
+                           "native_cuda_why", "lib_major", "rows", NULL};
   csa__dispatch_facts f;
   memset(&f, 0, sizeof f);
   f.prefer = f.forced = -1;
   f.device_type = f.dtype = -1;
   long long d = 0, dv = 0, h = 0, hkv = 0;
   PyObject *lib_major = NULL;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$iiiLLLLpppppIIiipzO:dispatch_select", kwlist,
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$iiiLLLLpppppIIiipzOi:dispatch_select", kwlist,
                                    &f.device_type, &f.sm, &f.dtype, &d, &dv, &h, &hkv, &f.causal,
                                    &f.lengths_equal, &f.lse, &f.grad, &f.exact_only, &f.available,
                                    &f.disabled, &f.prefer, &f.forced, &f.native_cuda,
-                                   &f.native_cuda_why, &lib_major))
+                                   &f.native_cuda_why, &lib_major, &f.rows))
     return NULL;
   if (f.device_type < 0 || f.dtype < 0) {
     PyErr_SetString(PyExc_TypeError, "dispatch_select() needs device_type= and dtype=");
@@ -198,4 +198,14 @@ fail:
   Py_XDECREF(order);
   Py_XDECREF(reasons);
   return NULL;
+}
+
+/* dispatch_rows(batch, total_q) -> csa__rows_class of a call with B = batch
+ * sequences and T_q = total_q query rows (what the placement rules read). */
+PyObject *csa__py_dispatch_rows(PyObject *self, PyObject *args) {
+  (void)self;
+  long long b = 0, t = 0;
+  if (!PyArg_ParseTuple(args, "LL:dispatch_rows", &b, &t))
+    return NULL;
+  return PyLong_FromLong(csa__dispatch_rows(b, t));
 }

@@ -10,6 +10,7 @@
 PyObject *csa__py_dispatch_backends(PyObject *self, PyObject *noargs);
 PyObject *csa__py_dispatch_caps(PyObject *self, PyObject *args);
 PyObject *csa__py_dispatch_select(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *csa__py_dispatch_rows(PyObject *self, PyObject *args);
 /* Adds BACKEND = {name: id} (the C backend list, in priority-table order). */
 int csa__add_backend_enum(PyObject *m);
 

@@ -314,6 +314,8 @@ static PyMethodDef csa__methods[] = {
     {"dispatch_select", (PyCFunction)(void (*)(void))csa__py_dispatch_select,
      METH_VARARGS | METH_KEYWORDS,
      "dispatch_select(*, device_type, sm, dtype, head_dim, ... facts) -> (order, reasons, policy)"},
+    {"dispatch_rows", csa__py_dispatch_rows, METH_VARARGS,
+     "dispatch_rows(batch, total_q) -> rows class of a call (placement rules)"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef csa__module = {PyModuleDef_HEAD_INIT, "_C",

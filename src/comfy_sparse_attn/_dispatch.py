@@ -101,11 +101,14 @@ BackendChoice.__doc__ = """The last dispatch decision: ``backend`` (name, or Non
 
 Signature = collections.namedtuple(
     "Signature", "device dtype head_dim head_dim_v heads heads_kv causal lengths_equal lse "
-                 "grad exact_only forced comfy_flags")
+                 "grad exact_only forced comfy_flags rows")
 Signature.__doc__ = """The facts of a call that decide its backend: device ("cuda:0"), dtype
 ("float16"), head_dim, head_dim_v, heads, heads_kv, causal, lengths_equal (every L_q == L_kv
 is known), lse (requested), grad (autograd recording), exact_only, forced (backend name or
-None) and comfy_flags (ComfyUI attention flags seen)."""
+None), comfy_flags (ComfyUI attention flags seen) and rows (the shape of the query rows from B
+and T_q alone: "one", "few-long", "many-long" or "short" sequences)."""
+
+_ROWS = ("one", "few-long", "many-long", "short")  # csa__rows_class, by value
 
 _last = BackendChoice(None, "no call yet", {}, None)
 
@@ -288,20 +291,21 @@ _failed = {}     # key tuple -> {name: _Failure} for backends that raised at run
 _NONE = {}
 
 
-def _plan(device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad, exact, forced):
+def _plan(device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad, exact, forced,
+          rows=0):
     prefer, disabled, flags = _comfy.comfy_flags()
     key = (device.type, device.index, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad,
-           exact, forced, flags)
+           exact, forced, flags, rows)
     plan = _plans.get(key)
     if plan is None:
         plan = _make_plan(key, device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse,
-                          grad, exact, forced, prefer, disabled, flags)
+                          grad, exact, forced, prefer, disabled, flags, rows)
         _plans[key] = plan
     return plan
 
 
 def _make_plan(key, device, dtype_code, d, dv, h, hkv, causal, lengths_equal, lse, grad, exact,
-               forced, prefer, disabled, flags):
+               forced, prefer, disabled, flags, rows):
     code = _device_code(device)
     nvidia = code == _DEV["cuda"]
     sm = _sm(device) if nvidia else 0
@@ -316,7 +320,7 @@ def _make_plan(key, device, dtype_code, d, dv, h, hkv, causal, lengths_equal, ls
         exact_only=exact, available=avail, disabled=dis,
         prefer=_ID[prefer] if prefer else -1, forced=_ID[forced] if forced else -1,
         native_cuda=native_ok, native_cuda_why=native_why,
-        lib_major=tuple(_lib_major(n) for n in BACKENDS))
+        lib_major=tuple(_lib_major(n) for n in BACKENDS), rows=rows)
     declined = {}
     for i, why in enumerate(reasons):
         if why:
@@ -328,7 +332,8 @@ def _make_plan(key, device, dtype_code, d, dv, h, hkv, causal, lengths_equal, ls
             declined[name] = why
     dev = device.type if device.index is None else "%s:%d" % (device.type, device.index)
     dt = next((n for n, c in _C.DTYPE.items() if c == dtype_code), str(dtype_code))
-    sig = Signature(dev, dt, d, dv, h, hkv, causal, lengths_equal, lse, grad, exact, forced, flags)
+    sig = Signature(dev, dt, d, dv, h, hkv, causal, lengths_equal, lse, grad, exact, forced, flags,
+                    _ROWS[rows])
     return _Plan(key, sig, tuple(BACKENDS[i] for i in order), declined, policy, {})
 
 
@@ -503,7 +508,8 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
             lengths_equal = bool((cu_q == cu_kv).all())
 
     plan = _plan(device, dtype_code, d, dv, h, hkv, bool(causal), bool(lengths_equal),
-                 bool(return_lse), grad, exact, forced)
+                 bool(return_lse), grad, exact, forced,
+                 _C.dispatch_rows(cu_seqlens_q.numel() - 1, q.shape[0]))
     order = plan.order
 
     if mode == "sanitize" and order:

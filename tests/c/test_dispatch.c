@@ -123,13 +123,49 @@ static void test_priority(void) {
   int order[CSA_BACKEND_COUNT];
   int devs[][2] = {{CSA_DEVICE_CPU, 0}, {CSA_DEVICE_CUDA, 61}, {CSA_DEVICE_CUDA, 80},
                    {CSA_DEVICE_CUDA, 90}, {CSA_DEVICE_CUDA, 120}};
-  for (int i = 0; i < 10; i++) {
-    csa__dispatch_priority(devs[i / 2][0], devs[i / 2][1], i % 2, order);
+  for (int i = 0; i < 5 * 2 * 4; i++) {
+    csa__dispatch_facts pf;
+    memset(&pf, 0, sizeof pf);
+    pf.device_type = devs[i / 8][0];
+    pf.sm = devs[i / 8][1];
+    pf.dtype = CSA_BFLOAT16;
+    pf.head_dim = pf.head_dim_v = i % 2 ? 16 : 64;
+    pf.rows = (i / 2) % 4;
+    csa__dispatch_priority(&pf, order);
     unsigned seen = 0;
     for (int j = 0; j < CSA_BACKEND_COUNT; j++)
       seen |= 1u << order[j];
     CSA_CHECK(seen == ALL_AVAILABLE, "priority %d lists every backend once (0x%x)", i, seen);
   }
+
+  /* The rows class reads only B and T_q. */
+  CSA_CHECK(csa__dispatch_rows(0, 0) == CSA_ROWS_ONE && csa__dispatch_rows(1, 5000) == CSA_ROWS_ONE,
+            "one sequence");
+  CSA_CHECK(csa__dispatch_rows(2, 27000) == CSA_ROWS_FEW_LONG, "two long sequences");
+  CSA_CHECK(csa__dispatch_rows(1500, 400000) == CSA_ROWS_MANY_LONG, "many long sequences");
+  CSA_CHECK(csa__dispatch_rows(20000, 720000) == CSA_ROWS_SHORT, "tiny sequences");
+
+  /* sm90: native first for short rows and for a few long wgmma-shaped
+   * sequences, last for one long sequence. */
+  csa__dispatch_facts h;
+  memset(&h, 0, sizeof h);
+  h.device_type = CSA_DEVICE_CUDA;
+  h.sm = 90;
+  h.dtype = CSA_BFLOAT16;
+  h.head_dim = h.head_dim_v = 64;
+  h.rows = CSA_ROWS_FEW_LONG;
+  csa__dispatch_priority(&h, order);
+  CSA_CHECK(order[0] == CSA_BACKEND_NATIVE, "sm90 few long D64: native first");
+  h.head_dim = h.head_dim_v = 96;
+  csa__dispatch_priority(&h, order);
+  CSA_CHECK(order[0] != CSA_BACKEND_NATIVE, "sm90 few long D96: not first");
+  h.rows = CSA_ROWS_SHORT;
+  csa__dispatch_priority(&h, order);
+  CSA_CHECK(order[0] == CSA_BACKEND_NATIVE, "sm90 short rows: native first");
+  h.rows = CSA_ROWS_ONE;
+  h.head_dim = h.head_dim_v = 128;
+  csa__dispatch_priority(&h, order);
+  CSA_CHECK(order[CSA_BACKEND_COUNT - 1] == CSA_BACKEND_NATIVE, "sm90 one sequence: native last");
 }
 
 static void test_constraints(void) {
