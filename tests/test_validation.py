@@ -1,4 +1,4 @@
-"""DESIGN.md section 5: every bad input is refused in C, before any backend
+"""The bad-input contract (docs/ARCHITECTURE.md): every bad input is refused in C, before any backend
 runs, with an exception naming the argument; a caller's output is untouched."""
 import math
 

@@ -1,5 +1,5 @@
 /*
- * test_validate.c — csa_attn_validate: every rule of DESIGN.md section 5,
+ * test_validate.c — csa_attn_validate: every bad-input rule of docs/ARCHITECTURE.md (the contract),
  * and the status table.
  */
 #include <math.h>
