@@ -1,7 +1,6 @@
 """Backend dispatch: selection rules, overrides, ComfyUI flags, run-time
 fallback, reports, cross-backend agreement, thread safety, custom op."""
 import logging
-import math
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import torch
 
 import comfy_sparse_attn as csa
 from comfy_sparse_attn import _comfy, _dispatch
-from reference import TOL, make_case, reference, rel_err
+from reference import CPU_CASES, TOL, build_case, case_seed, make_case, poisoned, reference, rel_err
 
 _C_DTYPE = dict(_dispatch._C.DTYPE)
 
@@ -40,10 +39,6 @@ def clean(monkeypatch):
     yield
     _dispatch._reset_for_tests()
     _comfy._reset_for_tests()
-
-
-def poisoned(q, v):
-    return torch.full((q.shape[0], q.shape[1], v.shape[2]), math.nan, dtype=q.dtype)
 
 
 # --- selection ---------------------------------------------------------------
@@ -311,20 +306,7 @@ def test_import_does_no_work():
 
 # --- agreement and threads ------------------------------------------------------------
 
-CASES = {
-    "basic": dict(lq=[5, 17, 1, 33], d=32),
-    "B=1": dict(lq=[40], d=64),
-    "gqa": dict(lq=[7, 9], h=8, hkv=2, d=16),
-    "dv != d": dict(lq=[6, 11], d=72, dv=24),
-    "cross lengths": dict(lq=[3, 20, 8], lk=[15, 2, 8], d=96),
-    "zero-length": dict(lq=[0, 4, 0, 3, 0], lk=[2, 0, 0, 5, 3], d=16),
-    "d40": dict(lq=[9, 4], d=40, h=2),
-    "d128": dict(lq=[9, 4], d=128, h=2),
-    "d160": dict(lq=[9, 4], d=160, h=2),
-    "d256": dict(lq=[9, 4], d=256, h=2),
-    "packed qkv views": dict(lq=[12, 5, 30], d=64, packed_qkv=True),
-    "many tiny": dict(lq=[1 + (i * 7) % 9 for i in range(1500)], d=16, h=2),
-}
+CASES = CPU_CASES
 
 
 def _cpu_backends():
@@ -335,10 +317,8 @@ def _cpu_backends():
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_backends_agree_with_reference(name, causal, dtype):
-    spec = dict(CASES[name])
-    lq = spec.pop("lq")
-    lk = spec.pop("lk", None)
-    q, k, v, cq, ck, mq, mk = make_case(lq, lk, dtype=dtype, seed=len(name) * 31 + causal, **spec)
+    q, k, v, cq, ck, mq, mk = build_case(CASES, name, dtype=dtype,
+                                         seed=case_seed(name, causal, str(dtype)))
     ref, _ = reference(q, k, v, cq, ck, causal=causal)
     outs = {}
     for b in _cpu_backends() + ["auto"]:

@@ -10,29 +10,13 @@ import torch
 import comfy_sparse_attn as csa
 from comfy_sparse_attn import _dispatch
 from comfy_sparse_attn.backends import sdpa
-from reference import TOL, make_case, reference, rel_err
+from reference import GPU_CASES, SAGE_TOL, TOL, make_case, reference, rel_err
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 DEV = "cuda"
-SAGE_TOL = 5e-2  # int8 Q.K^T
 
-CASES = {
-    "basic": dict(lq=[5, 17, 1, 33], d=32),
-    "B=1": dict(lq=[300], d=64),
-    "gqa": dict(lq=[7, 90], h=8, hkv=2, d=64),
-    "dv != d": dict(lq=[6, 110], d=72, dv=24),
-    "cross lengths": dict(lq=[3, 200, 8], lk=[150, 2, 8], d=96),
-    "zero-length": dict(lq=[0, 40, 0, 3, 0], lk=[20, 0, 0, 50, 3], d=64),
-    "d16": dict(lq=[129, 4], d=16, h=2),
-    "d40": dict(lq=[9, 77], d=40, h=2),
-    "d128": dict(lq=[129, 64], d=128, h=2),
-    "d160": dict(lq=[9, 100], d=160, h=2),
-    "d256": dict(lq=[9, 70], d=256, h=2),
-    "packed qkv views": dict(lq=[12, 5, 300], d=64, packed_qkv=True),
-    "many tiny": dict(lq=[1 + (i * 7) % 40 for i in range(1500)], d=64, h=4),
-    "many windows": dict(lq=[16 + (i * 37) % 497 for i in range(40)], d=64, h=4),
-}
+CASES = GPU_CASES
 DTYPES = [torch.float16, torch.bfloat16, torch.float32]
 
 

@@ -5,30 +5,18 @@ import pytest
 import torch
 
 import comfy_sparse_attn as csa
-from reference import TOL, make_case, reference, rel_err
+from reference import CPU_CASES, TOL, build_case, case_seed, make_case, reference, rel_err
 
-CASES = {
-    "basic": dict(lq=[5, 17, 1, 33], d=32),
-    "B=1": dict(lq=[40], d=64),
-    "gqa": dict(lq=[7, 9], h=8, hkv=2, d=16),
-    "mqa": dict(lq=[7, 9], h=4, hkv=1, d=40),
-    "dv != d": dict(lq=[6, 11], d=72, dv=24),
-    "cross lengths": dict(lq=[3, 20, 8], lk=[15, 2, 8], d=96),
-    "zero-length": dict(lq=[0, 4, 0, 3, 0], lk=[2, 0, 0, 5, 3], d=16),
-    "d160": dict(lq=[9, 4], d=160, h=2),
-    "d256": dict(lq=[9, 4], d=256, h=2),
-    "packed qkv views": dict(lq=[12, 5, 30], d=64, packed_qkv=True),
-}
+# every shared case but the 1500-sequence one (per-sequence SDPA on CPU: one call each)
+CASES = {name: spec for name, spec in CPU_CASES.items() if name != "many tiny"}
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_sdpa_matches_reference(name, causal, dtype):
-    spec = dict(CASES[name])
-    lq = spec.pop("lq")
-    lk = spec.pop("lk", None)
-    q, k, v, cq, ck, mq, mk = make_case(lq, lk, dtype=dtype, seed=sorted(CASES).index(name), **spec)
+    q, k, v, cq, ck, mq, mk = build_case(CASES, name, dtype=dtype,
+                                         seed=case_seed(name, causal, str(dtype)))
     out = torch.full((q.shape[0], q.shape[1], v.shape[2]), math.nan, dtype=dtype)
     res = csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, causal=causal, backend="sdpa",
                                         out=out)

@@ -71,14 +71,16 @@ elseif(CSA_WITH_CUDA)
       set(_csa_archs --archs "${_csa_a}")
     endif()
     # the module list: every .cu (a *_sm90.cu only when 90 is built)
-    set(_csa_fb_deps "${_csa_fb_dir}/csa_fatbins.inc")
+    # (the .inc is the command's OUTPUT; listing it as a byproduct too makes
+    # Ninja refuse the build)
+    set(_csa_fb_mods "")
     foreach(_cu ${_csa_cu})
       get_filename_component(_stem "${_cu}" NAME_WE)
-      list(APPEND _csa_fb_deps "${_csa_fb_dir}/${_stem}.fatbin")
+      list(APPEND _csa_fb_mods "${_csa_fb_dir}/${_stem}.fatbin")
     endforeach()
     add_custom_command(
       OUTPUT "${_csa_fb_dir}/csa_fatbins.inc"
-      BYPRODUCTS ${_csa_fb_deps}
+      BYPRODUCTS ${_csa_fb_mods}
       COMMAND "${Python3_EXECUTABLE}" "${CSA_ROOT}/tools/build-fatbin" --nvcc "${CSA_NVCC}"
               ${_csa_archs} -o "${_csa_fb_dir}"
       DEPENDS ${_csa_cu} ${_csa_cu_hdr} "${CSA_ROOT}/tools/build-fatbin"
