@@ -256,9 +256,11 @@ const char *csa__dispatch_priority(const csa__dispatch_facts *f, int order[CSA_B
   return pol->evidence;
 }
 
-/* The first constraint of caps that the facts break, written into why;
- * returns 0 when every constraint holds. */
-static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t cap) {
+/* Constraints of where the call runs: the caller's choice, what is installed
+ * and enabled, and the device itself.  Checked first because a backend that
+ * cannot run here at all is best explained by that, not by a shape detail.
+ * Returns 1 with the reason in why, or 0. */
+static int csa__decline_placement(int b, const csa__dispatch_facts *f, char *why, size_t cap) {
   const csa__backend_caps *c = &csa__caps[b];
   if (f->forced >= 0 && f->forced != b)
     return snprintf(why, cap, "not selected: backend '%s' was requested",
@@ -277,20 +279,31 @@ static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t c
   if (f->device_type == CSA_DEVICE_CUDA && f->sm < c->min_sm)
     return snprintf(why, cap, "needs compute capability >= %d.%d, the device has %d.%d",
                     c->min_sm / 10, c->min_sm % 10, f->sm / 10, f->sm % 10), 1;
+  return 0;
+}
+
+/* Whether head_dim is in the zero-terminated list of head dims a backend's
+ * kernels were instantiated for. */
+static int csa__head_dim_listed(const int *head_dims, int64_t head_dim) {
+  int ok = 0;
+  for (const int *d = head_dims; *d; d++)
+    ok |= *d == head_dim;
+  return ok;
+}
+
+/* Constraints of the tensors: dtype, head dims, D_v != D and grouped-query
+ * heads.  Returns 1 with the reason in why, or 0. */
+static int csa__decline_shape(int b, const csa__dispatch_facts *f, char *why, size_t cap) {
+  const csa__backend_caps *c = &csa__caps[b];
   unsigned dt = CSA__DT(f->dtype);
   if (!((c->dtypes | c->dtypes_cast) & dt))
     return snprintf(why, cap, "does not take %s inputs", csa_dtype_name(f->dtype)), 1;
   if (f->head_dim > c->max_head_dim || f->head_dim_v > c->max_head_dim)
     return snprintf(why, cap, "head dim %lld exceeds its maximum %d",
                     (long long)CSA_MAX(f->head_dim, f->head_dim_v), c->max_head_dim), 1;
-  if (c->head_dims) {
-    int ok = 0;
-    for (const int *d = c->head_dims; *d; d++)
-      ok |= *d == f->head_dim;
-    if (!ok)
-      return snprintf(why, cap, "head dim %lld not supported (only 64 and 128)",
-                      (long long)f->head_dim), 1;
-  }
+  if (c->head_dims && !csa__head_dim_listed(c->head_dims, f->head_dim))
+    return snprintf(why, cap, "head dim %lld not supported (only 64 and 128)",
+                    (long long)f->head_dim), 1;
   int gpu = f->device_type == CSA_DEVICE_CUDA || f->device_type == CSA_DEVICE_ROCM;
   int m = c->gpu_half_head_dim_multiple;
   if (m > 0 && gpu && (dt & CSA__DT_HALVES) && (f->head_dim % m || f->head_dim_v % m))
@@ -305,6 +318,13 @@ static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t c
   if (f->heads_kv != f->heads && !c->gqa)
     return snprintf(why, cap, "no grouped-query attention (H = %lld, H_kv = %lld)",
                     (long long)f->heads, (long long)f->heads_kv), 1;
+  return 0;
+}
+
+/* Constraints of what the call asks for: the causal mask, the LSE, a
+ * backward, and exactness.  Returns 1 with the reason in why, or 0. */
+static int csa__decline_semantics(int b, const csa__dispatch_facts *f, char *why, size_t cap) {
+  const csa__backend_caps *c = &csa__caps[b];
   if (f->causal && c->causal == CSA_CAUSAL_NONE)
     return snprintf(why, cap, "no causal mask"), 1;
   if (f->causal && c->causal == CSA_CAUSAL_TOP_LEFT && !f->lengths_equal)
@@ -321,6 +341,14 @@ static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t c
   if (f->exact_only && c->lossy)
     return snprintf(why, cap, "lossy (int8-quantized Q.K^T) and exact-only mode is on"), 1;
   return 0;
+}
+
+/* The first constraint of caps that the facts break, written into why;
+ * returns 0 when every constraint holds.  The groups run in this order so
+ * the reason reported is the same first broken constraint as ever. */
+static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t cap) {
+  return csa__decline_placement(b, f, why, cap) || csa__decline_shape(b, f, why, cap) ||
+         csa__decline_semantics(b, f, why, cap);
 }
 
 int csa__dispatch_select(const csa__dispatch_facts *f, csa__dispatch_result *r) {

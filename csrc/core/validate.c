@@ -133,17 +133,21 @@ static int csa__check_cu(const csa_tensor *cu, const int32_t *host, const char *
   return CSA_OK;
 }
 
-int csa__attn_check(const csa_attn_params *p, int require_device, csa__attn_dims *dims) {
+/* q, k, v and out are present, rank 3 and well-strided; later checks read
+ * their shapes, so this runs before anything else. */
+static int csa__check_operands(const csa_attn_params *p) {
   int st;
-  if (p == NULL)
-    return csa__error(CSA_EINVAL, "params is NULL");
   if ((st = csa__check_operand(&p->q, "q", 3)) ||
       (st = csa__check_operand(&p->k, "k", 3)) ||
       (st = csa__check_operand(&p->v, "v", 3)) ||
       (st = csa__check_operand(&p->out, "out", 3)))
     return st;
+  return CSA_OK;
+}
 
-  /* dtypes: one floating dtype for q, k, v and out. */
+/* One floating dtype for q, k, v and out: the kernels are instantiated per
+ * dtype and never convert between operands. */
+static int csa__check_dtypes(const csa_attn_params *p) {
   if (!csa__is_float_dtype(p->q.dtype))
     return csa__error(CSA_EDTYPE, "q must be float32, float16 or bfloat16, got %s",
                       csa_dtype_name(p->q.dtype));
@@ -154,8 +158,13 @@ int csa__attn_check(const csa_attn_params *p, int require_device, csa__attn_dims
   if (p->out.dtype != p->q.dtype)
     return csa__error(CSA_EDTYPE, "out must have q's dtype %s, got %s",
                       csa_dtype_name(p->q.dtype), csa_dtype_name(p->out.dtype));
+  return CSA_OK;
+}
 
-  /* devices */
+/* q's device is one we know (and the backend's, when it needs one), and
+ * every other tensor sits on that same device. */
+static int csa__check_devices(const csa_attn_params *p, int require_device) {
+  int st;
   int dev = p->q.device_type;
   if (!csa__known_device(dev))
     return csa__error(CSA_EDEVICE, "q is on an unsupported device type %d", dev);
@@ -168,8 +177,13 @@ int csa__attn_check(const csa_attn_params *p, int require_device, csa__attn_dims
       (st = csa__same_device(&p->q, &p->cu_seqlens_q, "q", "cu_seqlens_q")) ||
       (st = csa__same_device(&p->q, &p->cu_seqlens_kv, "q", "cu_seqlens_kv")))
     return st;
+  return CSA_OK;
+}
 
-  /* shapes */
+/* q [T_q, H, D], k [T_kv, H_kv, D], v [T_kv, H_kv, D_v], out [T_q, H, D_v]
+ * with H a multiple of H_kv (grouped-query heads), and out free of
+ * overlapping elements since it is written. */
+static int csa__check_shapes(const csa_attn_params *p) {
   int64_t tq = p->q.shape[0], h = p->q.shape[1], d = p->q.shape[2];
   int64_t tkv = p->k.shape[0], hkv = p->k.shape[1];
   int64_t dv = p->v.shape[2];
@@ -195,10 +209,13 @@ int csa__attn_check(const csa_attn_params *p, int require_device, csa__attn_dims
     return csa__error(CSA_ESHAPE, "out must be [T_q, H, D_v] = [%lld, %lld, %lld], got [%lld, %lld, %lld]",
                       (long long)tq, (long long)h, (long long)dv, (long long)p->out.shape[0],
                       (long long)p->out.shape[1], (long long)p->out.shape[2]);
-  if ((st = csa__check_no_overlap(&p->out, "out")))
-    return st;
+  return csa__check_no_overlap(&p->out, "out");
+}
 
-  /* cu_seqlens */
+/* Both cu_seqlens describe the same B sequences, and each is consistent
+ * with its packed token count and its max_seqlen. */
+static int csa__check_cu_pair(const csa_attn_params *p, int64_t tq, int64_t tkv) {
+  int st;
   if (p->cu_seqlens_q.ndim == 1 && p->cu_seqlens_kv.ndim == 1 &&
       p->cu_seqlens_q.shape[0] != p->cu_seqlens_kv.shape[0])
     return csa__error(CSA_ECUSEQ,
@@ -210,20 +227,42 @@ int csa__attn_check(const csa_attn_params *p, int require_device, csa__attn_dims
       (st = csa__check_cu(&p->cu_seqlens_kv, p->cu_seqlens_kv_host, "cu_seqlens_kv", tkv,
                           p->max_seqlen_kv, "max_seqlen_kv")))
     return st;
+  return CSA_OK;
+}
 
-  /* optional lse [H, T_q] float32 */
-  if (p->lse.data != NULL || p->lse.ndim != 0) {
-    if (p->lse.dtype != CSA_FLOAT32)
-      return csa__error(CSA_EDTYPE, "lse must be float32, got %s", csa_dtype_name(p->lse.dtype));
-    if (p->lse.ndim != 2 || p->lse.shape[0] != h || p->lse.shape[1] != tq)
-      return csa__error(CSA_ESHAPE, "lse must be [H, T_q] = [%lld, %lld]", (long long)h,
-                        (long long)tq);
-    if ((st = csa__check_operand(&p->lse, "lse", 2)) ||
-        (st = csa__same_device(&p->q, &p->lse, "q", "lse")) ||
-        (st = csa__check_no_overlap(&p->lse, "lse")))
-      return st;
-  }
+/* The optional lse output, float32 [H, T_q]; absent when both its data
+ * pointer and its rank are zero. */
+static int csa__check_lse(const csa_attn_params *p, int64_t h, int64_t tq) {
+  int st;
+  if (p->lse.data == NULL && p->lse.ndim == 0)
+    return CSA_OK;
+  if (p->lse.dtype != CSA_FLOAT32)
+    return csa__error(CSA_EDTYPE, "lse must be float32, got %s", csa_dtype_name(p->lse.dtype));
+  if (p->lse.ndim != 2 || p->lse.shape[0] != h || p->lse.shape[1] != tq)
+    return csa__error(CSA_ESHAPE, "lse must be [H, T_q] = [%lld, %lld]", (long long)h,
+                      (long long)tq);
+  if ((st = csa__check_operand(&p->lse, "lse", 2)) ||
+      (st = csa__same_device(&p->q, &p->lse, "q", "lse")) ||
+      (st = csa__check_no_overlap(&p->lse, "lse")))
+    return st;
+  return CSA_OK;
+}
 
+int csa__attn_check(const csa_attn_params *p, int require_device, csa__attn_dims *dims) {
+  int st;
+  if (p == NULL)
+    return csa__error(CSA_EINVAL, "params is NULL");
+  if ((st = csa__check_operands(p)) || (st = csa__check_dtypes(p)) ||
+      (st = csa__check_devices(p, require_device)) || (st = csa__check_shapes(p)))
+    return st;
+
+  int64_t tq = p->q.shape[0], h = p->q.shape[1], d = p->q.shape[2];
+  int64_t tkv = p->k.shape[0], hkv = p->k.shape[1];
+  int64_t dv = p->v.shape[2];
+  if ((st = csa__check_cu_pair(p, tq, tkv)) || (st = csa__check_lse(p, h, tq)))
+    return st;
+
+  /* A non-positive scale asks for the default 1/sqrt(D). */
   float scale = p->softmax_scale;
   if (isnan(scale) || isinf(scale))
     return csa__error(CSA_EINVAL, "softmax_scale must be finite");
