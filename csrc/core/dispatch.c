@@ -344,8 +344,9 @@ static int csa__decline_semantics(int b, const csa__dispatch_facts *f, char *why
 }
 
 /* The first constraint of caps that the facts break, written into why;
- * returns 0 when every constraint holds.  The groups run in this order so
- * the reason reported is the same first broken constraint as ever. */
+ * returns 0 when every constraint holds.  The groups run placement, then
+ * shape, then semantics, and stop at the first that declines, so exactly one
+ * reason (the earliest broken constraint) is reported. */
 static int csa__decline(int b, const csa__dispatch_facts *f, char *why, size_t cap) {
   return csa__decline_placement(b, f, why, cap) || csa__decline_shape(b, f, why, cap) ||
          csa__decline_semantics(b, f, why, cap);
