@@ -115,56 +115,54 @@ static int csa__attn_plan_sm90(csa__cuda_call *c, csa__cuda_attn_args *a, int dt
   return CSA_OK;
 }
 
-int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
-                        csa__attn_plan *p) {
-  const csa__cuda_knobs *kn = csa__cuda_knobs_get();
-  p->arg = NULL;
-  const int dmax = a->d > a->dv ? a->d : a->dv;
-
-  /* Tile kind from the average query length T_q / B, known without reading
-   * cu_seqlens; fp32 inputs always use big tiles. */
-  const int short_rows =
-      a->batch > 0 && (int64_t)a->t_q <= (int64_t)CSA__SMALL_AVG_ROWS * a->batch;
+/* Tile kind from the average query length T_q / B, known without reading
+ * cu_seqlens; fp32 inputs always use big tiles. */
+static int csa__want_small(const csa__cuda_knobs *kn, int short_rows, int dtype) {
   int small = short_rows;
   if (kn->tile >= 0)
     small = kn->tile;
   if (dtype == CSA_FLOAT32)
     small = 0;
+  return small;
+}
 
-  /* Hopper: the wgmma kernel (attn_fwd_sm90.cu) takes the long-row fp16 /
-   * bf16 calls it covers; everything else falls through to mma.sync. */
-  if (kn->sm90 && small == 0 && c->dev->sm == 90 && csa__cuda_has_module(c, "attn_fwd_sm90")) {
-    a->small = 0;
-    int st = csa__attn_plan_sm90(c, a, dtype, p);
-    if (st != CSA__PLAN_NOT_COVERED)
-      return st;
-  }
-  const csa__tile *t = small ? CSA__PICK(csa__tiles_small, dmax) : NULL;
+/* Hopper: the wgmma kernel (attn_fwd_sm90.cu) takes the long-row fp16 /
+ * bf16 calls it covers; everything else falls through to mma.sync. */
+static int csa__try_sm90(const csa__cuda_knobs *kn, int small, csa__cuda_call *c) {
+  return kn->sm90 && small == 0 && c->dev->sm == 90 &&
+         csa__cuda_has_module(c, "attn_fwd_sm90");
+}
+
+/* The mma.sync tile: small if wanted and one fits D (else big, and *small
+ * cleared); for fp32 the x3 tile instead (*x3 set) where it fits. NULL when
+ * no tile covers D. */
+static const csa__tile *csa__pick_tile(csa__cuda_call *c, int dtype, int dmax, int *small,
+                                       int *x3) {
+  const csa__tile *t = *small ? CSA__PICK(csa__tiles_small, dmax) : NULL;
   if (t == NULL) {
-    small = 0;
+    *small = 0;
     t = CSA__PICK(csa__tiles_big, dmax);
   }
   /* fp32: three split bf16 products (exact to ~1e-6), where the doubled
    * shared memory fits even at one stage; else the bf16-rounding kernel
    * (e.g. D > 128 on GPUs granting ~100 KB per block). */
-  int x3 = 0;
+  *x3 = 0;
   if (dtype == CSA_FLOAT32) {
     const csa__tile *tx = CSA__PICK(csa__tiles_x3, dmax);
     if (tx != NULL &&
         csa__smem_bytes(tx, 1, 1, 1) + CSA__ATTN_STATIC_SMEM_PER_MT <=
             (size_t)c->dev->smem_optin) {
       t = tx;
-      x3 = 1;
+      *x3 = 1;
     }
   }
-  /* f16 calls returning the LSE: exact row sums (see attn_kernels.h) */
-  const int exact_l = dtype == CSA_FLOAT16 && a->lse != NULL && t != NULL && t->dp <= 32;
-  if (t == NULL)
-    return csa__error(CSA_ENOTSUP, "the CUDA kernel supports head dims up to 256, got %d", dmax);
-  a->small = small;
+  return t;
+}
 
-  /* Heads per CTA: short rows share one row plan over up to 8 heads, and
-   * each head's first copies overlap the previous head's last block. */
+/* Heads per CTA: short rows share one row plan over up to 8 heads, and
+ * each head's first copies overlap the previous head's last block. */
+static int csa__heads_per_cta(const csa__cuda_knobs *kn, const csa__tile *t,
+                              const csa__cuda_attn_args *a, int short_rows) {
   int hpc = 1;
   if (t->mh && short_rows) {
     const int groups = (a->heads + CSA__MAX_HEADS_PER_CTA - 1) / CSA__MAX_HEADS_PER_CTA;
@@ -172,19 +170,23 @@ int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
   }
   if (t->mh && kn->hpc >= 1)
     hpc = kn->hpc < a->heads ? kn->hpc : a->heads;
+  return hpc;
+}
 
-  /* Pipeline depth, shrunk while the CTA does not fit the per-block grant:
-   * first fewer stages, then one head per CTA (e.g. SM 7.5's 64 KiB). */
+/* Pipeline depth, shrunk while the CTA does not fit the per-block grant:
+ * first fewer stages, then one head per CTA (e.g. SM 7.5's 64 KiB). */
+static int csa__fit_stages(const csa__cuda_call *c, const csa__cuda_knobs *kn,
+                           const csa__tile *t, int x3, int *hpc, int *stages) {
   const int want = kn->stages ? kn->stages : (t->mh ? CSA__STAGES_SMALL : CSA__STAGES_BIG);
   const size_t limit =
       (size_t)c->dev->smem_optin - (size_t)CSA__ATTN_STATIC_SMEM_PER_MT * (size_t)t->mt;
-  int stages = want;
-  while (csa__smem_bytes(t, hpc, stages, x3) > limit) {
-    if (stages > 1) {
-      --stages;
-    } else if (hpc > 1) {
-      hpc = 1;
-      stages = want;
+  *stages = want;
+  while (csa__smem_bytes(t, *hpc, *stages, x3) > limit) {
+    if (*stages > 1) {
+      --*stages;
+    } else if (*hpc > 1) {
+      *hpc = 1;
+      *stages = want;
     } else {
       return csa__error(CSA_ENOTSUP,
                         "head dims above 128 need more shared memory per block than this GPU "
@@ -192,11 +194,63 @@ int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
                         c->dev->smem_optin);
     }
   }
+  return CSA_OK;
+}
+
+/* A third stage must not cost a resident CTA (latency hiding across CTAs
+ * is worth more than depth within one): back to two stages when it does. */
+static int csa__keep_third_stage(csa__cuda_call *c, const csa__attn_plan *p, const csa__tile *t,
+                                 int hpc, int x3, int *stages, size_t *smem) {
+  const size_t smem2 = csa__smem_bytes(t, hpc, 2, x3);
+  int n3 = 0, n2 = 0;
+  csa__CUresult e = c->api->OccupancyMaxActiveBlocksPerMultiprocessor(
+      &n3, p->fn.fn, CSA__ATTN_THREADS, *smem);
+  if (e == CSA__CUDA_SUCCESS)
+    e = c->api->OccupancyMaxActiveBlocksPerMultiprocessor(&n2, p->fn.fn, CSA__ATTN_THREADS,
+                                                          smem2);
+  if (e != CSA__CUDA_SUCCESS)
+    return csa__cuda_fail(e, "cuOccupancyMaxActiveBlocksPerMultiprocessor");
+  if (n3 < n2) {
+    *stages = 2;
+    *smem = smem2;
+  }
+  return CSA_OK;
+}
+
+int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
+                        csa__attn_plan *p) {
+  const csa__cuda_knobs *kn = csa__cuda_knobs_get();
+  p->arg = NULL;
+  const int dmax = a->d > a->dv ? a->d : a->dv;
+
+  const int short_rows =
+      a->batch > 0 && (int64_t)a->t_q <= (int64_t)CSA__SMALL_AVG_ROWS * a->batch;
+  int small = csa__want_small(kn, short_rows, dtype);
+
+  if (csa__try_sm90(kn, small, c)) {
+    a->small = 0;
+    int st = csa__attn_plan_sm90(c, a, dtype, p);
+    if (st != CSA__PLAN_NOT_COVERED)
+      return st;
+  }
+  int x3;
+  const csa__tile *t = csa__pick_tile(c, dtype, dmax, &small, &x3);
+  /* f16 calls returning the LSE: exact row sums (see attn_kernels.h) */
+  const int exact_l = dtype == CSA_FLOAT16 && a->lse != NULL && t != NULL && t->dp <= 32;
+  if (t == NULL)
+    return csa__error(CSA_ENOTSUP, "the CUDA kernel supports head dims up to 256, got %d", dmax);
+  a->small = small;
+
+  int hpc = csa__heads_per_cta(kn, t, a, short_rows);
+  int stages;
+  int st = csa__fit_stages(c, kn, t, x3, &hpc, &stages);
+  if (st != CSA_OK)
+    return st;
 
   p->module = "attn_fwd";
   snprintf(p->kernel, sizeof p->kernel, "csa_attn_fwd_%s_d%d_%s%s", csa__dtype_tag(dtype), t->dp,
            x3 ? "x3" : small ? "small" : "big", exact_l ? "_lse" : "");
-  int st = csa__cuda_find(c, p->module, p->kernel, &p->fn);
+  st = csa__cuda_find(c, p->module, p->kernel, &p->fn);
   if (st != CSA_OK)
     return st;
   size_t smem = csa__smem_bytes(t, hpc, stages, x3);
@@ -204,21 +258,9 @@ int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
   if (st != CSA_OK)
     return st;
   if (stages == 3 && !kn->stages) {
-    /* a third stage must not cost a resident CTA (latency hiding across
-     * CTAs is worth more than depth within one) */
-    const size_t smem2 = csa__smem_bytes(t, hpc, 2, x3);
-    int n3 = 0, n2 = 0;
-    csa__CUresult e = c->api->OccupancyMaxActiveBlocksPerMultiprocessor(
-        &n3, p->fn.fn, CSA__ATTN_THREADS, smem);
-    if (e == CSA__CUDA_SUCCESS)
-      e = c->api->OccupancyMaxActiveBlocksPerMultiprocessor(&n2, p->fn.fn, CSA__ATTN_THREADS,
-                                                            smem2);
-    if (e != CSA__CUDA_SUCCESS)
-      return csa__cuda_fail(e, "cuOccupancyMaxActiveBlocksPerMultiprocessor");
-    if (n3 < n2) {
-      stages = 2;
-      smem = smem2;
-    }
+    st = csa__keep_third_stage(c, p, t, hpc, x3, &stages, &smem);
+    if (st != CSA_OK)
+      return st;
   }
   a->hpc = hpc;
   a->stages = stages;

@@ -40,6 +40,77 @@ static int csa__view_opt(PyObject *obj, const char *name, int writable, csa_tens
   return 0;
 }
 
+/* kind -> 0 (validate), CSA_DEVICE_CPU or CSA_DEVICE_CUDA; -1 with a
+ * ValueError for anything else. */
+static int csa__parse_kind(const char *kind, int *which) {
+  if (strcmp(kind, "validate") == 0)
+    *which = 0;
+  else if (strcmp(kind, "cpu") == 0)
+    *which = CSA_DEVICE_CPU;
+  else if (strcmp(kind, "cuda") == 0)
+    *which = CSA_DEVICE_CUDA;
+  else {
+    PyErr_Format(PyExc_ValueError, "kind must be 'validate', 'cpu' or 'cuda', got %s", kind);
+    return -1;
+  }
+  return 0;
+}
+
+/* Host copies must be what they claim: int32 CPU arrays as long as the
+ * device arrays, else validation would read past them. */
+static int csa__take_host_copies(csa_attn_params *p, const csa_tensor *cuq_host_view,
+                                 const csa_tensor *cukv_host_view) {
+  const csa_tensor *hv[2] = {cuq_host_view, cukv_host_view};
+  const csa_tensor *dv[2] = {&p->cu_seqlens_q, &p->cu_seqlens_kv};
+  const int32_t **hp[2] = {&p->cu_seqlens_q_host, &p->cu_seqlens_kv_host};
+  for (int i = 0; i < 2; i++) {
+    if (hv[i]->data == NULL)
+      continue;
+    /* A device tensor that is not int32 [B+1] is the caller's error, which
+     * validation names ("cu_seqlens_q must be int32, got int64"): the host
+     * values are not needed to say so. */
+    if (dv[i]->dtype != CSA_INT32 || dv[i]->ndim != 1)
+      continue;
+    if (hv[i]->device_type != CSA_DEVICE_CPU || hv[i]->dtype != CSA_INT32 || hv[i]->ndim != 1 ||
+        dv[i]->ndim != 1 || hv[i]->shape[0] != dv[i]->shape[0] ||
+        (hv[i]->shape[0] > 1 && hv[i]->strides[0] != 1)) {
+      PyErr_SetString(PyExc_ValueError,
+                      "cu_seqlens_q_host / cu_seqlens_kv_host must be contiguous int32 CPU "
+                      "tensors of the same length as cu_seqlens_q / cu_seqlens_kv");
+      return -1;
+    }
+    *hp[i] = (const int32_t *)hv[i]->data;
+  }
+  return 0;
+}
+
+/* Validation before the output exists: describe the output the call would
+ * need (never written) so the same checks apply. */
+static void csa__describe_missing_out(csa_attn_params *p) {
+  p->out = p->q;
+  if (p->q.ndim == 3 && p->v.ndim == 3) {
+    p->out.shape[2] = p->v.shape[2];
+    p->out.strides[2] = 1;
+    p->out.strides[1] = p->v.shape[2];
+    p->out.strides[0] = p->q.shape[1] * p->v.shape[2];
+  }
+}
+
+/* Validate, or run the CPU / CUDA kernel: the status code. */
+static int csa__run_kind(int which, const csa_attn_params *p) {
+  int st;
+  if (which == 0) {
+    st = csa_attn_validate(p);
+  } else {
+    /* The kernels read only borrowed memory the caller keeps alive, so the
+     * GIL can go: other Python threads run meanwhile. */
+    Py_BEGIN_ALLOW_THREADS
+    st = which == CSA_DEVICE_CPU ? csa_attn_cpu(p) : csa_attn_cuda(p);
+    Py_END_ALLOW_THREADS
+  }
+  return st;
+}
+
 /* attention(kind, *, q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q,
  *           max_seqlen_kv, out=None, softmax_scale=0.0, causal=False, lse=None,
  *           cu_seqlens_q_host=None, cu_seqlens_kv_host=None, num_threads=1,
@@ -71,16 +142,8 @@ static PyObject *csa__py_attention(PyObject *self, PyObject *args, PyObject *kwa
   }
 
   int which;
-  if (strcmp(kind, "validate") == 0)
-    which = 0;
-  else if (strcmp(kind, "cpu") == 0)
-    which = CSA_DEVICE_CPU;
-  else if (strcmp(kind, "cuda") == 0)
-    which = CSA_DEVICE_CUDA;
-  else {
-    PyErr_Format(PyExc_ValueError, "kind must be 'validate', 'cpu' or 'cuda', got %s", kind);
+  if (csa__parse_kind(kind, &which) < 0)
     return NULL;
-  }
 
   csa_attn_params p;
   memset(&p, 0, sizeof p);
@@ -96,41 +159,10 @@ static PyObject *csa__py_attention(PyObject *self, PyObject *args, PyObject *kwa
       csa__view_opt(cu_kv_host, "cu_seqlens_kv (host copy)", 0, &cukv_host_view, &ka) < 0)
     goto done;
 
-  /* Host copies must be what they claim: int32 CPU arrays as long as the
-   * device arrays, else validation would read past them. */
-  const csa_tensor *hv[2] = {&cuq_host_view, &cukv_host_view};
-  const csa_tensor *dv[2] = {&p.cu_seqlens_q, &p.cu_seqlens_kv};
-  const int32_t **hp[2] = {&p.cu_seqlens_q_host, &p.cu_seqlens_kv_host};
-  for (int i = 0; i < 2; i++) {
-    if (hv[i]->data == NULL)
-      continue;
-    /* A device tensor that is not int32 [B+1] is the caller's error, which
-     * validation names ("cu_seqlens_q must be int32, got int64"): the host
-     * values are not needed to say so. */
-    if (dv[i]->dtype != CSA_INT32 || dv[i]->ndim != 1)
-      continue;
-    if (hv[i]->device_type != CSA_DEVICE_CPU || hv[i]->dtype != CSA_INT32 || hv[i]->ndim != 1 ||
-        dv[i]->ndim != 1 || hv[i]->shape[0] != dv[i]->shape[0] ||
-        (hv[i]->shape[0] > 1 && hv[i]->strides[0] != 1)) {
-      PyErr_SetString(PyExc_ValueError,
-                      "cu_seqlens_q_host / cu_seqlens_kv_host must be contiguous int32 CPU "
-                      "tensors of the same length as cu_seqlens_q / cu_seqlens_kv");
-      goto done;
-    }
-    *hp[i] = (const int32_t *)hv[i]->data;
-  }
-
-  if (which == 0 && out == Py_None) {
-    /* Validation before the output exists: describe the output the call
-     * would need (never written) so the same checks apply. */
-    p.out = p.q;
-    if (p.q.ndim == 3 && p.v.ndim == 3) {
-      p.out.shape[2] = p.v.shape[2];
-      p.out.strides[2] = 1;
-      p.out.strides[1] = p.v.shape[2];
-      p.out.strides[0] = p.q.shape[1] * p.v.shape[2];
-    }
-  }
+  if (csa__take_host_copies(&p, &cuq_host_view, &cukv_host_view) < 0)
+    goto done;
+  if (which == 0 && out == Py_None)
+    csa__describe_missing_out(&p);
   p.max_seqlen_q = max_q;
   p.max_seqlen_kv = max_kv;
   p.softmax_scale = scale;
@@ -138,16 +170,7 @@ static PyObject *csa__py_attention(PyObject *self, PyObject *args, PyObject *kwa
   p.num_threads = num_threads;
   p.stream = (void *)(uintptr_t)stream;
 
-  int st;
-  if (which == 0) {
-    st = csa_attn_validate(&p);
-  } else {
-    /* The kernels read only borrowed memory the caller keeps alive, so the
-     * GIL can go: other Python threads run meanwhile. */
-    Py_BEGIN_ALLOW_THREADS
-    st = which == CSA_DEVICE_CPU ? csa_attn_cpu(&p) : csa_attn_cuda(&p);
-    Py_END_ALLOW_THREADS
-  }
+  const int st = csa__run_kind(which, &p);
   if (st != CSA_OK) {
     csa__py_raise(st);
     goto done;

@@ -447,11 +447,15 @@ def _cu_int32(cu_q, cu_kv):
 
 
 # ---------------------------------------------------------------------------
-# The call.
+# The call.  _run is the hot path: its helpers are one call each on the common
+# path (or run only on rarer ones) and allocate nothing of their own there.
 # ---------------------------------------------------------------------------
-def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, softmax_scale, causal,
-         return_lse, backend, out, check_cu_seqlens):
-    global _last, _tensor
+def _check_tensors(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
+                   softmax_scale, out):
+    """The argument checks that need Python (types, meta tensors, rank, dtype);
+    returns q's dtype code.  One isinstance chain on the common path: the
+    messages are built only when a check fails."""
+    global _tensor
     if _tensor is None:
         import torch
 
@@ -462,16 +466,82 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
             and (out is None or isinstance(out, T))) or q.is_meta or k.is_meta or v.is_meta \
             or cu_seqlens_q.is_meta or cu_seqlens_kv.is_meta or (out is not None and out.is_meta):
         _type_error((q, k, v, cu_seqlens_q, cu_seqlens_kv), out)
-    device = q.device
     dtype_code = _dtypes().get(q.dtype)
     if q.dim() != 3 or k.dim() != 3 or v.dim() != 3 or dtype_code is None:
         _native.validate(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
                          softmax_scale=softmax_scale, out=out, check_cu_seqlens=False)
         raise TypeError("q must be float32, float16 or bfloat16")  # validation raises first
+    return dtype_code
+
+
+def _host_to_device(device, cu_q, cu_kv, same_cu):
+    """CPU cu_seqlens with q on a device: checked on the host, copied
+    asynchronously.  Returns the device copies and the host values."""
+    _cu_int32(cu_q, cu_kv)
+    if device.type == "cuda" and _capturing():
+        raise ValueError("cu_seqlens_q / cu_seqlens_kv are on the CPU, and a copy from "
+                         "pageable host memory cannot be captured in a CUDA graph; pass "
+                         "them on %s while capturing" % device)
+    hq, hk = cu_q.contiguous(), cu_kv.contiguous()
+    cu_q = hq.to(device, non_blocking=True)
+    cu_kv = cu_q if same_cu else hk.to(device, non_blocking=True)
+    return cu_q, cu_kv, hq, hk
+
+
+def _lengths_equal(mode, hq, hk, cu_q, cu_kv):
+    """Causal calls with two cu_seqlens tensors: whether they hold the same
+    lengths, from values the host already has (never a device sync)."""
+    if hq is not None:
+        return hq.shape == hk.shape and bool((hq == hk).all())
+    if mode == "cpu" and cu_q.shape == cu_kv.shape and cu_q.dtype == cu_kv.dtype:
+        return bool((cu_q == cu_kv).all())
+    return False
+
+
+def _first_needs_host_lengths(order, q, k, v, cu_q, max_seqlen_q, causal, lengths_equal):
+    """Whether the first candidate reads the lengths on the host anyway (then
+    one copy, checked on the host, replaces the device-side check)."""
+    if not order:
+        return False
+    need = getattr(_adapter(order[0]), "needs_host_lengths", None)
+    return need is not None and need(q, k, v, cu_q, max_seqlen_q, causal, lengths_equal)
+
+
+def _backend_failed(key, name, err, device, skipped):
+    """A backend raised on input that passed validation: re-raise what is not
+    the backend's fault, else skip it for this input signature a while."""
+    if _not_the_backends_fault(err, device):
+        raise err
+    _record_failure(key, name, err)
+    skipped[name] = "failed at run time: %s: %s" % (type(err).__name__, err)
+
+
+def _none_ran(plan, skipped, validated, q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
+              softmax_scale, out, hq, hk):
+    """No candidate produced a result: bad input is still reported as bad
+    input, else the error naming why each backend was left out."""
+    global _last
+    if not validated:
+        # Nothing ran (no candidate): still report bad input as bad input.
+        _native.validate(q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
+                         softmax_scale=softmax_scale, out=out, host_q=hq, host_kv=hk)
+    _last = BackendChoice(None, "no capable backend", dict(plan.declined, **skipped),
+                          plan.signature)
+    return _no_backend(plan.declined, skipped)
+
+
+def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, softmax_scale, causal,
+         return_lse, backend, out, check_cu_seqlens):
+    global _last
+    dtype_code = _check_tensors(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q,
+                                max_seqlen_kv, softmax_scale, out)
+    device = q.device
     _, h, d = q.shape
     hkv = k.shape[1]
     dv = v.shape[2]
-    if not (h > 0 and d > 0 and hkv > 0 and dv > 0):
+    # Sizes are never negative, so a zero product is exactly "some size is not
+    # > 0" (one test instead of four on the hot path).
+    if h * d * hkv * dv == 0:
         _native.validate(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
                          softmax_scale=softmax_scale, out=out, check_cu_seqlens=False)
     grad = False
@@ -491,40 +561,28 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
     if _native._flags:
         _native.raise_pending(device)  # an earlier call's device-side finding
     if mode == "host":
-        _cu_int32(cu_q, cu_kv)
-        if device.type == "cuda" and _capturing():
-            raise ValueError("cu_seqlens_q / cu_seqlens_kv are on the CPU, and a copy from "
-                             "pageable host memory cannot be captured in a CUDA graph; pass "
-                             "them on %s while capturing" % device)
-        hq, hk = cu_q.contiguous(), cu_kv.contiguous()
-        cu_q = hq.to(device, non_blocking=True)
-        cu_kv = cu_q if same_cu else hk.to(device, non_blocking=True)
+        cu_q, cu_kv, hq, hk = _host_to_device(device, cu_q, cu_kv, same_cu)
     elif mode == "copied":
         hq, hk = _native.host_copies(cu_q, cu_kv)
     if causal and not lengths_equal:
-        if hq is not None:
-            lengths_equal = hq.shape == hk.shape and bool((hq == hk).all())
-        elif mode == "cpu" and cu_q.shape == cu_kv.shape and cu_q.dtype == cu_kv.dtype:
-            lengths_equal = bool((cu_q == cu_kv).all())
+        lengths_equal = _lengths_equal(mode, hq, hk, cu_q, cu_kv)
 
     plan = _plan(device, dtype_code, d, dv, h, hkv, bool(causal), bool(lengths_equal),
                  bool(return_lse), grad, exact, forced,
                  _C.dispatch_rows(cu_seqlens_q.numel() - 1, q.shape[0]))
     order = plan.order
 
-    if mode == "sanitize" and order:
-        first = _adapter(order[0])
-        need = getattr(first, "needs_host_lengths", None)
-        if need is not None and need(q, k, v, cu_q, max_seqlen_q, causal, lengths_equal):
-            hq, hk = _native.host_copies(cu_q, cu_kv)  # inherent: it reads lengths on the host
-            mode = "copied"
-
     validated = False
     if mode == "sanitize":
-        _native.validate(q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
-                         softmax_scale=softmax_scale, out=out, host_q=None, host_kv=None)
-        validated = True
-        cu_q, cu_kv = _native.sanitize(q, k, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv)
+        if _first_needs_host_lengths(order, q, k, v, cu_q, max_seqlen_q, causal,
+                                     lengths_equal):
+            # inherent: it reads lengths on the host ("copied" from here on)
+            hq, hk = _native.host_copies(cu_q, cu_kv)
+        else:
+            _native.validate(q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
+                             softmax_scale=softmax_scale, out=out, host_q=None, host_kv=None)
+            validated = True
+            cu_q, cu_kv = _native.sanitize(q, k, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv)
 
     orig = (cu_seqlens_q, cu_seqlens_kv)
     lists = []
@@ -582,17 +640,9 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
                 _clear_failure(plan.key, name)
             _last = _choice(plan, name, skipped)
             return res
-        if _not_the_backends_fault(err, device):
-            raise err
-        _record_failure(plan.key, name, err)
-        skipped[name] = "failed at run time: %s: %s" % (type(err).__name__, err)
-    if not validated:
-        # Nothing ran (no candidate): still report bad input as bad input.
-        _native.validate(q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
-                         softmax_scale=softmax_scale, out=out, host_q=hq, host_kv=hk)
-    _last = BackendChoice(None, "no capable backend", dict(plan.declined, **skipped),
-                          plan.signature)
-    raise _no_backend(plan.declined, skipped)
+        _backend_failed(plan.key, name, err, device, skipped)
+    raise _none_ran(plan, skipped, validated, q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
+                    softmax_scale, out, hq, hk)
 
 
 def _cu_mode(device, cu_q, cu_kv, check):
