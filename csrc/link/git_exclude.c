@@ -207,69 +207,73 @@ static int csa__has_line(const char *text, const char *line) {
   return 0;
 }
 
-void csa__link_git_exclude(const char *target, csa_link_info *info) {
-  char root[CSA_LINK_PATH_MAX], common[CSA_LINK_PATH_MAX], start[CSA_LINK_PATH_MAX];
+/* Locates the work tree holding target and forms its exclude line; common
+ * receives the directory holding info/exclude.  Returns 1 to go on, 0 when
+ * there is nothing to do (no work tree) or a failure was noted in info. */
+static int csa__git_exclude_line(const char *target, csa_link_info *info, char *common,
+                                 char *line, size_t line_cap) {
+  char root[CSA_LINK_PATH_MAX], start[CSA_LINK_PATH_MAX];
   long cut = csa__path_last_sep(target);
   if (cut <= 0)
-    return;
+    return 0;
   memcpy(start, target, (size_t)cut);
   start[cut] = '\0';
   int found = 0;
   int st = csa__git_find(start, root, common, sizeof root, &found);
   if (st != CSA_OK) {
     csa__git_fail(info, "cannot locate the git directory");
-    return;
+    return 0;
   }
   if (!found)
-    return;
+    return 0;
   if (!csa__path_within(root, target)) {
     csa__git_note(info, "target \"%s\" is not below the work tree \"%s\"", target, root);
-    return;
+    return 0;
   }
   size_t rl = strlen(root);
   const char *rel = target + rl;
   while (*rel == '/' || *rel == '\\')
     rel++;
-  char line[CSA_LINK_PATH_MAX + 64];
-  if (csa__git_pattern(rel, line, sizeof line) != CSA_OK) {
+  if (csa__git_pattern(rel, line, line_cap) != CSA_OK) {
     csa__git_fail(info, "cannot form the exclude line");
-    return;
+    return 0;
   }
+  return 1;
+}
 
-  char info_dir[CSA_LINK_PATH_MAX], lock[CSA_LINK_PATH_MAX + 8];
-  if (csa__path_join(info_dir, sizeof info_dir, common, "info") != CSA_OK ||
-      csa__path_join(info->git_path, sizeof info->git_path, info_dir, "exclude") != CSA_OK) {
-    csa__git_fail(info, "path too long");
-    return;
-  }
-  snprintf(lock, sizeof lock, "%s.lock", info->git_path);
-
-  /* Cheap check without the lock: the common case on every start-up after
-   * the first is "already there", which needs no write at all. */
+/* Cheap check without the lock: the common case on every start-up after
+ * the first is "already there", which needs no write at all.  Returns 1 when
+ * the line must still be added (info/ exists then), 0 when it is present or
+ * a failure was noted. */
+static int csa__git_needs_line(csa_link_info *info, const char *info_dir, const char *line) {
   char *old = NULL;
   size_t old_len = 0;
-  st = csa__fs_read_file(info->git_path, &old, &old_len);
+  int st = csa__fs_read_file(info->git_path, &old, &old_len);
   if (st == CSA_OK && csa__has_line(old, line)) {
     free(old);
     info->git_exclude = CSA_LINK_GIT_PRESENT;
-    return;
+    return 0;
   }
   free(old);
-  old = NULL;
   if (st != CSA_OK && st != CSA_ENOENT) {
     csa__git_fail(info, "cannot read the exclude file");
-    return;
+    return 0;
   }
   if (csa__fs_mkdir(info_dir) != CSA_OK) {
     csa__git_fail(info, "cannot create the info directory");
-    return;
+    return 0;
   }
+  return 1;
+}
 
+/* Takes exclude.lock, waiting briefly for a live holder and breaking a stale
+ * one.  Returns 1 when held, 0 when a failure was noted. */
+static int csa__git_take_lock(csa_link_info *info, const char *lock) {
   int tries = 0;
   for (;;) {
-    st = csa__fs_create_excl(lock);
+    int st = csa__fs_create_excl(lock);
     if (st == CSA_OK)
-      break;
+      return 1;
     double age = 0.0;
     if (st == CSA_EEXIST && csa__fs_age_seconds(lock, &age) == CSA_OK &&
         age > CSA__GIT_LOCK_STALE_S) {
@@ -279,13 +283,50 @@ void csa__link_git_exclude(const char *target, csa_link_info *info) {
     if (st != CSA_EEXIST || ++tries >= CSA__GIT_LOCK_TRIES) {
       csa__git_fail(info, st == CSA_EEXIST ? "exclude.lock stays held by another process"
                                            : "cannot take exclude.lock");
-      return;
+      return 0;
     }
     csa__fs_sleep_ms(CSA__GIT_LOCK_SLEEP_MS);
   }
+}
 
+/* old (old_len bytes, may be NULL) + a newline if it lacks a final one +
+ * our header unless already there + line + "\n"; *n receives the length.
+ * NULL when out of memory. */
+static char *csa__git_new_content(const char *old, size_t old_len, const char *line, size_t *n) {
+  size_t ll = strlen(line);
+  int need_nl = old_len > 0 && old[old_len - 1] != '\n';
+  static const char header[] = "# added by comfy-sparse-attn setup_link (staged link, "
+                               "replaced when ComfyUI ships the file)\n";
+  int add_header = old == NULL || strstr(old, header) == NULL;
+  size_t hl = add_header ? sizeof header - 1 : 0;
+  size_t nlen = old_len + (size_t)need_nl + hl + ll + 1;
+  char *buf = (char *)malloc(nlen + 1);
+  if (buf == NULL)
+    return NULL;
+  size_t o = 0;
+  if (old_len) {
+    memcpy(buf, old, old_len);
+    o = old_len;
+  }
+  if (need_nl)
+    buf[o++] = '\n';
+  memcpy(buf + o, header, hl);
+  o += hl;
+  memcpy(buf + o, line, ll);
+  o += ll;
+  buf[o++] = '\n';
+  buf[o] = '\0';
+  *n = o;
+  return buf;
+}
+
+/* With the lock held: adds line to the exclude file through the lock file
+ * and records the outcome in info; the lock is gone afterwards. */
+static void csa__git_add_locked(csa_link_info *info, const char *lock, const char *line) {
+  char *old = NULL;
+  size_t old_len = 0;
   /* Locked: read again, since another writer may have added our line. */
-  st = csa__fs_read_file(info->git_path, &old, &old_len);
+  int st = csa__fs_read_file(info->git_path, &old, &old_len);
   if (st == CSA_ENOENT) {
     old = NULL;
     old_len = 0;
@@ -300,34 +341,14 @@ void csa__link_git_exclude(const char *target, csa_link_info *info) {
     info->git_exclude = CSA_LINK_GIT_PRESENT;
     return;
   }
-  size_t ll = strlen(line);
-  int need_nl = old_len > 0 && old[old_len - 1] != '\n';
-  static const char header[] = "# added by comfy-sparse-attn setup_link (staged link, "
-                               "replaced when ComfyUI ships the file)\n";
-  int add_header = old == NULL || strstr(old, header) == NULL;
-  size_t hl = add_header ? sizeof header - 1 : 0;
-  size_t nlen = old_len + (size_t)need_nl + hl + ll + 1;
-  char *buf = (char *)malloc(nlen + 1);
+  size_t o = 0;
+  char *buf = csa__git_new_content(old, old_len, line, &o);
+  free(old);
   if (buf == NULL) {
-    free(old);
     csa__fs_unlink(lock);
     csa__git_note(info, "out of memory");
     return;
   }
-  size_t o = 0;
-  if (old_len) {
-    memcpy(buf, old, old_len);
-    o = old_len;
-  }
-  if (need_nl)
-    buf[o++] = '\n';
-  memcpy(buf + o, header, hl);
-  o += hl;
-  memcpy(buf + o, line, ll);
-  o += ll;
-  buf[o++] = '\n';
-  buf[o] = '\0';
-  free(old);
   st = csa__fs_write_file(lock, buf, o);
   free(buf);
   if (st == CSA_OK)
@@ -338,4 +359,25 @@ void csa__link_git_exclude(const char *target, csa_link_info *info) {
     return;
   }
   info->git_exclude = CSA_LINK_GIT_ADDED;
+}
+
+void csa__link_git_exclude(const char *target, csa_link_info *info) {
+  char common[CSA_LINK_PATH_MAX];
+  char line[CSA_LINK_PATH_MAX + 64];
+  if (!csa__git_exclude_line(target, info, common, line, sizeof line))
+    return;
+
+  char info_dir[CSA_LINK_PATH_MAX], lock[CSA_LINK_PATH_MAX + 8];
+  if (csa__path_join(info_dir, sizeof info_dir, common, "info") != CSA_OK ||
+      csa__path_join(info->git_path, sizeof info->git_path, info_dir, "exclude") != CSA_OK) {
+    csa__git_fail(info, "path too long");
+    return;
+  }
+  snprintf(lock, sizeof lock, "%s.lock", info->git_path);
+
+  if (!csa__git_needs_line(info, info_dir, line))
+    return;
+  if (!csa__git_take_lock(info, lock))
+    return;
+  csa__git_add_locked(info, lock, line);
 }

@@ -51,11 +51,8 @@ static int csa__is_device_name(const char *c, size_t n) {
   return 0;
 }
 
-int csa__link_check_relative(const char *rel, char *norm, size_t cap) {
-  if (rel == NULL)
-    return csa__error(CSA_EPATH, "comfy_relative is missing; expected a relative path such "
-                                 "as \"sparse.py\"");
-  size_t len = strlen(rel);
+/* Checks on the whole string, before it is split into components. */
+static int csa__check_whole(const char *rel, size_t len, const char *norm, size_t cap) {
   if (len == 0)
     return csa__error(CSA_EPATH, "comfy_relative is empty; expected a relative path such as "
                                  "\"sparse.py\"");
@@ -69,6 +66,69 @@ int csa__link_check_relative(const char *rel, char *norm, size_t cap) {
                       rel);
   if (norm == NULL || cap == 0)
     return csa__error(CSA_EINTERNAL, "csa__link_check_relative: no output buffer");
+  return CSA_OK;
+}
+
+/* Byte-level checks on component c (n bytes) of rel: no control
+ * characters, no ':' and none of the characters Windows forbids. */
+static int csa__check_component_bytes(const char *rel, const char *c, size_t n) {
+  for (size_t k = 0; k < n; k++) {
+    unsigned char ch = (unsigned char)c[k];
+    if (ch < 0x20 || ch == 0x7f)
+      return csa__error(CSA_EPATH, "comfy_relative contains a control character (byte 0x%02x)",
+                        ch);
+    if (ch == ':')
+      return csa__error(CSA_EPATH,
+                        "comfy_relative \"%s\" contains ':' (a drive letter or an NTFS "
+                        "stream); expected a plain relative path",
+                        rel);
+    if (ch == '<' || ch == '>' || ch == '"' || ch == '|' || ch == '?' || ch == '*')
+      return csa__error(CSA_EPATH,
+                        "comfy_relative \"%s\" contains '%c', which Windows does not allow "
+                        "in file names",
+                        rel, ch);
+  }
+  return CSA_OK;
+}
+
+/* All checks on component c (n bytes) of rel, in the order callers see
+ * them: empty, bytes, "."/"..", trailing '.'/' ', device name. */
+static int csa__check_component(const char *rel, const char *c, size_t n) {
+  if (n == 0)
+    return csa__error(CSA_EPATH,
+                      "comfy_relative \"%s\" has an empty component (doubled or trailing "
+                      "separator); expected a path such as \"ldm/sparse.py\"",
+                      rel);
+  int st = csa__check_component_bytes(rel, c, n);
+  if (st != CSA_OK)
+    return st;
+  if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+    return csa__error(CSA_EPATH,
+                      "comfy_relative \"%s\" contains a \"%.*s\" component; expected a path "
+                      "that stays inside the comfy package, without \".\" or \"..\"",
+                      rel, (int)n, c);
+  if (c[n - 1] == '.' || c[n - 1] == ' ')
+    return csa__error(CSA_EPATH,
+                      "comfy_relative \"%s\": component \"%.*s\" ends in '%c', which Windows "
+                      "strips (it could turn into \"..\"); expected a plain file or "
+                      "directory name",
+                      rel, (int)n, c, c[n - 1]);
+  if (csa__is_device_name(c, n))
+    return csa__error(CSA_EPATH,
+                      "comfy_relative \"%s\": component \"%.*s\" is a Windows device name; "
+                      "choose another name",
+                      rel, (int)n, c);
+  return CSA_OK;
+}
+
+int csa__link_check_relative(const char *rel, char *norm, size_t cap) {
+  if (rel == NULL)
+    return csa__error(CSA_EPATH, "comfy_relative is missing; expected a relative path such "
+                                 "as \"sparse.py\"");
+  size_t len = strlen(rel);
+  int st = csa__check_whole(rel, len, norm, cap);
+  if (st != CSA_OK)
+    return st;
 
   size_t out = 0;
   size_t i = 0;
@@ -78,43 +138,9 @@ int csa__link_check_relative(const char *rel, char *norm, size_t cap) {
       i++;
     size_t n = i - start;
     const char *c = rel + start;
-    if (n == 0)
-      return csa__error(CSA_EPATH,
-                        "comfy_relative \"%s\" has an empty component (doubled or trailing "
-                        "separator); expected a path such as \"ldm/sparse.py\"",
-                        rel);
-    for (size_t k = 0; k < n; k++) {
-      unsigned char ch = (unsigned char)c[k];
-      if (ch < 0x20 || ch == 0x7f)
-        return csa__error(CSA_EPATH, "comfy_relative contains a control character (byte 0x%02x)",
-                          ch);
-      if (ch == ':')
-        return csa__error(CSA_EPATH,
-                          "comfy_relative \"%s\" contains ':' (a drive letter or an NTFS "
-                          "stream); expected a plain relative path",
-                          rel);
-      if (ch == '<' || ch == '>' || ch == '"' || ch == '|' || ch == '?' || ch == '*')
-        return csa__error(CSA_EPATH,
-                          "comfy_relative \"%s\" contains '%c', which Windows does not allow "
-                          "in file names",
-                          rel, ch);
-    }
-    if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
-      return csa__error(CSA_EPATH,
-                        "comfy_relative \"%s\" contains a \"%.*s\" component; expected a path "
-                        "that stays inside the comfy package, without \".\" or \"..\"",
-                        rel, (int)n, c);
-    if (c[n - 1] == '.' || c[n - 1] == ' ')
-      return csa__error(CSA_EPATH,
-                        "comfy_relative \"%s\": component \"%.*s\" ends in '%c', which Windows "
-                        "strips (it could turn into \"..\"); expected a plain file or "
-                        "directory name",
-                        rel, (int)n, c, c[n - 1]);
-    if (csa__is_device_name(c, n))
-      return csa__error(CSA_EPATH,
-                        "comfy_relative \"%s\": component \"%.*s\" is a Windows device name; "
-                        "choose another name",
-                        rel, (int)n, c);
+    st = csa__check_component(rel, c, n);
+    if (st != CSA_OK)
+      return st;
     /* One separator plus the component plus the final NUL must fit. */
     if (out + (out ? 1 : 0) + n + 1 > cap)
       return csa__error(CSA_EPATH, "comfy_relative \"%s\" is too long", rel);

@@ -32,15 +32,22 @@ static int csa_test_checks = 0;
               csa_status_name(csa__got), csa_errmsg(), csa_status_name(want)); \
   } while (0)
 
-/* A CPU view [n0, n1, n2] with row strides s0, s1 (unit last stride). */
-static inline csa_tensor csa_test_view3(void *data, int dtype, int64_t n0, int64_t n1, int64_t n2,
-                                        int64_t s0, int64_t s1) {
+/* A zeroed CPU tensor of ndim dimensions over data; shapes and strides
+ * are the caller's to fill. */
+static inline csa_tensor csa_test_view_base(void *data, int dtype, int ndim) {
   csa_tensor t;
   memset(&t, 0, sizeof t);
   t.data = data;
   t.dtype = dtype;
   t.device_type = CSA_DEVICE_CPU;
-  t.ndim = 3;
+  t.ndim = ndim;
+  return t;
+}
+
+/* A CPU view [n0, n1, n2] with row strides s0, s1 (unit last stride). */
+static inline csa_tensor csa_test_view3(void *data, int dtype, int64_t n0, int64_t n1, int64_t n2,
+                                        int64_t s0, int64_t s1) {
+  csa_tensor t = csa_test_view_base(data, dtype, 3);
   t.shape[0] = n0, t.shape[1] = n1, t.shape[2] = n2;
   t.strides[0] = s0, t.strides[1] = s1, t.strides[2] = 1;
   return t;
@@ -48,12 +55,7 @@ static inline csa_tensor csa_test_view3(void *data, int dtype, int64_t n0, int64
 
 /* A contiguous CPU int32 vector of n elements (cu_seqlens). */
 static inline csa_tensor csa_test_view1_i32(int32_t *data, int64_t n) {
-  csa_tensor t;
-  memset(&t, 0, sizeof t);
-  t.data = data;
-  t.dtype = CSA_INT32;
-  t.device_type = CSA_DEVICE_CPU;
-  t.ndim = 1;
+  csa_tensor t = csa_test_view_base(data, CSA_INT32, 1);
   t.shape[0] = n;
   t.strides[0] = 1;
   return t;

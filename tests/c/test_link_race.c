@@ -199,12 +199,7 @@ static void test_git_exclude_race(void) {
 }
 
 int main(void) {
-  tl_mkdtemp(g_root, sizeof g_root);
-  tl_path(g_src, sizeof g_src, g_root, "src.py");
-  tl_write(g_src, "X = 1\n");
-  tl_path(g_comfy, sizeof g_comfy, g_root, "comfy");
-  mkdir(g_comfy, 0755);
-  tl_path(g_target, sizeof g_target, g_comfy, "sparse.py");
+  tl_comfy_fixture(g_root, g_src, g_comfy, g_target);
   test_processes_absent(0);
   test_processes_absent(1);
   test_processes_absent(2);

@@ -67,12 +67,7 @@ static void check_untouched(void) {
 }
 
 int main(void) {
-  tl_mkdtemp(g_root, sizeof g_root);
-  tl_path(g_src, sizeof g_src, g_root, "src.py");
-  tl_write(g_src, "X = 1\n");
-  tl_path(g_comfy, sizeof g_comfy, g_root, "comfy");
-  mkdir(g_comfy, 0755);
-  tl_path(g_target, sizeof g_target, g_comfy, "sparse.py");
+  tl_comfy_fixture(g_root, g_src, g_comfy, g_target);
   char p[PATH_MAX];
   tl_path(p, sizeof p, g_comfy, "stale.py");
   CSA_CHECK(symlink("/gone/stale.py", p) == 0, "symlink");

@@ -93,32 +93,41 @@ static inline int tl_exists(const char *path) {
   return lstat(path, &sb) == 0;
 }
 
-/* Entries of dir whose name contains needle. */
-static inline int tl_count(const char *dir, const char *needle) {
+/* Entries of dir whose name contains needle; with needle NULL, every entry
+ * other than . and .. (-1 when dir cannot be opened). */
+static inline int tl_count_entries(const char *dir, const char *needle) {
   DIR *d = opendir(dir);
   if (d == NULL)
     return -1;
   int n = 0;
   struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (strstr(e->d_name, needle) != NULL)
+  while ((e = readdir(d)) != NULL) {
+    if (needle != NULL ? strstr(e->d_name, needle) != NULL
+                       : strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
       n++;
+  }
   closedir(d);
   return n;
 }
 
+/* Entries of dir whose name contains needle. */
+static inline int tl_count(const char *dir, const char *needle) {
+  return tl_count_entries(dir, needle);
+}
+
 /* Entries of dir other than . and .. */
-static inline int tl_entries(const char *dir) {
-  DIR *d = opendir(dir);
-  if (d == NULL)
-    return -1;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL)
-    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
-      n++;
-  closedir(d);
-  return n;
+static inline int tl_entries(const char *dir) { return tl_count_entries(dir, NULL); }
+
+/* The layout most link tests start from: a fresh root holding src.py
+ * ("X = 1") and an empty comfy/ directory, with target naming
+ * comfy/sparse.py (not created).  Every buffer holds PATH_MAX bytes. */
+static inline void tl_comfy_fixture(char *root, char *src, char *comfy, char *target) {
+  tl_mkdtemp(root, PATH_MAX);
+  tl_path(src, PATH_MAX, root, "src.py");
+  tl_write(src, "X = 1\n");
+  tl_path(comfy, PATH_MAX, root, "comfy");
+  mkdir(comfy, 0755);
+  tl_path(target, PATH_MAX, comfy, "sparse.py");
 }
 
 /* Number of lines of text equal to line. */
