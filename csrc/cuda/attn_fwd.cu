@@ -63,6 +63,7 @@
 #include "attn_args.h"
 #include "attn_kernels.h"
 #include "ptx.cuh"
+#include "seq_rows.cuh"
 
 
 /* 16-bit type fed to the tensor cores for each input type. */
@@ -190,10 +191,6 @@ static __device__ __forceinline__ void csa__load_chunk_x3(__nv_bfloat16 *hi, __n
   *reinterpret_cast<uint4 *>(lo) = make_uint4(l[0], l[1], l[2], l[3]);
 }
 
-static __device__ __forceinline__ int64_t csa__clamp64(int64_t x, int64_t lo, int64_t hi) {
-  return x < lo ? lo : (x > hi ? hi : x);
-}
-
 /*
  * Sequence of row r = the largest s in [0, B-1] with cu[s] <= r, for the rows
  * [r_first, r_last] one warp owns (lane's row is r).  Instead of a binary
@@ -246,12 +243,8 @@ static __device__ __forceinline__ int csa__find_seq(const int32_t *cu, int B, in
 }
 
 /* Sequence plan of one warp's rows (FlashAttention's BlockInfo, per
- * row): row r of sequence s sees keys [ks, ke) = [kvs, min(kve, causal
- * limit)), with every bound clamped (cu_seqlens may be unchecked):
- *   qs = clamp(cu_q[s], 0, T_q),  qe = clamp(cu_q[s+1], qs, min(T_q, qs + max_q)),
- *   likewise kvs, kve;  causal limit j < kvs + (r - qs) + L_kv - L_q + 1.
- * Rows without keys (or outside every sequence) get the empty range
- * ks = INT_MAX, ke = INT_MIN, neutral for the min/max reductions. */
+ * row): the keys [ks, ke) each row sees (csa__row_keys, seq_rows.cuh);
+ * rows outside every sequence keep the empty range. */
 template <int WR>
 static __device__ __forceinline__ void csa__plan_rows(const csa__cuda_attn_args &a, int64_t rw0,
                                                       int lane, int *sKs, int *sKe) {
@@ -260,23 +253,8 @@ static __device__ __forceinline__ void csa__plan_rows(const csa__cuda_attn_args 
   int ks = INT_MAX, ke = INT_MIN;
   if (rw0 < a.t_q && a.batch > 0) {
     const int sq = csa__find_seq(a.cu_q, a.batch, rw0, rwl, r, lane);
-    const int64_t qs = csa__clamp64(__ldg(a.cu_q + sq), 0, a.t_q);
-    const int64_t qe = csa__clamp64(__ldg(a.cu_q + sq + 1), qs,
-                                    qs + a.max_q < a.t_q ? qs + a.max_q : a.t_q);
-    const int64_t kvs = csa__clamp64(__ldg(a.cu_kv + sq), 0, a.t_kv);
-    const int64_t kve = csa__clamp64(__ldg(a.cu_kv + sq + 1), kvs,
-                                     kvs + a.max_kv < a.t_kv ? kvs + a.max_kv : a.t_kv);
-    if (r < a.t_q && r >= qs && r < qe) {
-      int64_t lim = kve;
-      if (a.causal) {
-        int64_t c = kvs + (r - qs) + (kve - kvs) - (qe - qs) + 1;
-        lim = c < kve ? c : kve;
-      }
-      if (lim > kvs) {
-        ks = (int)kvs;
-        ke = (int)lim;
-      }
-    }
+    if (r < a.t_q)
+      csa__row_keys(a, sq, r, &ks, &ke);
   }
   if (lane < WR) {
     sKs[lane] = ks;
@@ -703,17 +681,8 @@ static __device__ __forceinline__ void csa__attn_fwd_body(const csa__cuda_attn_a
     w_kemin = min(w_kemin, __shfl_xor_sync(0xffffffffu, w_kemin, off));
   }
   /* CTA range: union over all BM rows (identical in every warp). */
-  int c_lo = INT_MAX, c_hi = INT_MIN;
-#pragma unroll
-  for (int i = 0; i < BM / 32; ++i) {
-    c_lo = min(c_lo, sKs[lane + 32 * i]);
-    c_hi = max(c_hi, sKe[lane + 32 * i]);
-  }
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    c_lo = min(c_lo, __shfl_xor_sync(0xffffffffu, c_lo, off));
-    c_hi = max(c_hi, __shfl_xor_sync(0xffffffffu, c_hi, off));
-  }
+  int c_lo, c_hi;
+  csa__cta_key_range<BM>(sKs, sKe, lane, &c_lo, &c_hi);
   const int nblocks = c_hi > c_lo ? (int)(((int64_t)c_hi - c_lo + BN - 1) / BN) : 0;
 
   float o[MT][NO][4];

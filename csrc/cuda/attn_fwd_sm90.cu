@@ -70,6 +70,7 @@
 #include "attn_args.h"
 #include "attn_sm90_plan.h"
 #include "ptx_sm90.cuh"
+#include "seq_rows.cuh"
 
 /*
  * Consumer schedule knobs (kernel-internal; the launch shape lives in
@@ -133,10 +134,6 @@ static __device__ __forceinline__ float csa__sm90_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
-}
-
-static __device__ __forceinline__ int64_t csa__sm90_clamp(int64_t x, int64_t lo, int64_t hi) {
-  return x < lo ? lo : (x > hi ? hi : x);
 }
 
 /* Byte offset of 16-byte chunk ch of row `row` in a swizzled tile of ROWS
@@ -243,23 +240,7 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
     int ks = INT_MAX, ke = INT_MIN;
     if (r < a.t_q && a.batch > 0) {
       const int sq = csa__sm90_find_seq(a.cu_q, a.batch, r);
-      const int64_t qs = csa__sm90_clamp(__ldg(a.cu_q + sq), 0, a.t_q);
-      const int64_t qe = csa__sm90_clamp(__ldg(a.cu_q + sq + 1), qs,
-                                         qs + a.max_q < a.t_q ? qs + a.max_q : a.t_q);
-      const int64_t kvs = csa__sm90_clamp(__ldg(a.cu_kv + sq), 0, a.t_kv);
-      const int64_t kve = csa__sm90_clamp(__ldg(a.cu_kv + sq + 1), kvs,
-                                          kvs + a.max_kv < a.t_kv ? kvs + a.max_kv : a.t_kv);
-      if (r >= qs && r < qe) {
-        int64_t lim = kve;
-        if (a.causal) {
-          const int64_t c = kvs + (r - qs) + (kve - kvs) - (qe - qs) + 1;
-          lim = c < kve ? c : kve;
-        }
-        if (lim > kvs) {
-          ks = (int)kvs;
-          ke = (int)lim;
-        }
-      }
+      csa__row_keys(a, sq, r, &ks, &ke);
     }
     sKs[tid] = ks;
     sKe[tid] = ke;
@@ -267,17 +248,8 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
   __syncthreads(); /* row plan and mbarrier initialisation visible */
 
   /* CTA range [c_lo, c_hi): union of all rows' ranges. */
-  int c_lo = INT_MAX, c_hi = INT_MIN;
-#pragma unroll
-  for (int i = 0; i < BM / 32; ++i) {
-    c_lo = min(c_lo, sKs[lane + 32 * i]);
-    c_hi = max(c_hi, sKe[lane + 32 * i]);
-  }
-#pragma unroll
-  for (int off = 1; off < 32; off <<= 1) {
-    c_lo = min(c_lo, __shfl_xor_sync(0xffffffffu, c_lo, off));
-    c_hi = max(c_hi, __shfl_xor_sync(0xffffffffu, c_hi, off));
-  }
+  int c_lo, c_hi;
+  csa__cta_key_range<BM>(sKs, sKe, lane, &c_lo, &c_hi);
   const int nblocks = c_hi > c_lo ? (int)(((int64_t)c_hi - c_lo + BN - 1) / BN) : 0;
 
   /* K/V rows [kb, kb + BN) of block it into stage st; rows at or past c_hi
