@@ -44,10 +44,11 @@ def anywhere(test):
     return test
 
 
-@pytest.fixture(autouse=True, params=["small", "big", "big-mma"])
+@pytest.fixture(autouse=True, params=["small", "smallw", "big", "big-mma"])
 def tile_shape(request, monkeypatch):
-    """Run every GPU case with both tile shapes of the kernel (the default
-    picks one from the average sequence length).  On Hopper "big" runs the
+    """Run every GPU case with every tile shape of the kernel (the default
+    picks one from the average sequence length and the GPU's shared memory;
+    "smallw" is the wide short-row tile of sm_90 / sm_100).  On Hopper "big" runs the
     wgmma kernel where it covers the call (fp16/bf16, D = D_v = 64 or 128)
     and "big-mma" keeps the mma.sync kernel; elsewhere the two are alike."""
     if getattr(request.function, "anywhere", False):

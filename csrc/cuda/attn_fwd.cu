@@ -893,6 +893,8 @@ static __device__ __forceinline__ void csa__attn_fwd_body(const csa__cuda_attn_a
 CSA__ATTN_TILES_SMALL(CSA__DEF_F16)
 CSA__ATTN_TILES_BIG(CSA__DEF_F16)
 CSA__ATTN_TILES_SMALL(CSA__DEF_BF16)
+CSA__ATTN_TILES_SMALLW(CSA__DEF_F16)
+CSA__ATTN_TILES_SMALLW(CSA__DEF_BF16)
 CSA__ATTN_TILES_BIG(CSA__DEF_BF16)
 CSA__ATTN_TILES_BIG(CSA__DEF_F32)
 /* fp16 with exact row sums (LSE requested) where the fast form uses f16 exp */

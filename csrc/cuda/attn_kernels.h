@@ -14,6 +14,11 @@
  *   MH   several heads per CTA (short rows)
  *
  * small: short sequences (64-row tiles, 4 CTAs / SM, several heads per CTA);
+ * smallw: the short-sequence tiles of GPUs with >= 200 KiB of shared memory
+ *   per SM (sm_90, sm_100): twice the keys per block at D 64 with Q read from
+ *   shared memory (the freed registers keep 4 CTAs / SM), 32-key blocks at
+ *   3 CTAs / SM for D 128.  A 55 KiB CTA would fit only twice on an A100's
+ *   164 KiB, hence `small` elsewhere;
  * big: long sequences (128-row tiles, two m-tiles per warp so each K/V
  * fragment read from shared memory feeds two mma).  fp32 inputs use big only.
  */
@@ -25,6 +30,10 @@
   X(small, 32, 64, 1, 1, 4, 1)   \
   X(small, 64, 32, 1, 1, 4, 1)   \
   X(small, 128, 64, 1, 0, 2, 1)
+
+#define CSA__ATTN_TILES_SMALLW(X) \
+  X(smallw, 64, 64, 1, 0, 4, 1)   \
+  X(smallw, 128, 32, 1, 0, 3, 1)
 
 #define CSA__ATTN_TILES_BIG(X) \
   X(big, 16, 64, 2, 1, 4, 0)   \

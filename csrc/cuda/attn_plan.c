@@ -17,9 +17,17 @@
 #include "cuda/attn_kernels.h"
 #include "cuda/attn_sm90_plan.h"
 
-/* Measured on H200 (bench/RESULTS.md): below this average query length per
- * sequence the small tiles win (packed short rows, several heads per CTA). */
+/* Measured on H200 (bench/RESULTS.md, "Short-row tiles"): below this
+ * average query length per sequence the small tiles win (packed short
+ * rows, several heads per CTA) over the long-row kernels; with the wide
+ * tiles of large-shared-memory GPUs up to 384 rows at D <= 64 (where 256-row
+ * sequences still ran 1.1x faster, 512 even) and 128 at D = 128. */
 #define CSA__SMALL_AVG_ROWS 96
+#define CSA__SMALLW_AVG_ROWS_D64 384
+#define CSA__SMALLW_AVG_ROWS_D128 128
+/* Shared memory per block (opt-in) from which a GPU takes the wide short-row
+ * tiles: 4 of their 55 KiB CTAs per SM need the 227 KiB of sm_90 / sm_100. */
+#define CSA__SMALLW_MIN_SMEM (200 * 1024)
 /* Most heads one small-tile CTA runs in turn (the plan balances them). */
 #define CSA__MAX_HEADS_PER_CTA 8
 /* K/V ring depth wanted: big tiles 3 (if it costs no resident CTA), small
@@ -33,6 +41,7 @@ typedef struct {
 
 #define CSA__ROW(kind, DP, BN, MT, QREG, MINB, MH) {DP, BN, MT, MH},
 static const csa__tile csa__tiles_small[] = {CSA__ATTN_TILES_SMALL(CSA__ROW)};
+static const csa__tile csa__tiles_smallw[] = {CSA__ATTN_TILES_SMALLW(CSA__ROW)};
 static const csa__tile csa__tiles_big[] = {CSA__ATTN_TILES_BIG(CSA__ROW)};
 static const csa__tile csa__tiles_x3[] = {CSA__ATTN_TILES_X3(CSA__ROW)};
 #undef CSA__ROW
@@ -41,10 +50,12 @@ static csa__cuda_knobs csa__knobs;
 static volatile int csa__knobs_read;
 
 void csa__cuda_knobs_reload(void) {
-  csa__cuda_knobs k = {-1, 0, 0, 1};
+  csa__cuda_knobs k = {-1, 0, 0, 1, -1};
   const char *t = getenv("COMFY_SPARSE_ATTN_CUDA_TILE");
   if (t != NULL && strcmp(t, "small") == 0)
-    k.tile = 1;
+    k.tile = 1, k.wide = 0;
+  else if (t != NULL && strcmp(t, "smallw") == 0)
+    k.tile = 1, k.wide = 1;
   else if (t != NULL && strcmp(t, "big") == 0)
     k.tile = 0;
   t = getenv("COMFY_SPARSE_ATTN_CUDA_HEADS_PER_CTA");
@@ -133,12 +144,38 @@ static int csa__try_sm90(const csa__cuda_knobs *kn, int small, csa__cuda_call *c
          csa__cuda_has_module(c, "attn_fwd_sm90");
 }
 
-/* The mma.sync tile: small if wanted and one fits D (else big, and *small
- * cleared); for fp32 the x3 tile instead (*x3 set) where it fits. NULL when
- * no tile covers D. */
-static const csa__tile *csa__pick_tile(csa__cuda_call *c, int dtype, int dmax, int *small,
-                                       int *x3) {
-  const csa__tile *t = *small ? CSA__PICK(csa__tiles_small, dmax) : NULL;
+/* Whether this device takes the wide short-row tiles (knob, else its
+ * shared memory per block). */
+static int csa__wide_ok(const csa__cuda_knobs *kn, const csa__cuda_call *c) {
+  if (kn->wide >= 0)
+    return kn->wide;
+  return c->dev->smem_optin >= CSA__SMALLW_MIN_SMEM;
+}
+
+/* Rows class of the call: short (packed small tiles) when the average query
+ * length T_q / B is below the threshold of the tiles this device takes. */
+static int csa__short_rows(const csa__cuda_knobs *kn, const csa__cuda_call *c,
+                           const csa__cuda_attn_args *a, int dmax) {
+  int64_t avg = CSA__SMALL_AVG_ROWS;
+  if (csa__wide_ok(kn, c) && dmax <= 128)
+    avg = dmax <= 64 ? CSA__SMALLW_AVG_ROWS_D64 : CSA__SMALLW_AVG_ROWS_D128;
+  return a->batch > 0 && (int64_t)a->t_q <= avg * a->batch;
+}
+
+/* The mma.sync tile: small if wanted and one fits D (the wide form where the
+ * device takes it and one fits D: *wide set), else big (and *small cleared);
+ * for fp32 the x3 tile instead (*x3 set) where it fits. NULL when no tile
+ * covers D. */
+static const csa__tile *csa__pick_tile(csa__cuda_call *c, const csa__cuda_knobs *kn, int dtype,
+                                       int dmax, int *small, int *wide, int *x3) {
+  const csa__tile *t = NULL;
+  *wide = 0;
+  if (*small && csa__wide_ok(kn, c)) {
+    t = CSA__PICK(csa__tiles_smallw, dmax);
+    *wide = t != NULL;
+  }
+  if (*small && t == NULL)
+    t = CSA__PICK(csa__tiles_small, dmax);
   if (t == NULL) {
     *small = 0;
     t = CSA__PICK(csa__tiles_big, dmax);
@@ -223,8 +260,7 @@ int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
   p->arg = NULL;
   const int dmax = a->d > a->dv ? a->d : a->dv;
 
-  const int short_rows =
-      a->batch > 0 && (int64_t)a->t_q <= (int64_t)CSA__SMALL_AVG_ROWS * a->batch;
+  const int short_rows = csa__short_rows(kn, c, a, dmax);
   int small = csa__want_small(kn, short_rows, dtype);
 
   if (csa__try_sm90(kn, small, c)) {
@@ -233,8 +269,8 @@ int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
     if (st != CSA__PLAN_NOT_COVERED)
       return st;
   }
-  int x3;
-  const csa__tile *t = csa__pick_tile(c, dtype, dmax, &small, &x3);
+  int x3, wide;
+  const csa__tile *t = csa__pick_tile(c, kn, dtype, dmax, &small, &wide, &x3);
   /* f16 calls returning the LSE: exact row sums (see attn_kernels.h) */
   const int exact_l = dtype == CSA_FLOAT16 && a->lse != NULL && t != NULL && t->dp <= 32;
   if (t == NULL)
@@ -249,7 +285,7 @@ int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
 
   p->module = "attn_fwd";
   snprintf(p->kernel, sizeof p->kernel, "csa_attn_fwd_%s_d%d_%s%s", csa__dtype_tag(dtype), t->dp,
-           x3 ? "x3" : small ? "small" : "big", exact_l ? "_lse" : "");
+           x3 ? "x3" : wide ? "smallw" : small ? "small" : "big", exact_l ? "_lse" : "");
   st = csa__cuda_find(c, p->module, p->kernel, &p->fn);
   if (st != CSA_OK)
     return st;

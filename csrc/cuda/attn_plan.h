@@ -35,8 +35,10 @@ typedef struct csa__attn_plan {
 
 /* Tuning knobs, read from the environment once (csa__cuda_knobs_reload
  * reads them again: tests and benchmarks only).
- *   COMFY_SPARSE_ATTN_CUDA_TILE=small|big   force the tile kind (default:
- *       small when the average query length T_q / B is <= 96)
+ *   COMFY_SPARSE_ATTN_CUDA_TILE=small|smallw|big   force the tile kind
+ *       (default: small when the average query length T_q / B is <= 96,
+ *       smallw up to 384 (D <= 64) / 128 (D = 128) on GPUs with >= 200 KiB
+ *       of shared memory per block)
  *   COMFY_SPARSE_ATTN_CUDA_HEADS_PER_CTA=N  query heads one CTA runs in turn
  *       (small tiles only; default: up to 8, balanced)
  *   COMFY_SPARSE_ATTN_CUDA_STAGES=1|2|3     K/V pipeline depth (still shrunk
@@ -49,6 +51,7 @@ typedef struct csa__cuda_knobs {
   int hpc;    /* 0 auto */
   int stages; /* 0 auto */
   int sm90;   /* 1: Hopper wgmma kernel where it covers the call */
+  int wide;   /* -1 auto (by shared memory), 0 small, 1 smallw */
 } csa__cuda_knobs;
 const csa__cuda_knobs *csa__cuda_knobs_get(void);
 void csa__cuda_knobs_reload(void);
