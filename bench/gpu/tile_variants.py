@@ -8,8 +8,11 @@ call, interleaved round by round, on peers' standard workloads.
     python3 bench/gpu/tile_variants.py VARIANTS.cubin WORKLOADS.json \
         patches-hd16=f16_d16_n1:16:32:1:1:3,f16_d16_n2:16:64:1:1:3 ...
 
-Each variant: NAME:DP:BN:MT:HPC:STAGES (NAME = csa_attn_fwd_NAME in the
-cubin; MH kernels take HPC > 1).
+Each variant: NAME:DP:BN:MT:HPC:STAGES[:x3] (NAME = csa_attn_fwd_NAME in the
+cubin; MH kernels take HPC > 1; x3: an fp32 split-product kernel, whose
+shared memory holds hi and lo halves).  The error is measured against the
+package's own native call in float32 (itself checked against float64 by the
+test suite).
 """
 import ctypes
 import json
@@ -45,7 +48,7 @@ class Variant:
     smem_max = {}
 
     def __init__(self, mod, spec):
-        name, dp, bn, mt, hpc, stages = spec.split(":")
+        name, dp, bn, mt, hpc, stages, *x3 = spec.split(":")
         self.name = name
         self.dp, self.bn, self.mt = int(dp), int(bn), int(mt)
         self.hpc, self.stages = int(hpc), int(stages)
@@ -53,7 +56,8 @@ class Variant:
         check(cuda.cuModuleGetFunction(ctypes.byref(self.fn), mod,
                                        ("csa_attn_fwd_" + name).encode()), "get " + name)
         qbufs = self.stages if self.hpc > 1 else 1
-        self.smem = (qbufs * 64 * self.mt + 2 * self.stages * self.bn) * (self.dp + 8) * 2
+        self.smem = (qbufs * 64 * self.mt + 2 * self.stages * self.bn) * (self.dp + 8) * 2 * \
+            (2 if x3 == ["x3"] else 1)
         # one function may serve several variants (stages): its dynamic
         # shared-memory limit must cover the largest
         Variant.smem_max[name] = max(Variant.smem_max.get(name, 0), self.smem)

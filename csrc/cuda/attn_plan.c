@@ -187,7 +187,7 @@ static const csa__tile *csa__pick_tile(csa__cuda_call *c, const csa__cuda_knobs 
   if (dtype == CSA_FLOAT32) {
     const csa__tile *tx = CSA__PICK(csa__tiles_x3, dmax);
     if (tx != NULL &&
-        csa__smem_bytes(tx, 1, 1, 1) + CSA__ATTN_STATIC_SMEM_PER_MT <=
+        csa__smem_bytes(tx, 1, 1, 1) + (size_t)CSA__ATTN_STATIC_SMEM_PER_MT * (size_t)tx->mt <=
             (size_t)c->dev->smem_optin) {
       t = tx;
       *x3 = 1;
