@@ -165,11 +165,11 @@ static __device__ __forceinline__ void csa__split2(float x, float y, uint32_t *h
                                   y - __uint_as_float(h & 0xffff0000u));
 }
 
-/* Elements [col, col + 8) of an fp32 row as hi and lo halves (x3 path). */
-static __device__ __forceinline__ void csa__load_chunk_x3(__nv_bfloat16 *hi, __nv_bfloat16 *lo,
-                                                          const float *row, int col, int d,
-                                                          bool vec) {
-  float x[8];
+/* Elements [col, col + 8) of an fp32 row into registers, zero beyond d or
+ * for a missing row (first half of an x3 copy: the loads may stay in
+ * flight while other work runs, until x is first read). */
+static __device__ __forceinline__ void csa__fetch8(float (&x)[8], const float *row, int col,
+                                                   int d, bool vec) {
   if (row == nullptr || col >= d) {
 #pragma unroll
     for (int i = 0; i < 8; ++i)
@@ -183,12 +183,26 @@ static __device__ __forceinline__ void csa__load_chunk_x3(__nv_bfloat16 *hi, __n
     for (int i = 0; i < 8; ++i)
       x[i] = col + i < d ? row[col + i] : 0.0f;
   }
+}
+
+/* Second half: the 8 values as bf16 hi and lo halves, 16 bytes each. */
+static __device__ __forceinline__ void csa__split_store8(__nv_bfloat16 *hi, __nv_bfloat16 *lo,
+                                                         const float (&x)[8]) {
   uint32_t h[4], l[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i)
     csa__split2(x[2 * i], x[2 * i + 1], &h[i], &l[i]);
   *reinterpret_cast<uint4 *>(hi) = make_uint4(h[0], h[1], h[2], h[3]);
   *reinterpret_cast<uint4 *>(lo) = make_uint4(l[0], l[1], l[2], l[3]);
+}
+
+/* Elements [col, col + 8) of an fp32 row as hi and lo halves (x3 path). */
+static __device__ __forceinline__ void csa__load_chunk_x3(__nv_bfloat16 *hi, __nv_bfloat16 *lo,
+                                                          const float *row, int col, int d,
+                                                          bool vec) {
+  float x[8];
+  csa__fetch8(x, row, col, d, vec);
+  csa__split_store8(hi, lo, x);
 }
 
 /*
@@ -764,6 +778,89 @@ static __device__ __forceinline__ void csa__attn_fwd_body(const csa__cuda_attn_a
         }
       }
     };
+    /* Key block blk from stage st against the Q rows at sQh: S = Q K^T,
+     * mask, online softmax, O += P V; skipped by a warp whose rows see
+     * none of the block's keys. */
+    auto compute = [&](int blk, int st, const TC *sQh) {
+      const int kb = c_lo + blk * BN;
+      if (w_lo < kb + BN && w_hi > kb) {
+        const TC *const k_s = sK + st * BN * PITCH;
+        const TC *const v_s = sV + st * BN * PITCH;
+        float s[MT][NT][4];
+        csa__qk_block<TC, DP, BN, MT, QREG, X3>(s, qf, sQh, sQl, k_s,
+                                                sKl + st * BN * PITCH, wbase, lane);
+        /* the mask only where some row's key range ends inside this block */
+        if (!(kb >= w_ksmax && kb + BN <= w_kemin))
+          csa__mask_block<MT, NT, RREG>(s, kb, rks, rke, sKs, sKe, wbase, g, t4);
+        uint32_t ph[MT][NT][2];
+        uint32_t pl[X3 ? MT : 1][X3 ? NT : 1][2]; /* X3: P - P_hi, as bf16 */
+        csa__softmax_block<TC, MT, NT, NO, HEXP, X3>(s, m, l, lsum, o, ph, pl, sl2);
+        csa__pv_block<TC, DP, BN, MT, HEXP, X3>(o, lsum, ph, pl, v_s, sVl + st * BN * PITCH, lane);
+      }
+    };
+    /* x3 copies staged in registers where they cost at most 32 of them
+     * (2 chunks of K and V per thread; D 256 keeps the ring below) */
+    constexpr int NPRE = (BN * CH + CSA__ATTN_THREADS - 1) / CSA__ATTN_THREADS;
+    if constexpr (X3 && NPRE <= 2) {
+      /* fp32 K/V cannot take cp.async (they are split into bf16 hi + lo on
+       * the way to shared memory), so the copies are staged in registers:
+       * block it + 2's global loads are issued before block it's math and
+       * land under it; block it + 1's registers (loaded during block it - 1)
+       * are split into the free stage first.  Two stages, one barrier per
+       * block; with one stage (shared memory short) a second barrier after
+       * the math frees it. */
+      float pk[NPRE][8], pv[NPRE][8];
+      const int hk = h0 / group;
+      const float *const kp = reinterpret_cast<const float *>(a.k) + (int64_t)hk * a.k_st_h;
+      const float *const vp = reinterpret_cast<const float *>(a.v) + (int64_t)hk * a.v_st_h;
+      auto fetch = [&](int blk) {
+        const int kb = c_lo + blk * BN;
+#pragma unroll
+        for (int i = 0; i < NPRE; ++i) {
+          const int c = tid + i * CSA__ATTN_THREADS;
+          const bool in = (BN * CH) % CSA__ATTN_THREADS == 0 || c < BN * CH;
+          const int row = c / CH, col = (c % CH) * 8;
+          const int64_t j = (int64_t)kb + row;
+          const bool ok = in && j < c_hi;
+          csa__fetch8(pk[i], ok ? kp + j * a.k_st_t : nullptr, col, a.d, vec);
+          csa__fetch8(pv[i], ok ? vp + j * a.v_st_t : nullptr, col, a.dv, vec);
+        }
+      };
+      auto commit = [&](int st) {
+        TC *const dK = sK + st * BN * PITCH, *const dV = sV + st * BN * PITCH;
+#pragma unroll
+        for (int i = 0; i < NPRE; ++i) {
+          const int c = tid + i * CSA__ATTN_THREADS;
+          if ((BN * CH) % CSA__ATTN_THREADS == 0 || c < BN * CH) {
+            const int off = (c / CH) * PITCH + (c % CH) * 8;
+            csa__split_store8(dK + off, dK + (sKl - sK) + off, pk[i]);
+            csa__split_store8(dV + off, dV + (sVl - sV) + off, pv[i]);
+          }
+        }
+      };
+      const bool two = stages >= 2;
+      fetch(0);
+      commit(0);
+      if (nblocks > 1)
+        fetch(1);
+      for (int blk = 0; blk < nblocks; ++blk) {
+        __syncthreads(); /* block blk visible; every warp is done with blk - 1 */
+        if (two && blk + 1 < nblocks) {
+          commit((blk + 1) & 1);
+          if (blk + 2 < nblocks)
+            fetch(blk + 2);
+        }
+        compute(blk, two ? blk & 1 : 0, sQ);
+        if (!two && blk + 1 < nblocks) {
+          __syncthreads();
+          commit(0);
+          if (blk + 2 < nblocks)
+            fetch(blk + 2);
+        }
+      }
+      store_head(h0);
+      return;
+    }
     /*
      * K/V ring of S = stages buffers, one barrier per block.  Iteration it
      * computes block it from stage it % S.  After the barrier at the top of
@@ -837,21 +934,7 @@ static __device__ __forceinline__ void csa__attn_fwd_body(const csa__cuda_attn_a
         }
       }
 
-      const int kb = c_lo + blk * BN;
-      if (w_lo < kb + BN && w_hi > kb) {
-        const TC *const k_s = sK + st * BN * PITCH;
-        const TC *const v_s = sV + st * BN * PITCH;
-        float s[MT][NT][4];
-        csa__qk_block<TC, DP, BN, MT, QREG, X3>(s, qf, sQh, sQl, k_s,
-                                                sKl + st * BN * PITCH, wbase, lane);
-        /* the mask only where some row's key range ends inside this block */
-        if (!(kb >= w_ksmax && kb + BN <= w_kemin))
-          csa__mask_block<MT, NT, RREG>(s, kb, rks, rke, sKs, sKe, wbase, g, t4);
-        uint32_t ph[MT][NT][2];
-        uint32_t pl[X3 ? MT : 1][X3 ? NT : 1][2]; /* X3: P - P_hi, as bf16 */
-        csa__softmax_block<TC, MT, NT, NO, HEXP, X3>(s, m, l, lsum, o, ph, pl, sl2);
-        csa__pv_block<TC, DP, BN, MT, HEXP, X3>(o, lsum, ph, pl, v_s, sVl + st * BN * PITCH, lane);
-      }
+      compute(blk, st, sQh);
       if (MH && blk == nblocks - 1)
         store_head(h0 + hi);
       st = st + 1 == stages ? 0 : st + 1;

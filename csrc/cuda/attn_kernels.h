@@ -54,13 +54,13 @@
 /* fp32 inputs, exact: each operand as bf16 hi + lo, three products per
  * GEMM (csa_attn_fwd_f32_d<DP>_x3).  Q read from shared memory: the lo
  * fragments double what a warp holds.  D 64 and 128 run two m-tiles per
- * warp (each K/V hi + lo fragment feeds two rows of mma: 1.55x / 1.25x
- * faster on H200 than one m-tile), D 128 then with 16-key blocks to stay
- * within 255 registers without spilling. */
+ * warp (each K/V hi + lo fragment feeds two rows of mma), with 32 / 16-key
+ * blocks: the copies of the block after next wait in registers
+ * (attn_fwd.cu), and larger blocks would spill. */
 #define CSA__ATTN_TILES_X3(X) \
   X(x3, 16, 64, 1, 0, 1, 0)   \
   X(x3, 32, 64, 1, 0, 1, 0)   \
-  X(x3, 64, 64, 2, 0, 1, 0)   \
+  X(x3, 64, 32, 2, 0, 1, 0)   \
   X(x3, 128, 16, 2, 0, 1, 0)  \
   X(x3, 256, 32, 1, 0, 1, 0)
 

@@ -214,7 +214,10 @@ static int csa__heads_per_cta(const csa__cuda_knobs *kn, const csa__tile *t,
  * first fewer stages, then one head per CTA (e.g. SM 7.5's 64 KiB). */
 static int csa__fit_stages(const csa__cuda_call *c, const csa__cuda_knobs *kn,
                            const csa__tile *t, int x3, int *hpc, int *stages) {
-  const int want = kn->stages ? kn->stages : (t->mh ? CSA__STAGES_SMALL : CSA__STAGES_BIG);
+  int want = kn->stages ? kn->stages : (t->mh ? CSA__STAGES_SMALL : CSA__STAGES_BIG);
+  /* x3 stages its copies in registers: at most two shared-memory stages */
+  if (x3 && want > 2)
+    want = 2;
   const size_t limit =
       (size_t)c->dev->smem_optin - (size_t)CSA__ATTN_STATIC_SMEM_PER_MT * (size_t)t->mt;
   *stages = want;
