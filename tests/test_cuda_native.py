@@ -266,6 +266,10 @@ def test_kv_ring_depth(stages, hpc, monkeypatch):
     run_case([20, 3, 0, 41], h=6, hkv=2, d=128, dtype=torch.bfloat16, causal=True)
     run_case([300, 17, 1, 130], [40, 250, 7, 130], h=6, d=16, dtype=torch.float16)
     run_case([513, 64, 200], h=6, hkv=3, d=96, dtype=torch.bfloat16, causal=True)
+    # fp32 (x3): copies staged in registers two blocks ahead, split into a
+    # free stage (2 stages) or after a second barrier (1 stage)
+    run_case([300, 17, 1, 130], [40, 250, 7, 130], h=2, d=64, dtype=torch.float32, causal=True)
+    run_case([150, 0, 33], h=2, hkv=1, d=128, dv=72, dtype=torch.float32)
 
 
 def test_cross_lengths_noncausal():
