@@ -9,7 +9,8 @@
 #   bash bench/gpu/run_wheel.sh WHEEL PEERS_DIR [only-workloads]
 #
 # PEERS_DIR: a folder with a peer benchmark script peers_gpu.py taking
-# --only/--reps/--extra (name=module:func?kw=value).
+# --only/--reps/--peers/--extra (name=module:func?kw=value); PEER_NAMES (comma
+# list) keeps only those peers, REPS sets the repetitions.
 set -u
 WHEEL=$1
 PEERS=$2
@@ -57,7 +58,7 @@ timeout ${T_RACE:-90} compute-sanitizer --tool racecheck --error-exitcode 3 pyth
 echo "racecheck rc=$?"; tail -3 "$OUT/racecheck.log"
 
 PYTHONPATH=bench/gpu timeout ${T_PEERS:-300} python3 "$PEERS/peers_gpu.py" --only "$ONLY" \
-  --reps ${REPS:-10} \
+  --reps ${REPS:-10} ${PEER_NAMES:+--peers "$PEER_NAMES"} \
   --extra 'auto=comfy_sparse_attn:dispatch_varlen_attention' \
   --extra 'native=comfy_sparse_attn:dispatch_varlen_attention?backend="native"' \
   --extra 'native-mma=native_nocheck:mma' \
