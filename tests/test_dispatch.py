@@ -648,7 +648,8 @@ def fake_sanitizer(monkeypatch):
 
     flag = torch.zeros(1, dtype=torch.int32)
     monkeypatch.setattr(_native._C, "cuda_sanitize_cu_seqlens", sanitize, raising=False)
-    monkeypatch.setitem(_native._flags, None, (flag, ctypes.c_int32.from_address(flag.data_ptr())))
+    monkeypatch.setitem(_native._flags, None,
+                        (flag, ctypes.c_int32.from_address(flag.data_ptr()), flag))
     monkeypatch.setattr(_dispatch, "_cu_mode", lambda *a: "sanitize")
     monkeypatch.setattr(_native, "host_copies",
                         lambda *a: pytest.fail("a device-to-host copy in the default path"))
