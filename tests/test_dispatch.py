@@ -692,3 +692,195 @@ def test_device_violation_surfaces_at_the_next_call(fake_sanitizer):
     assert "check_cu_seqlens=True" in msg
     csa.dispatch_varlen_attention(*args)  # reported once, then clear
     assert len(calls) == 2  # the raising call launched nothing
+
+
+# --- the fast path: a repeated call reuses its decision ---------------------------------------
+
+def _no_selection(monkeypatch):
+    """Selection (Python plan + C select) must not run again."""
+    monkeypatch.setattr(_dispatch, "_plan", lambda *a, **kw: pytest.fail("selection ran again"))
+
+
+def test_repeated_call_skips_selection_and_stays_exact(monkeypatch):
+    q, k, v, cq, ck, mq, mk = make_case([5, 0, 9], [4, 3, 9], d=16, hkv=2)
+    csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    first = csa.get_varlen_backend()
+    assert len(_dispatch._fast) == 1
+    _no_selection(monkeypatch)
+    for seed in (1, 2):  # fresh values, same facts: the remembered decision runs
+        q, k, v, cq, ck, mq, mk = make_case([5, 0, 9], [4, 3, 9], d=16, hkv=2, seed=seed)
+        out = poisoned(q, v)
+        res = csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, out=out)
+        assert res is out
+        ref, _ = reference(q, k, v, cq, ck)
+        assert rel_err(out, ref) < TOL[torch.float32]
+        assert csa.get_varlen_backend() is first or csa.get_varlen_backend() == first
+
+
+@needs_native
+def test_fast_path_lse_and_scale_match_the_reference():
+    q, k, v, cq, ck, mq, mk = make_case([7, 1, 12], d=40, dv=24)
+    for _ in range(2):  # second call: the fast path
+        out, lse = csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, return_lse=True,
+                                                 causal=True, softmax_scale=0.3)
+        ref, ref_lse = reference(q, k, v, cq, ck, causal=True, softmax_scale=0.3)
+        assert rel_err(out, ref) < TOL[torch.float32]
+        fin = torch.isfinite(ref_lse)
+        assert torch.allclose(lse.double()[fin], ref_lse[fin], atol=1e-4)
+    with pytest.raises(ValueError, match="softmax_scale"):
+        csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, return_lse=True, causal=True,
+                                      softmax_scale=-1.0)
+
+
+@pytest.mark.parametrize("change", ["head_dim", "dtype", "causal", "lse", "heads_kv", "rows",
+                                    "grad"])
+def test_fast_cache_key_holds_every_fact(change):
+    """A call differing in any fact the decision read is decided afresh."""
+    base = dict(lq=[5, 9], d=16)
+    q, k, v, cq, ck, mq, mk = make_case(**base)
+    csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    n = len(_dispatch._plans)
+    kw = {}
+    if change == "head_dim":
+        q, k, v, cq, ck, mq, mk = make_case([5, 9], d=32)
+    elif change == "dtype":
+        q, k, v, cq, ck, mq, mk = make_case([5, 9], d=16, dtype=torch.bfloat16)
+    elif change == "heads_kv":
+        q, k, v, cq, ck, mq, mk = make_case([5, 9], d=16, hkv=2)
+    elif change == "rows":
+        q, k, v, cq, ck, mq, mk = make_case([14], d=16)  # "one" sequence, not "short"
+    elif change == "grad":
+        q.requires_grad_(True)
+    else:
+        kw = {"causal": True} if change == "causal" else {"return_lse": True}
+        if change == "lse" and not NATIVE_CPU:
+            pytest.skip("no CPU backend returns the LSE")
+    res = csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, **kw)
+    assert len(_dispatch._plans) == n + 1, change
+    out = res[0] if change == "lse" else res
+    ref, _ = reference(q.detach(), k, v, cq, ck, causal=change == "causal")
+    assert rel_err(out.detach(), ref) < TOL[q.dtype]
+    if change == "grad":
+        assert out.requires_grad and csa.get_varlen_backend().signature.grad
+
+
+def test_overrides_take_effect_on_a_remembered_call(monkeypatch):
+    args = make_case([5, 9], d=16)
+    csa.dispatch_varlen_attention(*args)
+    auto = csa.get_varlen_backend().backend
+    csa.dispatch_varlen_attention(*args)  # remembered
+    with csa.use_backend("sdpa"):
+        csa.dispatch_varlen_attention(*args)
+        assert csa.get_varlen_backend().backend == "sdpa"
+        csa.dispatch_varlen_attention(*args)
+        assert csa.get_varlen_backend().backend == "sdpa"
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == auto
+    csa.dispatch_varlen_attention(*args, backend="sdpa")
+    assert csa.get_varlen_backend().backend == "sdpa"
+    monkeypatch.setenv(_dispatch.ENV_BACKEND, "sdpa")
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == "sdpa"
+    monkeypatch.delenv(_dispatch.ENV_BACKEND)
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == auto
+    _fake_comfy(monkeypatch, use_pytorch_cross_attention=True)
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == "sdpa"
+
+
+@pytest.mark.parametrize("form", ["numpy", "meta", "int64", "rank", "values", "dtype"])
+@pytest.mark.parametrize("arg", [1, 3])
+def test_bad_input_after_a_remembered_call_says_what_the_full_path_says(form, arg):
+    good = make_case([3, 5], d=8)
+    for _ in range(2):
+        csa.dispatch_varlen_attention(*good)
+    assert _dispatch._fast
+    args = list(good)
+    names = ["q", "k", "v", "cu_seqlens_q", "cu_seqlens_kv"]
+    if form == "numpy":
+        args[arg] = args[arg].numpy()
+    elif form == "meta":
+        args[arg] = torch.empty(args[arg].shape, dtype=args[arg].dtype, device="meta")
+    elif form == "int64":
+        args[arg] = args[arg].long()
+    elif form == "rank":
+        args[arg] = args[arg][None]
+    elif form == "values":
+        args[arg] = args[arg].clone()
+        args[arg][-1] += 3 if arg == 3 else 0
+        if arg == 1:
+            args[arg] = args[arg][:-1]  # T_kv no longer matches cu_seqlens_kv
+    else:
+        args[arg] = args[arg].to(torch.float64) if arg == 1 else args[arg].float()
+    with pytest.raises((TypeError, ValueError)) as fast:
+        csa.dispatch_varlen_attention(*args)
+    _dispatch._reset_for_tests()
+    with pytest.raises((TypeError, ValueError)) as full:
+        csa.dispatch_varlen_attention(*args)
+    assert type(fast.value) is type(full.value) and str(fast.value) == str(full.value)
+    assert names[arg] in str(fast.value) or "T_kv" in str(fast.value), str(fast.value)
+
+
+@needs_native
+def test_kernel_failure_on_the_fast_path_falls_through_and_is_retried(monkeypatch, caplog):
+    args = make_case([5, 9], d=16)
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == "native"
+    real = _dispatch._C.run
+
+    def broken(kind, *a):
+        if kind == _dispatch._C.RUN_CPU:
+            raise RuntimeError("transient kernel hiccup")
+        return real(kind, *a)
+
+    monkeypatch.setattr(_dispatch._C, "run", broken)
+    with caplog.at_level(logging.WARNING, logger="comfy_sparse_attn"):
+        out = csa.dispatch_varlen_attention(*args)
+    ref, _ = reference(*args[:5])
+    assert rel_err(out, ref) < TOL[torch.float32]
+    assert csa.get_varlen_backend().backend == "sdpa"
+    assert "native" in caplog.text and "transient kernel hiccup" in caplog.text
+    assert not _dispatch._fast, "a recorded failure must clear the remembered decisions"
+    monkeypatch.setattr(_dispatch._C, "run", real)
+    monkeypatch.setattr(_dispatch.time, "monotonic", lambda: 1e12)  # the wait is over
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == "native" and not _dispatch._failed
+
+
+def test_patched_adapter_is_called_on_repeated_calls(monkeypatch):
+    """Tests and benchmarks replace an adapter's run: repeated calls see it."""
+    args = make_case([5, 9], d=16)
+    csa.dispatch_varlen_attention(*args)
+    csa.dispatch_varlen_attention(*args)
+    name = csa.get_varlen_backend().backend
+    mod = _dispatch._adapter(name)
+    ready = torch.zeros(14, 4, 16)
+    monkeypatch.setattr(mod, "run", lambda *a, **kw: ready)
+    assert csa.dispatch_varlen_attention(*args) is ready
+    assert csa.dispatch_varlen_attention(*args) is ready
+
+
+def test_fast_path_per_thread_overrides():
+    """use_backend on one thread never changes another thread's remembered call."""
+    args = make_case([5, 9], d=16)
+    csa.dispatch_varlen_attention(*args)
+    auto = csa.get_varlen_backend().backend
+    seen = []
+    ready = threading.Event()
+    done = threading.Event()
+
+    def other():
+        with csa.use_backend("sdpa"):
+            ready.set()
+            done.wait(5)
+
+    t = threading.Thread(target=other)
+    t.start()
+    ready.wait(5)
+    for _ in range(3):
+        csa.dispatch_varlen_attention(*args)
+        seen.append(csa.get_varlen_backend().backend)
+    done.set()
+    t.join()
+    assert seen == [auto] * 3

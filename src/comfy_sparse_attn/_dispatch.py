@@ -738,7 +738,11 @@ def _fast_init():
     global _tensor_type, _export, _grad_enabled, _threads, _empty, _f32
     import torch
 
-    _export = _native._exporter()
+    # Every argument reaching _fast_run is a torch tensor (checked), so torch's
+    # own C exporter is called directly, without the wrapper that admits
+    # other objects.
+    _export = (getattr(torch._C, "_to_dlpack_versioned", None)
+               or getattr(torch._C, "_to_dlpack", None) or _native._exporter())
     _grad_enabled = torch.is_grad_enabled
     _threads = torch.get_num_threads
     _empty = torch.empty
@@ -865,7 +869,7 @@ def dispatch_varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q
     (``torch.ops.comfy_sparse_attn.varlen_attention``), so tracing does not
     break the graph; the backend is chosen when the op runs.
     """
-    if _compiling():
+    if (_is_compiling or _compiling)():
         res, lse = _op()(q, k, v, cu_seqlens_q, cu_seqlens_kv, int(max_seqlen_q),
                          int(max_seqlen_kv), float(softmax_scale or 0.0), bool(causal),
                          bool(return_lse), "" if backend in _AUTO else str(backend))
@@ -888,7 +892,7 @@ def dispatch_varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q
         else:
             fkey = (q.dtype, q.device, cu_seqlens_q.device, cu_seqlens_kv.device, h, d, hkv, dv,
                     causal, return_lse, backend, check_cu_seqlens,
-                    cu_seqlens_q is cu_seqlens_kv, out is None,
+                    cu_seqlens_q is cu_seqlens_kv,
                     (q.requires_grad or k.requires_grad or v.requires_grad) and _grad_enabled(),
                     _local.ctx, _env_get(_ENV_BACKEND_RAW), _env_get(_ENV_EXACT_RAW),
                     _comfy._cached or _comfy.comfy_flags(), _rows(batch, tq))
