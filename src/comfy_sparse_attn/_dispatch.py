@@ -767,6 +767,8 @@ def _remember(fkey, plan, name, mode, device, lengths_equal, same_cu, causal):
     ad = _adapter(name)
     if name == "native" and ad.run is not _NATIVE_RUN:
         return
+    if fkey in _fast:
+        return
     if len(_fast) > 4096:
         _fast.clear()
     _fast[fkey] = _Fast(name, kind, _last, ad, ad.run, getattr(ad, "needs_host_lengths", None),
@@ -790,16 +792,23 @@ def _fast_run(e, q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv, softmax_scal
     mq, mk = int(max_seqlen_q), int(max_seqlen_kv)
     dev = q.device
     stream = 0
-    cap = flag_cap = None
+    cap = flag_cap = hq = hk = xhq = xhk = None
     if e.flag is not None:
-        needs = e.needs_host
-        if needs is not None and needs(q, k, v, cu_q, mq, causal, e.lengths_equal):
-            return _SLOW  # reads lengths on the host: one checked copy instead
         if e.flag.value:
             _native.raise_pending(dev)  # an earlier call's device-side finding
-        stream = _native.raw_stream(dev.index)
-        buf, cap = _native.scratch(dev, stream, cu_q.shape[0])
-        flag_cap = e.flag_cap
+        needs = e.needs_host
+        if needs is not None and needs(q, k, v, cu_q, mq, causal, e.lengths_equal):
+            # It reads the lengths on the host anyway: that one copy is the
+            # check (values validated in C), as on the full path.
+            hq, hk = _native.host_copies(cu_q, cu_kv)
+            if hq is None:
+                return _SLOW  # e.g. capturing a graph: the full path declines it
+            xhq, xhk = x(hq), x(hk)
+            kind = _RUN_VALIDATE
+        else:
+            stream = _native.raw_stream(dev.index)
+            cap, sq, skv = _native.scratch(dev, stream, cu_q.shape[0])
+            flag_cap = e.flag_cap
     if kind == _RUN_CPU or kind == _RUN_CUDA_SANITIZED:
         res = out
         if res is None:
@@ -818,15 +827,14 @@ def _fast_run(e, q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv, softmax_scal
             return _fast_failed(e, err, dev)
         _last = e.choice
         return (res, lse) if return_lse else res
-    _C.run(kind, xq, xk, xv, xcq, xckv, xo, None, None, None, mq, mk, scale, causal, 0, stream,
+    _C.run(kind, xq, xk, xv, xcq, xckv, xo, None, xhq, xhk, mq, mk, scale, causal, 0, stream,
            cap, flag_cap)
     if cap is not None:
-        n = cu_q.shape[0]
-        cu_q, cu_kv = buf[:n], buf[n:2 * n]
+        cu_q, cu_kv = sq, skv  # every backend reads the clamped copies
     try:
         res = e.adapter.run(q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
                             softmax_scale=softmax_scale, causal=causal, out=out,
-                            return_lse=return_lse, host_q=None, host_kv=None, host_lengths=None,
+                            return_lse=return_lse, host_q=hq, host_kv=hk, host_lengths=None,
                             lengths_equal=e.lengths_equal)
     except Declined:
         return _SLOW

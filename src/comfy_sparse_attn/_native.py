@@ -146,27 +146,32 @@ def capturing():
 # is never shared between streams (that would race), and while a CUDA graph
 # is captured each call gets a fresh buffer from torch's allocator (the
 # graph keeps its own memory; a replay must not share ours).
-_scratch = {}  # (device index, stream) -> (int32 tensor, its capsule)
+_scratch = {}  # (device index, stream) -> (int32 tensor, its capsule, entries, {n: views})
 
 
 def scratch(device, stream, n):
-    """(int32 tensor of >= 2n entries, its capsule) for sanitizing B + 1 = n
-    entries on ``device`` / ``stream``."""
-    key = (device.index, stream)
-    got = _scratch.get(key)
-    if got is not None and got[0].shape[0] >= 2 * n and not capturing():
-        return got
+    """(capsule, q view, kv view) of an int32 buffer of >= 2n entries for
+    sanitizing B + 1 = n entries on ``device`` / ``stream``; the views are
+    its first two runs of n entries (made once per n)."""
+    got = _scratch.get((device.index, stream))
+    if got is not None and got[2] >= 2 * n and not capturing():
+        views = got[3].get(n)
+        if views is None:
+            if len(got[3]) > 64:
+                got[3].clear()
+            views = got[3][n] = (got[0][:n], got[0][n:2 * n])
+        return got[1], views[0], views[1]
     import torch
 
     if capturing():
         t = torch.empty(2 * n, dtype=torch.int32, device=device)
-        return t, _exporter()(t)
+        return _exporter()(t), t[:n], t[n:]
     size = max(2 * n, 256)
     if got is not None:
-        size = max(size, 2 * got[0].shape[0])
+        size = max(size, 2 * got[2])
     t = torch.empty(size, dtype=torch.int32, device=device)
-    got = _scratch[key] = (t, _exporter()(t))
-    return got
+    _scratch[(device.index, stream)] = (t, _exporter()(t), size, {})
+    return scratch(device, stream, n)
 
 
 def describe_violations(bits, device="cuda"):
@@ -220,13 +225,13 @@ def sanitize(q, k, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv):
     n = cu_seqlens_q.shape[0]
     if dev.type == "cuda":
         stream = raw_stream(dev.index)
-        buf = scratch(dev, stream, n)[0]
+        _, sq, skv = scratch(dev, stream, n)
     else:  # a stand-in sanitizer (tests): no stream, a buffer of its own
         import torch
 
         stream = 0
         buf = torch.empty(2 * n, dtype=torch.int32, device=dev)
-    sq, skv = buf[:n], buf[n:2 * n]
+        sq, skv = buf[:n], buf[n:]
     x = _exporter()
     _C.cuda_sanitize_cu_seqlens(x(cu_seqlens_q), x(cu_seqlens_kv), x(sq), x(skv),
                                 _flag(dev.index)[2], int(q.shape[0]), int(k.shape[0]),
