@@ -23,7 +23,6 @@ size.
 """
 import argparse
 import os
-import statistics
 import sys
 import time
 

@@ -884,3 +884,90 @@ def test_fast_path_per_thread_overrides():
     done.set()
     t.join()
     assert seen == [auto] * 3
+
+
+@pytest.mark.parametrize("name", ["native", "sdpa", "sdpa-host-lengths"])
+def test_fast_path_device_branches_with_a_stand_in_device(monkeypatch, name):
+    """The CUDA branches of a remembered call (sanitize into the stream's
+    scratch, or the one host copy for backends that read host lengths), run
+    on CPU tensors with a stand-in sanitizer and stream."""
+    import ctypes
+
+    from comfy_sparse_attn import _native
+
+    if name == "native" and not NATIVE_CPU:
+        pytest.skip("native CPU kernel not built")
+    real = _dispatch._C.run
+    C = _dispatch._C
+    x = _native._exporter()
+    buf = torch.full((64,), -1, dtype=torch.int32)
+    seen = []
+
+    def run(kind, q, k, v, cq, ck, out, lse, hq, hk, mq, mk, scale, causal, threads, stream,
+            scratch, flags):
+        seen.append((kind, stream))
+        real(C.RUN_VALIDATE, q, k, v, cq, ck, out, lse, hq, hk, mq, mk, scale, causal, 1, 0,
+             None, None)
+        if kind in (C.RUN_SANITIZE, C.RUN_CUDA_SANITIZED):
+            assert scratch is buf and flags is flag and stream == 7
+            cq, ck = torch.from_dlpack(cq), torch.from_dlpack(ck)
+            n = cq.shape[0]
+            buf[:n], buf[n:2 * n] = cq, ck  # valid input: the clamped copy is the input
+            if kind == C.RUN_CUDA_SANITIZED:
+                real(C.RUN_CPU, q, k, v, x(buf[:n]), x(buf[n:2 * n]), out, lse, None, None, mq,
+                     mk, scale, causal, 1, 0, None, None)
+
+    monkeypatch.setattr(C, "run", run)
+    monkeypatch.setattr(_native, "raw_stream", lambda index: 7)
+    monkeypatch.setattr(_native, "scratch",
+                        lambda dev, stream, n: (buf, buf[:n], buf[n:2 * n]))
+    flag = torch.zeros(1, dtype=torch.int32)
+    flag_c = ctypes.c_int32.from_address(flag.data_ptr())
+    monkeypatch.setitem(_native._flags, None, (flag, flag_c, flag))
+    backend = "native" if name == "native" else "sdpa"
+    ad = _dispatch._adapter(backend)
+    needs = (lambda *a: True) if name == "sdpa-host-lengths" else None
+    kind = C.RUN_CUDA_SANITIZED if name == "native" else C.RUN_SANITIZE
+    choice = _dispatch.BackendChoice(backend, "stand-in", {}, None)
+    e = _dispatch._Fast(backend, kind, choice, ad, ad.run, needs, True, flag_c, flag, ("k",))
+    q, k, v, cq, ck, mq, mk = make_case([5, 0, 9], [4, 3, 9], d=16)
+    ref, _ = reference(q, k, v, cq, ck)
+    out = _dispatch._fast_run(e, q, k, v, cq, ck, mq, mk, None, False, False, None,
+                              q.shape[0], q.shape[1], v.shape[2])
+    assert rel_err(out, ref) < TOL[torch.float32]
+    assert csa.get_varlen_backend() is choice
+    if name == "sdpa-host-lengths":
+        assert seen == [(C.RUN_VALIDATE, 0)]  # the host copy is the check: no sanitizer
+    else:
+        assert seen == [(kind, 7)]
+    flag_c.value = 1 << 1  # an earlier call's violation: raised before anything runs
+    seen.clear()
+    with pytest.raises(ValueError, match="cu_seqlens_q decreases"):
+        _dispatch._fast_run(e, q, k, v, cq, ck, mq, mk, None, False, False, None,
+                            q.shape[0], q.shape[1], v.shape[2])
+    assert not seen and flag_c.value == 0
+
+
+def test_sanitizer_scratch_is_per_stream_grows_and_is_fresh_while_capturing(monkeypatch):
+    """The buffer logic of _native.scratch (device-independent): one buffer
+    per (device, stream), reused while large enough, grown otherwise, never
+    handed out while a graph is captured."""
+    from comfy_sparse_attn import _native
+
+    monkeypatch.setattr(_native, "_scratch", {})
+    monkeypatch.setattr(_native, "capturing", lambda: False)
+    dev = torch.device("cpu")
+    cap, sq, skv = _native.scratch(dev, 1, 5)
+    assert sq.shape == (5,) and skv.shape == (5,) and skv.data_ptr() == sq.data_ptr() + 20
+    assert _native.scratch(dev, 1, 5)[1] is sq, "views are made once per length"
+    cap2, sq2, _ = _native.scratch(dev, 1, 9)
+    assert cap2 is cap and sq2.data_ptr() == sq.data_ptr()
+    other = _native.scratch(dev, 2, 5)
+    assert other[1].data_ptr() != sq.data_ptr(), "another stream gets its own buffer"
+    big = _native.scratch(dev, 1, 1000)
+    assert big[0] is not cap and big[2].shape == (1000,)
+    assert _native._scratch[(None, 1)][2] >= 2000
+    monkeypatch.setattr(_native, "capturing", lambda: True)
+    fresh = _native.scratch(dev, 1, 5)
+    assert fresh[1].data_ptr() != big[1].data_ptr()
+    assert len(_native._scratch) == 2

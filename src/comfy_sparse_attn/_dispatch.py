@@ -64,6 +64,7 @@ _DEV = dict(_C.DEVICE)                                  # "cpu" -> csa_device_ty
 _AUTO = ("", "auto", None)
 _NATIVE_RUN = _native_adapter.run
 _RUN_CPU = _C.RUN_CPU
+_RUN_VALIDATE = _C.RUN_VALIDATE
 _RUN_CUDA_SANITIZED = _C.RUN_CUDA_SANITIZED
 _rows = _C.dispatch_rows
 
