@@ -74,7 +74,6 @@ RETRY_AFTER_S = 60.0
 RETRY_MAX_S = 3600.0
 
 
-
 class _Local(threading.local):
     """Per-thread overrides of use_backend(); class defaults, so reading one
     on a thread that never set it costs no AttributeError."""
@@ -853,7 +852,6 @@ def _fast_failed(e, err, device):
         raise err
     _record_failure(e.plan_key, e.name, err)
     return _SLOW
-
 
 
 def dispatch_varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
