@@ -10,8 +10,8 @@
  * __dlpack__); None for the optional ones.  kind (exported as RUN_*):
  *
  *   RUN_VALIDATE        validation only (out may be None)
- *   RUN_CPU             validate + CPU kernel (the kernel validates)
- *   RUN_CUDA            validate + CUDA kernel on `stream`
+ *   RUN_CPU             CPU kernel (its entry point validates first)
+ *   RUN_CUDA            CUDA kernel on `stream` (likewise)
  *   RUN_SANITIZE        validate, then the cu_seqlens sanitizer writes clamped
  *                       copies into scratch[0 : B+1] (q) and
  *                       scratch[B+1 : 2(B+1)] (kv); no attention kernel
@@ -180,7 +180,9 @@ static PyObject *csa__py_run(PyObject *self, PyObject *const *args, Py_ssize_t n
   p.num_threads = (int)threads;
   p.stream = (void *)(uintptr_t)stream;
 
-  int st = csa_attn_validate(&p);
+  /* The kernels' entry points validate first themselves (csa.h); only a
+   * call that sanitizes (or only validates) needs the check done here. */
+  int st = (kind == CSA__RUN_CPU || kind == CSA__RUN_CUDA) ? CSA_OK : csa_attn_validate(&p);
   if (st == CSA_OK && (kind == CSA__RUN_SANITIZE || kind == CSA__RUN_CUDA_SANITIZED)) {
     csa_tensor oq, okv;
     if (csa__run_scratch_views(&p, &scratch, &oq, &okv) < 0)
