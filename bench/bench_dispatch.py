@@ -1,7 +1,8 @@
 """Dispatch overhead and memory: auto dispatch against a direct call of the
 backend it chooses, per call, on CPU and (when present) CUDA.
 
-    python bench/bench_dispatch.py [--device cpu|cuda] [--iters N] [--memory]
+    python bench/bench_dispatch.py [--device cpu|cuda] [--iters N] [--rows N] [--clock wall|thread]
+                                   [--memory]
 
 Overhead is host time per call on a tiny input (so the kernel itself is
 short), the best of 15 interleaved rounds of N calls each; on CUDA the
@@ -10,13 +11,19 @@ torch tier would take (launch-bound, so host time is what a caller sees).
 Columns: auto with default arguments (CUDA: cu_seqlens sanitized on the
 device, no sync), auto with check_cu_seqlens=True (CUDA: one host copy and a
 sync), auto with the cu_seqlens on the CPU (CUDA only), C validation alone,
-and dispatch alone (the chosen backend replaced by a stub).  --memory
-(CUDA): peak extra memory of auto dispatch on the standard GPU workloads,
-against the output size.
+and dispatch alone (the chosen backend replaced by a stub: that forces the
+full path, since a replaced adapter is never bypassed).
+
+When auto picks native, "kernel alone" is one C call with its arguments
+exported once and the output preallocated (on CUDA: the launch), and
+"host us" = auto - kernel alone: everything a dispatched call adds to the
+kernel (checks, decision, output allocation, the sanitizer launch on CUDA).
+--rows 1 runs only the first (tiniest) input.  --memory (CUDA): peak extra
+memory of auto dispatch on the standard GPU workloads, against the output
+size.
 """
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -53,9 +60,14 @@ def native(q, k, v, cq, ck, mq, mk):
     return csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, backend="native")
 
 
+CLOCK = time.perf_counter
+
+
 def per_call_us(fns, iters, device, rounds=15):
     """Host time per call of each fn, rounds interleaved (so load changes hit
-    all alike); the minimum over rounds (the least-disturbed round)."""
+    all alike); the minimum over rounds (the least-disturbed round).  CLOCK
+    is wall time, or this thread's CPU time (--clock thread: on a loaded
+    machine it leaves out the time other processes hold the core)."""
     for fn in fns:
         for _ in range(20):
             fn()
@@ -64,12 +76,12 @@ def per_call_us(fns, iters, device, rounds=15):
         for i, fn in enumerate(fns):
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             for _ in range(iters):
                 fn()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            best[i] = min(best[i], (time.perf_counter() - t0) / iters * 1e6)
+            best[i] = min(best[i], (CLOCK() - t0) / iters * 1e6)
     return best
 
 
@@ -85,11 +97,27 @@ def case(device, lens, h, d, dtype):
     return q, k, v, cu, cu, max(lens), max(lens)
 
 
-def overhead(device, iters):
+def kernel_alone(q, k, v, cq, ck, mq, mk):
+    """The native kernel called from C with everything prepared: the floor
+    a dispatched call is compared with."""
+    from comfy_sparse_attn import _C
+
+    x = _native._exporter()
+    out = torch.empty(q.shape[0], q.shape[1], v.shape[2], dtype=q.dtype, device=q.device)
+    caps = dict(q=x(q), k=x(k), v=x(v), cu_seqlens_q=x(cq), cu_seqlens_kv=x(ck), out=x(out),
+                max_seqlen_q=int(mq), max_seqlen_kv=int(mk))
+    if q.device.type == "cuda":
+        stream = torch.cuda.current_stream(q.device).cuda_stream
+        return lambda: _C.attention("cuda", stream=stream, **caps)
+    threads = torch.get_num_threads()
+    return lambda: _C.attention("cpu", num_threads=threads, **caps)
+
+
+def overhead(device, iters, nrows=3):
     rows = []
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     for label, lens in (("1 seq x 16", [16]), ("64 seqs x 64", [64] * 64),
-                        ("64 seqs x 128", [128] * 64)):
+                        ("64 seqs x 128", [128] * 64))[:nrows]:
         q, k, v, cq, ck, mq, mk = case(device, lens, 4, 64, dtype)
         csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
         chosen = csa.get_varlen_backend().backend
@@ -109,8 +137,12 @@ def overhead(device, iters):
         hcq, hck = cq.cpu(), ck.cpu()
         host_cu = lambda: csa.dispatch_varlen_attention(q, k, v, hcq, hck, mq, mk)  # noqa: E731
         val = lambda: _native.validate(q, k, v, cq, ck, mq, mk, check_cu_seqlens=False)  # noqa
-        t_direct, t_auto, t_check, t_host, t_val = per_call_us(
-            [direct, auto, check, host_cu, val], iters, device)
+        fns = [direct, auto, check, host_cu, val]
+        if chosen == "native":
+            fns.append(kernel_alone(q, k, v, cq, ck, mq, mk))
+        t = per_call_us(fns, iters, device)
+        t_direct, t_auto, t_check, t_host, t_val = t[:5]
+        t_kernel = t[5] if len(t) > 5 else float("nan")
         # Dispatch alone: the chosen backend replaced by a stub that returns a
         # ready output, called directly and through dispatch.
         ad = _dispatch._adapter(csa.get_varlen_backend().backend)
@@ -122,13 +154,13 @@ def overhead(device, iters):
         finally:
             ad.run = real_run
         rows.append((label, chosen, t_direct, t_auto, t_auto - t_direct, t_check - t_direct,
-                     t_host - t_direct, t_val, t_stub_auto - t_stub))
+                     t_host - t_direct, t_val, t_stub_auto - t_stub, t_kernel, t_auto - t_kernel))
     print("\n| device | input | chosen | direct us | auto us | overhead us | overhead, "
           "check_cu_seqlens=True, us | overhead, CPU cu_seqlens, us | C validation alone us | "
-          "dispatch alone (stub backend) us |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "full path alone (stub backend) us | kernel alone us | host us (auto - kernel) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |"
+        print("| %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f | %.1f |"
               % ((device,) + r))
 
 
@@ -168,14 +200,20 @@ def main():
     ap.add_argument("--iters", type=int, default=2000)
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--rows", type=int, default=3, help="run the first N inputs only")
+    ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                    help="thread: this thread's CPU time (CPU device, 1 thread, loaded machines)")
     a = ap.parse_args()
+    global CLOCK
+    if a.clock == "thread":
+        CLOCK = time.thread_time
     if a.threads:
         torch.set_num_threads(a.threads)
     dev = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     print("# torch", torch.__version__, "|",
           torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "|",
           "threads", torch.get_num_threads())
-    overhead(dev, a.iters)
+    overhead(dev, a.iters, a.rows)
     if a.memory and dev.type == "cuda":
         memory()
 

@@ -648,7 +648,8 @@ def fake_sanitizer(monkeypatch):
 
     flag = torch.zeros(1, dtype=torch.int32)
     monkeypatch.setattr(_native._C, "cuda_sanitize_cu_seqlens", sanitize, raising=False)
-    monkeypatch.setitem(_native._flags, None, (flag, ctypes.c_int32.from_address(flag.data_ptr())))
+    monkeypatch.setitem(_native._flags, None,
+                        (flag, ctypes.c_int32.from_address(flag.data_ptr()), flag))
     monkeypatch.setattr(_dispatch, "_cu_mode", lambda *a: "sanitize")
     monkeypatch.setattr(_native, "host_copies",
                         lambda *a: pytest.fail("a device-to-host copy in the default path"))
@@ -691,3 +692,282 @@ def test_device_violation_surfaces_at_the_next_call(fake_sanitizer):
     assert "check_cu_seqlens=True" in msg
     csa.dispatch_varlen_attention(*args)  # reported once, then clear
     assert len(calls) == 2  # the raising call launched nothing
+
+
+# --- the fast path: a repeated call reuses its decision ---------------------------------------
+
+def _no_selection(monkeypatch):
+    """Selection (Python plan + C select) must not run again."""
+    monkeypatch.setattr(_dispatch, "_plan", lambda *a, **kw: pytest.fail("selection ran again"))
+
+
+def test_repeated_call_skips_selection_and_stays_exact(monkeypatch):
+    q, k, v, cq, ck, mq, mk = make_case([5, 0, 9], [4, 3, 9], d=16, hkv=2)
+    csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    first = csa.get_varlen_backend()
+    assert len(_dispatch._fast) == 1
+    _no_selection(monkeypatch)
+    for seed in (1, 2):  # fresh values, same facts: the remembered decision runs
+        q, k, v, cq, ck, mq, mk = make_case([5, 0, 9], [4, 3, 9], d=16, hkv=2, seed=seed)
+        out = poisoned(q, v)
+        res = csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, out=out)
+        assert res is out
+        ref, _ = reference(q, k, v, cq, ck)
+        assert rel_err(out, ref) < TOL[torch.float32]
+        assert csa.get_varlen_backend() is first or csa.get_varlen_backend() == first
+
+
+@needs_native
+def test_fast_path_lse_and_scale_match_the_reference():
+    q, k, v, cq, ck, mq, mk = make_case([7, 1, 12], d=40, dv=24)
+    for _ in range(2):  # second call: the fast path
+        out, lse = csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, return_lse=True,
+                                                 causal=True, softmax_scale=0.3)
+        ref, ref_lse = reference(q, k, v, cq, ck, causal=True, softmax_scale=0.3)
+        assert rel_err(out, ref) < TOL[torch.float32]
+        fin = torch.isfinite(ref_lse)
+        assert torch.allclose(lse.double()[fin], ref_lse[fin], atol=1e-4)
+    with pytest.raises(ValueError, match="softmax_scale"):
+        csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, return_lse=True, causal=True,
+                                      softmax_scale=-1.0)
+
+
+@pytest.mark.parametrize("change", ["head_dim", "dtype", "causal", "lse", "heads_kv", "rows",
+                                    "grad"])
+def test_fast_cache_key_holds_every_fact(change):
+    """A call differing in any fact the decision read is decided afresh."""
+    base = dict(lq=[5, 9], d=16)
+    q, k, v, cq, ck, mq, mk = make_case(**base)
+    csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    n = len(_dispatch._plans)
+    kw = {}
+    if change == "head_dim":
+        q, k, v, cq, ck, mq, mk = make_case([5, 9], d=32)
+    elif change == "dtype":
+        q, k, v, cq, ck, mq, mk = make_case([5, 9], d=16, dtype=torch.bfloat16)
+    elif change == "heads_kv":
+        q, k, v, cq, ck, mq, mk = make_case([5, 9], d=16, hkv=2)
+    elif change == "rows":
+        q, k, v, cq, ck, mq, mk = make_case([14], d=16)  # "one" sequence, not "short"
+    elif change == "grad":
+        q.requires_grad_(True)
+    else:
+        kw = {"causal": True} if change == "causal" else {"return_lse": True}
+        if change == "lse" and not NATIVE_CPU:
+            pytest.skip("no CPU backend returns the LSE")
+    res = csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, **kw)
+    assert len(_dispatch._plans) == n + 1, change
+    out = res[0] if change == "lse" else res
+    ref, _ = reference(q.detach(), k, v, cq, ck, causal=change == "causal")
+    assert rel_err(out.detach(), ref) < TOL[q.dtype]
+    if change == "grad":
+        assert out.requires_grad and csa.get_varlen_backend().signature.grad
+
+
+def test_overrides_take_effect_on_a_remembered_call(monkeypatch):
+    args = make_case([5, 9], d=16)
+    csa.dispatch_varlen_attention(*args)
+    auto = csa.get_varlen_backend().backend
+    csa.dispatch_varlen_attention(*args)  # remembered
+    with csa.use_backend("sdpa"):
+        csa.dispatch_varlen_attention(*args)
+        assert csa.get_varlen_backend().backend == "sdpa"
+        csa.dispatch_varlen_attention(*args)
+        assert csa.get_varlen_backend().backend == "sdpa"
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == auto
+    csa.dispatch_varlen_attention(*args, backend="sdpa")
+    assert csa.get_varlen_backend().backend == "sdpa"
+    monkeypatch.setenv(_dispatch.ENV_BACKEND, "sdpa")
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == "sdpa"
+    monkeypatch.delenv(_dispatch.ENV_BACKEND)
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == auto
+    _fake_comfy(monkeypatch, use_pytorch_cross_attention=True)
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == "sdpa"
+
+
+@pytest.mark.parametrize("form", ["numpy", "meta", "int64", "rank", "values", "dtype"])
+@pytest.mark.parametrize("arg", [1, 3])
+def test_bad_input_after_a_remembered_call_says_what_the_full_path_says(form, arg):
+    good = make_case([3, 5], d=8)
+    for _ in range(2):
+        csa.dispatch_varlen_attention(*good)
+    assert _dispatch._fast
+    args = list(good)
+    names = ["q", "k", "v", "cu_seqlens_q", "cu_seqlens_kv"]
+    if form == "numpy":
+        args[arg] = args[arg].numpy()
+    elif form == "meta":
+        args[arg] = torch.empty(args[arg].shape, dtype=args[arg].dtype, device="meta")
+    elif form == "int64":
+        args[arg] = args[arg].long()
+    elif form == "rank":
+        args[arg] = args[arg][None]
+    elif form == "values":
+        args[arg] = args[arg].clone()
+        args[arg][-1] += 3 if arg == 3 else 0
+        if arg == 1:
+            args[arg] = args[arg][:-1]  # T_kv no longer matches cu_seqlens_kv
+    else:
+        args[arg] = args[arg].to(torch.float64) if arg == 1 else args[arg].float()
+    with pytest.raises((TypeError, ValueError)) as fast:
+        csa.dispatch_varlen_attention(*args)
+    _dispatch._reset_for_tests()
+    with pytest.raises((TypeError, ValueError)) as full:
+        csa.dispatch_varlen_attention(*args)
+    assert type(fast.value) is type(full.value) and str(fast.value) == str(full.value)
+    assert names[arg] in str(fast.value) or "T_kv" in str(fast.value), str(fast.value)
+
+
+@needs_native
+def test_kernel_failure_on_the_fast_path_falls_through_and_is_retried(monkeypatch, caplog):
+    args = make_case([5, 9], d=16)
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == "native"
+    real = _dispatch._C.run
+
+    def broken(kind, *a):
+        if kind == _dispatch._C.RUN_CPU:
+            raise RuntimeError("transient kernel hiccup")
+        return real(kind, *a)
+
+    monkeypatch.setattr(_dispatch._C, "run", broken)
+    with caplog.at_level(logging.WARNING, logger="comfy_sparse_attn"):
+        out = csa.dispatch_varlen_attention(*args)
+    ref, _ = reference(*args[:5])
+    assert rel_err(out, ref) < TOL[torch.float32]
+    assert csa.get_varlen_backend().backend == "sdpa"
+    assert "native" in caplog.text and "transient kernel hiccup" in caplog.text
+    assert not _dispatch._fast, "a recorded failure must clear the remembered decisions"
+    monkeypatch.setattr(_dispatch._C, "run", real)
+    monkeypatch.setattr(_dispatch.time, "monotonic", lambda: 1e12)  # the wait is over
+    csa.dispatch_varlen_attention(*args)
+    assert csa.get_varlen_backend().backend == "native" and not _dispatch._failed
+
+
+def test_patched_adapter_is_called_on_repeated_calls(monkeypatch):
+    """Tests and benchmarks replace an adapter's run: repeated calls see it."""
+    args = make_case([5, 9], d=16)
+    csa.dispatch_varlen_attention(*args)
+    csa.dispatch_varlen_attention(*args)
+    name = csa.get_varlen_backend().backend
+    mod = _dispatch._adapter(name)
+    ready = torch.zeros(14, 4, 16)
+    monkeypatch.setattr(mod, "run", lambda *a, **kw: ready)
+    assert csa.dispatch_varlen_attention(*args) is ready
+    assert csa.dispatch_varlen_attention(*args) is ready
+
+
+def test_fast_path_per_thread_overrides():
+    """use_backend on one thread never changes another thread's remembered call."""
+    args = make_case([5, 9], d=16)
+    csa.dispatch_varlen_attention(*args)
+    auto = csa.get_varlen_backend().backend
+    seen = []
+    ready = threading.Event()
+    done = threading.Event()
+
+    def other():
+        with csa.use_backend("sdpa"):
+            ready.set()
+            done.wait(5)
+
+    t = threading.Thread(target=other)
+    t.start()
+    ready.wait(5)
+    for _ in range(3):
+        csa.dispatch_varlen_attention(*args)
+        seen.append(csa.get_varlen_backend().backend)
+    done.set()
+    t.join()
+    assert seen == [auto] * 3
+
+
+@pytest.mark.parametrize("name", ["native", "sdpa", "sdpa-host-lengths"])
+def test_fast_path_device_branches_with_a_stand_in_device(monkeypatch, name):
+    """The CUDA branches of a remembered call (sanitize into the stream's
+    scratch, or the one host copy for backends that read host lengths), run
+    on CPU tensors with a stand-in sanitizer and stream."""
+    import ctypes
+
+    from comfy_sparse_attn import _native
+
+    if name == "native" and not NATIVE_CPU:
+        pytest.skip("native CPU kernel not built")
+    real = _dispatch._C.run
+    C = _dispatch._C
+    x = _native._exporter()
+    buf = torch.full((64,), -1, dtype=torch.int32)
+    seen = []
+
+    def run(kind, q, k, v, cq, ck, out, lse, hq, hk, mq, mk, scale, causal, threads, stream,
+            scratch, flags):
+        seen.append((kind, stream))
+        real(C.RUN_VALIDATE, q, k, v, cq, ck, out, lse, hq, hk, mq, mk, scale, causal, 1, 0,
+             None, None)
+        if kind in (C.RUN_SANITIZE, C.RUN_CUDA_SANITIZED):
+            assert scratch is buf and flags is flag and stream == 7
+            cq, ck = torch.from_dlpack(cq), torch.from_dlpack(ck)
+            n = cq.shape[0]
+            buf[:n], buf[n:2 * n] = cq, ck  # valid input: the clamped copy is the input
+            if kind == C.RUN_CUDA_SANITIZED:
+                real(C.RUN_CPU, q, k, v, x(buf[:n]), x(buf[n:2 * n]), out, lse, None, None, mq,
+                     mk, scale, causal, 1, 0, None, None)
+
+    monkeypatch.setattr(C, "run", run)
+    monkeypatch.setattr(_native, "raw_stream", lambda index: 7)
+    monkeypatch.setattr(_native, "scratch",
+                        lambda dev, stream, n: (buf, buf[:n], buf[n:2 * n]))
+    flag = torch.zeros(1, dtype=torch.int32)
+    flag_c = ctypes.c_int32.from_address(flag.data_ptr())
+    monkeypatch.setitem(_native._flags, None, (flag, flag_c, flag))
+    backend = "native" if name == "native" else "sdpa"
+    ad = _dispatch._adapter(backend)
+    needs = (lambda *a: True) if name == "sdpa-host-lengths" else None
+    kind = C.RUN_CUDA_SANITIZED if name == "native" else C.RUN_SANITIZE
+    choice = _dispatch.BackendChoice(backend, "stand-in", {}, None)
+    e = _dispatch._Fast(backend, kind, choice, ad, ad.run, needs, True, flag_c, flag, ("k",))
+    q, k, v, cq, ck, mq, mk = make_case([5, 0, 9], [4, 3, 9], d=16)
+    ref, _ = reference(q, k, v, cq, ck)
+    out = _dispatch._fast_run(e, q, k, v, cq, ck, mq, mk, None, False, False, None,
+                              q.shape[0], q.shape[1], v.shape[2])
+    assert rel_err(out, ref) < TOL[torch.float32]
+    assert csa.get_varlen_backend() is choice
+    if name == "sdpa-host-lengths":
+        assert seen == [(C.RUN_VALIDATE, 0)]  # the host copy is the check: no sanitizer
+    else:
+        assert seen == [(kind, 7)]
+    flag_c.value = 1 << 1  # an earlier call's violation: raised before anything runs
+    seen.clear()
+    with pytest.raises(ValueError, match="cu_seqlens_q decreases"):
+        _dispatch._fast_run(e, q, k, v, cq, ck, mq, mk, None, False, False, None,
+                            q.shape[0], q.shape[1], v.shape[2])
+    assert not seen and flag_c.value == 0
+
+
+def test_sanitizer_scratch_is_per_stream_grows_and_is_fresh_while_capturing(monkeypatch):
+    """The buffer logic of _native.scratch (device-independent): one buffer
+    per (device, stream), reused while large enough, grown otherwise, never
+    handed out while a graph is captured."""
+    from comfy_sparse_attn import _native
+
+    monkeypatch.setattr(_native, "_scratch", {})
+    monkeypatch.setattr(_native, "capturing", lambda: False)
+    dev = torch.device("cpu")
+    cap, sq, skv = _native.scratch(dev, 1, 5)
+    assert sq.shape == (5,) and skv.shape == (5,) and skv.data_ptr() == sq.data_ptr() + 20
+    assert _native.scratch(dev, 1, 5)[1] is sq, "views are made once per length"
+    cap2, sq2, _ = _native.scratch(dev, 1, 9)
+    assert cap2 is cap and sq2.data_ptr() == sq.data_ptr()
+    other = _native.scratch(dev, 2, 5)
+    assert other[1].data_ptr() != sq.data_ptr(), "another stream gets its own buffer"
+    big = _native.scratch(dev, 1, 1000)
+    assert big[0] is not cap and big[2].shape == (1000,)
+    assert _native._scratch[(None, 1)][2] >= 2000
+    monkeypatch.setattr(_native, "capturing", lambda: True)
+    fresh = _native.scratch(dev, 1, 5)
+    assert fresh[1].data_ptr() != big[1].data_ptr()
+    assert len(_native._scratch) == 2

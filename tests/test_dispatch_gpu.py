@@ -347,3 +347,97 @@ def test_report_torch_causal_alignment(capsys):
     with capsys.disabled():
         print("\n[info] aten FA2 varlen causal, L_q != L_kv: rel err vs bottom-right = %.2e"
               % rel_err(res, ref))
+
+
+# --- the fast path on the device: streams, graphs, the sanitizer's scratch -----------------------
+
+def _sanitized_auto(q, k, v, cq, ck, mq, mk, **kw):
+    from comfy_sparse_attn import _native
+
+    if not _native.have_sanitizer():
+        pytest.skip("this build has no device sanitizer")
+    return csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, **kw)
+
+
+def test_remembered_call_on_a_second_stream():
+    """Each stream sanitizes into its own scratch: calls queued on two streams
+    at once never read each other's clamped cu_seqlens."""
+    from comfy_sparse_attn import _native
+
+    a = build("basic", torch.float16, seed=1)
+    lq = [int(x) for x in a[3].diff().tolist()]
+    b = make_case(lq[::-1], dtype=torch.float16, device=DEV, seed=2)  # same B, other lengths
+    _sanitized_auto(*a)
+    _sanitized_auto(*a)  # remembered from here on
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    outs = []
+    for _ in range(3):
+        outs.append(_sanitized_auto(*a))
+        with torch.cuda.stream(s):
+            outs.append(_sanitized_auto(*b))
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    for i, out in enumerate(outs):
+        x = a if i % 2 == 0 else b
+        ref, _ = reference(x[0], x[1], x[2], x[3].cpu(), x[4].cpu())
+        assert rel_err(out, ref) < TOL[torch.float16], (i, csa.get_varlen_backend().backend)
+    keys = {key for key in _native._scratch if key[0] == a[0].device.index}
+    if csa.get_varlen_backend().backend == "native" or len(keys) > 0:
+        assert len(keys) >= 2, keys
+
+
+def test_graph_replay_uses_its_own_cu_seqlens_copies():
+    """A captured call keeps its own sanitized copies: eager calls after the
+    capture (which reuse and grow the per-stream scratch) do not change what
+    the replay reads."""
+    from comfy_sparse_attn import _native
+
+    q, k, v, cq, ck, mq, mk = build("basic", torch.float16, seed=5)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        _sanitized_auto(q, k, v, cq, ck, mq, mk)
+        _sanitized_auto(q, k, v, cq, ck, mq, mk)  # remembered, scratch of s made
+    torch.cuda.current_stream().wait_stream(s)
+    before = dict(_native._scratch)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(s):
+        try:
+            with torch.cuda.graph(g, stream=s):
+                res = _sanitized_auto(q, k, v, cq, ck, mq, mk)
+        except (csa.NoCapableBackendError, RuntimeError):
+            pytest.skip("no capturable backend for this call here")
+    torch.cuda.current_stream().wait_stream(s)
+    assert all(_native._scratch.get(key) is got for key, got in before.items())
+    big = make_case([7] * 3000, dtype=torch.float16, device=DEV, seed=6)  # grows the scratch
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            _sanitized_auto(*big)
+        g.replay()
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    ref, _ = reference(q, k, v, cq.cpu(), ck.cpu())
+    assert rel_err(res, ref) < TOL[torch.float16]
+
+
+def test_remembered_call_has_zero_syncs_and_reports_violations_later():
+    q, k, v, cq, ck, mq, mk = build("basic", torch.float16, seed=7)
+    cq = cq.clone()  # its own tensor: the key of the bad call below
+    _sanitized_auto(q, k, v, cq, ck, mq, mk)
+    _sanitized_auto(q, k, v, cq, ck, mq, mk)
+    assert _dispatch._fast
+    bad = cq.clone()
+    bad[-1] += 5  # cu_seqlens_q[-1] != T_q
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        _sanitized_auto(q, k, v, bad, ck, mq, mk)  # remembered decision: no sync, no error yet
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    with pytest.raises(ValueError, match="cu_seqlens_q"):
+        csa.check_cu_seqlens_errors()
+    out = _sanitized_auto(q, k, v, cq, ck, mq, mk)  # reported once, then clear
+    torch.cuda.synchronize()
+    ref, _ = reference(q, k, v, cq.cpu(), ck.cpu())
+    assert rel_err(out, ref) < TOL[torch.float16]

@@ -51,6 +51,7 @@ import time
 
 from . import _C, _comfy, _native
 from .backends import Declined, adapter as _adapter_module
+from .backends import native as _native_adapter
 
 log = logging.getLogger("comfy_sparse_attn")
 
@@ -61,13 +62,27 @@ _ID = dict(_C.BACKEND)                                  # name -> backend id (C 
 BACKENDS = tuple(sorted(_ID, key=_ID.get))              # names by backend id
 _DEV = dict(_C.DEVICE)                                  # "cpu" -> csa_device_type, ...
 _AUTO = ("", "auto", None)
+_NATIVE_RUN = _native_adapter.run
+_RUN_CPU = _C.RUN_CPU
+_RUN_VALIDATE = _C.RUN_VALIDATE
+_RUN_CUDA_SANITIZED = _C.RUN_CUDA_SANITIZED
+_rows = _C.dispatch_rows
 
 # A backend that failed on valid input is skipped for its signature for this
 # long, doubled on every further failure, up to RETRY_MAX_S.
 RETRY_AFTER_S = 60.0
 RETRY_MAX_S = 3600.0
 
-_local = threading.local()
+
+class _Local(threading.local):
+    """Per-thread overrides of use_backend(); class defaults, so reading one
+    on a thread that never set it costs no AttributeError."""
+    forced = None
+    exact = None
+    ctx = None  # (forced, exact) while a use_backend() block is active
+
+
+_local = _Local()
 
 # os.environ.get costs a key encoding and a mapping lookup per read; the
 # POSIX mapping keeps its encoded data in a plain dict that every change to
@@ -80,6 +95,12 @@ if _env_data is None or _env_key is None:
 
 _ENV_BACKEND_KEY = _env_key(ENV_BACKEND) if _env_data is not None else None
 _ENV_EXACT_KEY = _env_key(ENV_EXACT) if _env_data is not None else None
+
+
+if _env_data is not None:
+    _env_get, _ENV_BACKEND_RAW, _ENV_EXACT_RAW = _env_data.get, _ENV_BACKEND_KEY, _ENV_EXACT_KEY
+else:
+    _env_get, _ENV_BACKEND_RAW, _ENV_EXACT_RAW = os.environ.get, ENV_BACKEND, ENV_EXACT
 
 
 def _getenv(name, key):
@@ -251,20 +272,21 @@ def use_backend(name=None, *, exact=None):
     exact-only mode for calls made inside the block, on this thread."""
     if name not in _AUTO:
         _check_name(name)
-    prev = (getattr(_local, "forced", None), getattr(_local, "exact", None))
+    prev = (_local.forced, _local.exact, _local.ctx)
     _local.forced = None if name in _AUTO else name
     if exact is not None:
         _local.exact = bool(exact)
+    _local.ctx = (_local.forced, _local.exact)
     try:
         yield
     finally:
-        _local.forced, _local.exact = prev
+        _local.forced, _local.exact, _local.ctx = prev
 
 
 def _forced(backend):
     if backend not in _AUTO:
         return _check_name(backend)
-    forced = getattr(_local, "forced", None)
+    forced = _local.forced
     if forced:
         return forced
     env = _getenv(ENV_BACKEND, _ENV_BACKEND_KEY).strip().lower()
@@ -277,7 +299,7 @@ def _forced(backend):
 
 
 def _exact_only():
-    exact = getattr(_local, "exact", None)
+    exact = _local.exact
     if exact is not None:
         return exact
     return _getenv(ENV_EXACT, _ENV_EXACT_KEY).strip().lower() in ("1", "true", "yes", "on")
@@ -395,6 +417,7 @@ def _record_failure(key, name, err):
         wait = min(RETRY_AFTER_S * 2 ** (count - 1), RETRY_MAX_S)
         per[name] = _Failure(text, count, time.monotonic() + wait)
         _failed[key] = per
+        _fast.clear()  # repeated calls go through the full path (and skip it) again
     log.warning("comfy_sparse_attn: backend %r failed on valid input (%s); skipped for this "
                 "input signature for %.0f s, then tried again", name, text, wait)
 
@@ -403,6 +426,7 @@ def _clear_failure(key, name):
     with _lock:
         per = dict(_failed.get(key, {}))
         if per.pop(name, None) is not None:
+            _fast.clear()
             log.info("comfy_sparse_attn: backend %r works again for this input signature", name)
             if per:
                 _failed[key] = per
@@ -531,7 +555,7 @@ def _none_ran(plan, skipped, validated, q, k, v, cu_q, cu_kv, max_seqlen_q, max_
 
 
 def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, softmax_scale, causal,
-         return_lse, backend, out, check_cu_seqlens):
+         return_lse, backend, out, check_cu_seqlens, fkey=None):
     global _last
     dtype_code = _check_tensors(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q,
                                 max_seqlen_kv, softmax_scale, out)
@@ -639,6 +663,8 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
             if f is not None:
                 _clear_failure(plan.key, name)
             _last = _choice(plan, name, skipped)
+            if fkey is not None and not skipped and f is None:
+                _remember(fkey, plan, name, mode, device, bool(lengths_equal), same_cu, causal)
             return res
         _backend_failed(plan.key, name, err, device, skipped)
     raise _none_ran(plan, skipped, validated, q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
@@ -673,6 +699,161 @@ def _clear_pending(device):
         got[1].value = 0
 
 
+# ---------------------------------------------------------------------------
+# The fast path: a call whose facts were seen before reuses that decision.
+#
+# The full path (_run) decides a call from its signature (the plan) and the
+# way its cu_seqlens are read (the mode).  Once a backend ran that way with
+# nothing skipped, the decision is remembered under a key of every fact it
+# read: the tensors' dtype and devices, H, D, H_kv, D_v, the flags and
+# arguments, the overrides (use_backend() on this thread, the environment
+# variables, ComfyUI's flags), whether autograd records and the rows class.
+# A later call with the same key does only what the decision needs: one C
+# call that validates and (native) runs the kernel, or validates and
+# sanitizes for the chosen library.  Anything unusual -- a key never seen, an
+# export that fails (meta tensors), a backend that needs host lengths this
+# time, a patched adapter -- takes the full path, so every error and report
+# is the full path's.  A recorded failure clears the cache, so does
+# _reset_for_tests.
+# ---------------------------------------------------------------------------
+_fast = {}   # fast key -> _Fast
+_SLOW = object()  # "take the full path"
+
+# kind: _C.RUN_CPU / RUN_CUDA_SANITIZED (native: one C call) or RUN_VALIDATE /
+# RUN_SANITIZE (then the adapter runs); flag: the device's sanitizer flag
+# (ctypes view, capsule) or None; run_fn: the adapter's run when remembered.
+_Fast = collections.namedtuple(
+    "_Fast", "name kind choice adapter run_fn needs_host lengths_equal flag flag_cap plan_key")
+
+_tensor_type = None
+_export = None
+_grad_enabled = None
+_threads = None
+_empty = None
+_f32 = None
+
+
+def _fast_init():
+    """torch's callables the fast path uses (bound once)."""
+    global _tensor_type, _export, _grad_enabled, _threads, _empty, _f32
+    import torch
+
+    # Every argument reaching _fast_run is a torch tensor (checked), so torch's
+    # own C exporter is called directly, without the wrapper that admits
+    # other objects.
+    _export = (getattr(torch._C, "_to_dlpack_versioned", None)
+               or getattr(torch._C, "_to_dlpack", None) or _native._exporter())
+    _grad_enabled = torch.is_grad_enabled
+    _threads = torch.get_num_threads
+    _empty = torch.empty
+    _f32 = torch.float32
+    _tensor_type = torch.Tensor
+
+
+def _remember(fkey, plan, name, mode, device, lengths_equal, same_cu, causal):
+    """After the full path ran ``name`` with nothing skipped: remember the
+    decision for calls with the same key, where it does not hang on values
+    the key does not hold."""
+    if mode == "cpu":
+        if causal and not same_cu:
+            return  # lengths_equal depends on the cu_seqlens values
+        kind = _C.RUN_CPU if name == "native" else _C.RUN_VALIDATE
+        flag = flag_cap = None
+    elif mode == "sanitize" and device.type == "cuda":
+        kind = _C.RUN_CUDA_SANITIZED if name == "native" else _C.RUN_SANITIZE
+        _, flag, flag_cap = _native._flag(device.index)
+    else:
+        return  # host copies: per call anyway
+    ad = _adapter(name)
+    if name == "native" and ad.run is not _NATIVE_RUN:
+        return
+    if fkey in _fast:
+        return
+    if len(_fast) > 4096:
+        _fast.clear()
+    _fast[fkey] = _Fast(name, kind, _last, ad, ad.run, getattr(ad, "needs_host_lengths", None),
+                        lengths_equal, flag, flag_cap, plan.key)
+
+
+def _fast_run(e, q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv, softmax_scale, causal,
+              return_lse, out, tq, h, dv):
+    """One call by a remembered decision, or _SLOW."""
+    global _last
+    if e.adapter.run is not e.run_fn:
+        return _SLOW  # patched (tests, benchmarks): the full path calls it
+    kind = e.kind
+    x = _export
+    try:
+        xq, xk, xv, xcq, xckv = x(q), x(k), x(v), x(cu_q), x(cu_kv)
+        xo = None if out is None else x(out)
+    except Exception:  # noqa: BLE001 - e.g. a meta tensor: the full path names it
+        return _SLOW
+    scale = 0.0 if softmax_scale is None else _native._scale_arg(softmax_scale)
+    mq, mk = int(max_seqlen_q), int(max_seqlen_kv)
+    dev = q.device
+    stream = 0
+    cap = flag_cap = hq = hk = xhq = xhk = None
+    if e.flag is not None:
+        if e.flag.value:
+            _native.raise_pending(dev)  # an earlier call's device-side finding
+        needs = e.needs_host
+        if needs is not None and needs(q, k, v, cu_q, mq, causal, e.lengths_equal):
+            # It reads the lengths on the host anyway: that one copy is the
+            # check (values validated in C), as on the full path.
+            hq, hk = _native.host_copies(cu_q, cu_kv)
+            if hq is None:
+                return _SLOW  # e.g. capturing a graph: the full path declines it
+            xhq, xhk = x(hq), x(hk)
+            kind = _RUN_VALIDATE
+        else:
+            stream = _native.raw_stream(dev.index)
+            cap, sq, skv = _native.scratch(dev, stream, cu_q.shape[0])
+            flag_cap = e.flag_cap
+    if kind == _RUN_CPU or kind == _RUN_CUDA_SANITIZED:
+        res = out
+        if res is None:
+            res = _empty((tq, h, dv), dtype=q.dtype, device=dev)
+            xo = x(res)
+        lse = None
+        if return_lse:
+            lse = _empty((h, tq), dtype=_f32, device=dev)
+        try:
+            _C.run(kind, xq, xk, xv, xcq, xckv, xo, None if lse is None else x(lse), None, None,
+                   mq, mk, scale, causal, _threads() if stream == 0 else 0, stream, cap,
+                   flag_cap)
+        except (ValueError, TypeError):
+            raise  # validation refused the input (nothing ran)
+        except Exception as err:  # noqa: BLE001 - the kernel failed: as the full path does
+            return _fast_failed(e, err, dev)
+        _last = e.choice
+        return (res, lse) if return_lse else res
+    _C.run(kind, xq, xk, xv, xcq, xckv, xo, None, xhq, xhk, mq, mk, scale, causal, 0, stream,
+           cap, flag_cap)
+    if cap is not None:
+        cu_q, cu_kv = sq, skv  # every backend reads the clamped copies
+    try:
+        res = e.adapter.run(q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
+                            softmax_scale=softmax_scale, causal=causal, out=out,
+                            return_lse=return_lse, host_q=hq, host_kv=hk, host_lengths=None,
+                            lengths_equal=e.lengths_equal)
+    except Declined:
+        return _SLOW
+    except Exception as err:  # noqa: BLE001 - a failing backend falls through
+        return _fast_failed(e, err, dev)
+    _last = e.choice
+    return res
+
+
+def _fast_failed(e, err, device):
+    """A remembered backend raised on valid input: what the full path does
+    (re-raise what is not its fault, else skip it a while), then the full
+    path runs the call with the next candidate."""
+    if _not_the_backends_fault(err, device):
+        raise err
+    _record_failure(e.plan_key, e.name, err)
+    return _SLOW
+
+
 def dispatch_varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
                               *, softmax_scale=None, causal=False, return_lse=False,
                               backend=None, out=None, check_cu_seqlens=False):
@@ -695,7 +876,7 @@ def dispatch_varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q
     (``torch.ops.comfy_sparse_attn.varlen_attention``), so tracing does not
     break the graph; the backend is chosen when the op runs.
     """
-    if _compiling():
+    if (_is_compiling or _compiling)():
         res, lse = _op()(q, k, v, cu_seqlens_q, cu_seqlens_kv, int(max_seqlen_q),
                          int(max_seqlen_kv), float(softmax_scale or 0.0), bool(causal),
                          bool(return_lse), "" if backend in _AUTO else str(backend))
@@ -703,8 +884,33 @@ def dispatch_varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q
             out.copy_(res)
             res = out
         return (res, lse) if return_lse else res
+    T = _tensor_type
+    fkey = None
+    if T is not None and isinstance(q, T) and isinstance(k, T) and isinstance(v, T) and \
+            isinstance(cu_seqlens_q, T) and isinstance(cu_seqlens_kv, T) and \
+            (out is None or isinstance(out, T)):
+        try:
+            tq, h, d = q.shape
+            hkv = k.shape[1]
+            dv = v.shape[2]
+            batch = cu_seqlens_q.shape[0] - 1
+        except (ValueError, IndexError):
+            pass  # wrong rank: the full path says which argument
+        else:
+            fkey = (q.dtype, q.device, cu_seqlens_q.device, cu_seqlens_kv.device, h, d, hkv, dv,
+                    causal, return_lse, backend, check_cu_seqlens,
+                    cu_seqlens_q is cu_seqlens_kv,
+                    (q.requires_grad or k.requires_grad or v.requires_grad) and _grad_enabled(),
+                    _local.ctx, _env_get(_ENV_BACKEND_RAW), _env_get(_ENV_EXACT_RAW),
+                    _comfy._cached or _comfy.comfy_flags(), _rows(batch, tq))
+            e = _fast.get(fkey)
+            if e is not None:
+                res = _fast_run(e, q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q,
+                                max_seqlen_kv, softmax_scale, causal, return_lse, out, tq, h, dv)
+                if res is not _SLOW:
+                    return res
     return _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, softmax_scale,
-                causal, return_lse, backend, out, check_cu_seqlens)
+                causal, return_lse, backend, out, check_cu_seqlens, fkey)
 
 
 def check_cu_seqlens_errors(device=None):
@@ -720,12 +926,22 @@ def check_cu_seqlens_errors(device=None):
 _OP = None
 
 
+_is_compiling = None
+
+
 def _compiling():
-    try:
-        import torch.compiler as tc
-    except ImportError:
-        return False
-    return tc.is_compiling()
+    global _is_compiling
+    fn = _is_compiling
+    if fn is None:
+        try:
+            import torch.compiler as tc
+
+            fn = tc.is_compiling
+        except (ImportError, AttributeError):
+            def fn():
+                return False
+        _is_compiling = fn
+    return fn()
 
 
 def _register_op():
@@ -768,6 +984,7 @@ try:  # register eagerly so tracing finds it; importing this module means torch 
     import torch as _torch  # noqa: F401
 
     _op()
+    _fast_init()
 except ImportError:
     pass
 
@@ -821,5 +1038,6 @@ def _reset_for_tests():
     global _last
     _plans.clear()
     _failed.clear()
+    _fast.clear()
     _cuda_ok.clear()
     _last = BackendChoice(None, "no call yet", {}, None)

@@ -74,7 +74,7 @@ def host_copies(cu_seqlens_q, cu_seqlens_kv):
 # ---------------------------------------------------------------------------
 # Device sanitizer and its per-device violation flag.
 # ---------------------------------------------------------------------------
-_flags = {}  # cuda device index -> (pinned int32 [1] tensor, ctypes view of it)
+_flags = {}  # cuda device index -> (pinned int32 [1] tensor, ctypes view of it, its capsule)
 
 # Bits of the flag, as the extension exports them (CU_Q_START, ...); the
 # sanitizer's contract (bits 0-3 for q, 8-11 for kv) where it does not.
@@ -88,13 +88,90 @@ def have_sanitizer():
 
 
 def _flag(index):
+    """(pinned flag tensor, ctypes int32 view, DLPack capsule) of a device.
+
+    The capsule is made once: C only borrows it (never consumes it), and the
+    flag tensor lives as long as the process."""
     got = _flags.get(index)
     if got is None:
         import torch
 
         t = torch.zeros(1, dtype=torch.int32, pin_memory=True)
-        got = _flags.setdefault(index, (t, ctypes.c_int32.from_address(t.data_ptr())))
+        got = _flags.setdefault(index, (t, ctypes.c_int32.from_address(t.data_ptr()),
+                                        _exporter()(t)))
     return got
+
+
+# Current CUDA stream of a device as a raw handle.  torch.cuda.current_stream()
+# builds a Stream object on every call; torch's C getter returns the integer.
+_raw_stream_fn = None
+
+
+def raw_stream(index):
+    """cudaStream_t (as an int) of the current stream on CUDA device ``index``."""
+    global _raw_stream_fn
+    fn = _raw_stream_fn
+    if fn is None:
+        import torch
+
+        fn = getattr(torch._C, "_cuda_getCurrentRawStream", None)
+        if fn is None:
+            def fn(idx):
+                return torch.cuda.current_stream(idx).cuda_stream
+        _raw_stream_fn = fn
+    return fn(index)
+
+
+_capturing_fn = None
+
+
+def capturing():
+    """Whether the current CUDA stream is capturing a graph."""
+    global _capturing_fn
+    fn = _capturing_fn
+    if fn is None:
+        import torch
+
+        fn = getattr(torch._C, "_cuda_isCurrentStreamCapturing", None) or \
+            torch.cuda.is_current_stream_capturing
+        _capturing_fn = fn
+    return fn()
+
+
+# Where the sanitizer writes its clamped copies: one int32 buffer per
+# (device, stream), grown on demand, reused by every later call on that
+# stream.  Reuse is safe because every reader of a call's copies (the
+# kernel, a library's varlen op) runs on the same stream as the sanitizer:
+# stream order puts call n+1's sanitizer after call n's readers.  A buffer
+# is never shared between streams (that would race), and while a CUDA graph
+# is captured each call gets a fresh buffer from torch's allocator (the
+# graph keeps its own memory; a replay must not share ours).
+_scratch = {}  # (device index, stream) -> (int32 tensor, its capsule, entries, {n: views})
+
+
+def scratch(device, stream, n):
+    """(capsule, q view, kv view) of an int32 buffer of >= 2n entries for
+    sanitizing B + 1 = n entries on ``device`` / ``stream``; the views are
+    its first two runs of n entries (made once per n)."""
+    got = _scratch.get((device.index, stream))
+    if got is not None and got[2] >= 2 * n and not capturing():
+        views = got[3].get(n)
+        if views is None:
+            if len(got[3]) > 64:
+                got[3].clear()
+            views = got[3][n] = (got[0][:n], got[0][n:2 * n])
+        return got[1], views[0], views[1]
+    import torch
+
+    if capturing():
+        t = torch.empty(2 * n, dtype=torch.int32, device=device)
+        return _exporter()(t), t[:n], t[n:]
+    size = max(2 * n, 256)
+    if got is not None:
+        size = max(size, 2 * got[2])
+    t = torch.empty(size, dtype=torch.int32, device=device)
+    _scratch[(device.index, stream)] = (t, _exporter()(t), size, {})
+    return scratch(device, stream, n)
 
 
 def describe_violations(bits, device="cuda"):
@@ -142,19 +219,23 @@ def check_cu_seqlens_errors(device=None):
 
 def sanitize(q, k, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv):
     """Clamped copies of CUDA cu_seqlens for every backend to read: one kernel
-    on the current stream, no sync.  Violations go to the device's flag."""
-    import torch
-
+    on the current stream, no sync, written into the stream's scratch buffer.
+    Violations go to the device's flag."""
     dev = q.device
-    flags = _flag(dev.index)[0]
     n = cu_seqlens_q.shape[0]
-    buf = torch.empty(2 * n, dtype=torch.int32, device=dev)
-    sq, skv = buf[:n], buf[n:]
+    if dev.type == "cuda":
+        stream = raw_stream(dev.index)
+        _, sq, skv = scratch(dev, stream, n)
+    else:  # a stand-in sanitizer (tests): no stream, a buffer of its own
+        import torch
+
+        stream = 0
+        buf = torch.empty(2 * n, dtype=torch.int32, device=dev)
+        sq, skv = buf[:n], buf[n:]
     x = _exporter()
-    stream = torch.cuda.current_stream(dev).cuda_stream if dev.type == "cuda" else 0
-    _C.cuda_sanitize_cu_seqlens(x(cu_seqlens_q), x(cu_seqlens_kv), x(sq), x(skv), x(flags),
-                                int(q.shape[0]), int(k.shape[0]), int(max_seqlen_q),
-                                int(max_seqlen_kv), stream)
+    _C.cuda_sanitize_cu_seqlens(x(cu_seqlens_q), x(cu_seqlens_kv), x(sq), x(skv),
+                                _flag(dev.index)[2], int(q.shape[0]), int(k.shape[0]),
+                                int(max_seqlen_q), int(max_seqlen_kv), stream)
     return sq, skv
 
 
@@ -224,7 +305,7 @@ def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seq
         hq, hk = cu_seqlens_q_host, cu_seqlens_kv_host
         if hq is None and check_cu_seqlens:
             hq, hk = host_copies(cu_seqlens_q, cu_seqlens_kv)
-        stream = torch.cuda.current_stream(q.device).cuda_stream
+        stream = raw_stream(q.device.index)
         _C.attention("cuda", q=x(q), k=x(k), v=x(v), out=x(out), cu_seqlens_q=x(cu_seqlens_q),
                      cu_seqlens_kv=x(cu_seqlens_kv), max_seqlen_q=int(max_seqlen_q),
                      max_seqlen_kv=int(max_seqlen_kv), softmax_scale=scale, causal=bool(causal),

@@ -212,12 +212,20 @@ def _sm_major(device):
     return major
 
 
-def _nvidia(device):
-    if device.type != "cuda":
+def _nvidia(t):
+    """Whether tensor t is on an NVIDIA GPU (CUDA, not ROCm)."""
+    if not t.is_cuda:
         return False
     import torch
 
     return not getattr(torch.version, "hip", None)
+
+
+def _capturing():
+    import torch
+
+    fn = getattr(torch._C, "_cuda_isCurrentStreamCapturing", None)
+    return fn() if fn is not None else torch.cuda.is_current_stream_capturing()
 
 
 def choose(q, k, v, cu_seqlens_q, max_seqlen_q, causal, lengths_equal):
@@ -232,14 +240,13 @@ def choose(q, k, v, cu_seqlens_q, max_seqlen_q, causal, lengths_equal):
     """
     import torch
 
-    if not _nvidia(q.device) or q.shape[1] != k.shape[1] or (causal and not lengths_equal):
+    if not _nvidia(q) or q.shape[1] != k.shape[1] or (causal and not lengths_equal):
         return "per-seq"
     batch = cu_seqlens_q.shape[0] - 1
     d, dv = q.shape[2], v.shape[2]
     halves = q.dtype in (torch.float16, torch.bfloat16)
     fa2_ok = halves and d == dv and d % 8 == 0 and d <= 256 and _sm_major(q.device) >= 8
-    if batch <= _FEW_SEQS and fa2_ok and (cu_seqlens_q.device.type == "cpu"
-                                          or not torch.cuda.is_current_stream_capturing()):
+    if batch <= _FEW_SEQS and fa2_ok and (not cu_seqlens_q.is_cuda or not _capturing()):
         return "per-seq"
     if max_seqlen_q <= _TINY_SEQ or not fa2_ok:
         return "memeff-varlen"

@@ -1,0 +1,237 @@
+/*
+ * run_binding.c — _C.run, the one Python -> C call of dispatch's fast path.
+ *
+ *   run(kind, q, k, v, cu_q, cu_kv, out, lse, cu_q_host, cu_kv_host,
+ *       max_seqlen_q, max_seqlen_kv, softmax_scale, causal, num_threads,
+ *       stream, scratch, flags) -> None
+ *
+ * Positional (METH_FASTCALL): a repeated call with an already-made decision
+ * pays no keyword parsing.  The tensors are DLPack capsules (or objects with
+ * __dlpack__); None for the optional ones.  kind (exported as RUN_*):
+ *
+ *   RUN_VALIDATE        validation only (out may be None)
+ *   RUN_CPU             CPU kernel (its entry point validates first)
+ *   RUN_CUDA            CUDA kernel on `stream` (likewise)
+ *   RUN_SANITIZE        validate, then the cu_seqlens sanitizer writes clamped
+ *                       copies into scratch[0 : B+1] (q) and
+ *                       scratch[B+1 : 2(B+1)] (kv); no attention kernel
+ *   RUN_CUDA_SANITIZED  RUN_SANITIZE, then the CUDA kernel reading the clamped
+ *                       copies: two launches on `stream`, one call
+ *
+ * Validation always comes first, so invalid arguments never reach the
+ * sanitizer (whose flag bits would then report a value problem for a call
+ * that failed for another reason) nor a kernel.  scratch: int32 >= 2(B+1)
+ * on q's CUDA device, owned by the caller and only ever used on `stream`
+ * (stream order makes its reuse safe); flags: the sanitizer's violation
+ * word (csa_cuda.h).
+ */
+#include <string.h>
+
+#include "csa/csa_cuda.h"
+#include "dlpack.h"
+#include "errors.h"
+
+enum {
+  CSA__RUN_VALIDATE = 0,
+  CSA__RUN_CPU = 1,
+  CSA__RUN_CUDA = 2,
+  CSA__RUN_SANITIZE = 3,
+  CSA__RUN_CUDA_SANITIZED = 4,
+  CSA__RUN_NARGS = 18
+};
+
+enum { CSA__RUN_NVIEWS = 11 };
+
+typedef struct {
+  PyObject *keep[CSA__RUN_NVIEWS];
+  int n;
+} csa__run_keep;
+
+static int csa__run_view(PyObject *obj, const char *name, int writable, csa_tensor *view,
+                         csa__run_keep *ka) {
+  memset(view, 0, sizeof *view);
+  if (obj == Py_None)
+    return 0;
+  PyObject *keep;
+  if (csa__py_tensor_view(obj, name, writable, view, &keep) < 0)
+    return -1;
+  ka->keep[ka->n++] = keep;
+  return 0;
+}
+
+/* Host copies are only handed on when they are what they claim (int32 CPU
+ * arrays as long as the device arrays); anything else is refused, else
+ * validation would read past them. */
+static int csa__run_host(csa_attn_params *p, const csa_tensor *hq, const csa_tensor *hk) {
+  const csa_tensor *hv[2] = {hq, hk};
+  const csa_tensor *dv[2] = {&p->cu_seqlens_q, &p->cu_seqlens_kv};
+  const int32_t **hp[2] = {&p->cu_seqlens_q_host, &p->cu_seqlens_kv_host};
+  for (int i = 0; i < 2; i++) {
+    if (hv[i]->data == NULL || dv[i]->dtype != CSA_INT32 || dv[i]->ndim != 1)
+      continue;
+    if (hv[i]->device_type != CSA_DEVICE_CPU || hv[i]->dtype != CSA_INT32 || hv[i]->ndim != 1 ||
+        hv[i]->shape[0] != dv[i]->shape[0] || (hv[i]->shape[0] > 1 && hv[i]->strides[0] != 1)) {
+      PyErr_SetString(PyExc_ValueError,
+                      "cu_seqlens_q_host / cu_seqlens_kv_host must be contiguous int32 CPU "
+                      "tensors of the same length as cu_seqlens_q / cu_seqlens_kv");
+      return -1;
+    }
+    *hp[i] = (const int32_t *)hv[i]->data;
+  }
+  return 0;
+}
+
+/* Validation without an output: describe the one the call would write. */
+static void csa__run_missing_out(csa_attn_params *p) {
+  p->out = p->q;
+  if (p->q.ndim == 3 && p->v.ndim == 3) {
+    p->out.shape[2] = p->v.shape[2];
+    p->out.strides[2] = 1;
+    p->out.strides[1] = p->v.shape[2];
+    p->out.strides[0] = p->q.shape[1] * p->v.shape[2];
+  }
+}
+
+/* The two int32 [B+1] halves of scratch, as the sanitizer's output views. */
+static int csa__run_scratch_views(const csa_attn_params *p, const csa_tensor *scratch,
+                                  csa_tensor *oq, csa_tensor *okv) {
+  const int64_t n = p->cu_seqlens_q.shape[0];
+  if (scratch->data == NULL || scratch->dtype != CSA_INT32 || scratch->ndim != 1 ||
+      scratch->device_type != CSA_DEVICE_CUDA || scratch->device_id != p->q.device_id ||
+      scratch->shape[0] < 2 * n || (scratch->shape[0] > 1 && scratch->strides[0] != 1)) {
+    PyErr_SetString(PyExc_ValueError,
+                    "scratch must be a contiguous int32 tensor of at least 2 * (B + 1) "
+                    "entries on q's CUDA device");
+    return -1;
+  }
+  *oq = *scratch;
+  oq->shape[0] = n;
+  oq->strides[0] = 1;
+  *okv = *oq;
+  okv->data = (int32_t *)scratch->data + n;
+  return 0;
+}
+
+static int csa__run_arg_ll(PyObject *o, long long *v) {
+  *v = PyLong_AsLongLong(o);
+  return (*v == -1 && PyErr_Occurred()) ? -1 : 0;
+}
+
+static PyObject *csa__py_run(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+  (void)self;
+  if (nargs != CSA__RUN_NARGS) {
+    PyErr_Format(PyExc_TypeError, "run() takes %d positional arguments (%zd given)",
+                 (int)CSA__RUN_NARGS, nargs);
+    return NULL;
+  }
+  long long kind, max_q, max_kv, threads, stream_ll;
+  if (csa__run_arg_ll(args[0], &kind) < 0 || csa__run_arg_ll(args[10], &max_q) < 0 ||
+      csa__run_arg_ll(args[11], &max_kv) < 0 || csa__run_arg_ll(args[14], &threads) < 0)
+    return NULL;
+  unsigned long long stream = PyLong_AsUnsignedLongLong(args[15]);
+  if (stream == (unsigned long long)-1 && PyErr_Occurred()) {
+    /* a negative handle cannot be a stream; 0 is the legacy default */
+    PyErr_Clear();
+    if (csa__run_arg_ll(args[15], &stream_ll) < 0)
+      return NULL;
+    stream = (unsigned long long)stream_ll;
+  }
+  const double scale = PyFloat_AsDouble(args[12]);
+  if (scale == -1.0 && PyErr_Occurred())
+    return NULL;
+  const int causal = PyObject_IsTrue(args[13]);
+  if (causal < 0)
+    return NULL;
+  if (kind < CSA__RUN_VALIDATE || kind > CSA__RUN_CUDA_SANITIZED) {
+    PyErr_Format(PyExc_ValueError, "run(): unknown kind %lld", kind);
+    return NULL;
+  }
+
+  csa_attn_params p;
+  memset(&p, 0, sizeof p);
+  csa__run_keep ka = {{0}, 0};
+  csa_tensor hq, hk, scratch, flags;
+  PyObject *result = NULL;
+  if (csa__run_view(args[1], "q", 0, &p.q, &ka) < 0 ||
+      csa__run_view(args[2], "k", 0, &p.k, &ka) < 0 ||
+      csa__run_view(args[3], "v", 0, &p.v, &ka) < 0 ||
+      csa__run_view(args[4], "cu_seqlens_q", 0, &p.cu_seqlens_q, &ka) < 0 ||
+      csa__run_view(args[5], "cu_seqlens_kv", 0, &p.cu_seqlens_kv, &ka) < 0 ||
+      csa__run_view(args[6], "out", 1, &p.out, &ka) < 0 ||
+      csa__run_view(args[7], "lse", 1, &p.lse, &ka) < 0 ||
+      csa__run_view(args[8], "cu_seqlens_q (host copy)", 0, &hq, &ka) < 0 ||
+      csa__run_view(args[9], "cu_seqlens_kv (host copy)", 0, &hk, &ka) < 0 ||
+      csa__run_view(args[16], "scratch", 1, &scratch, &ka) < 0 ||
+      csa__run_view(args[17], "flags", 1, &flags, &ka) < 0)
+    goto done;
+  if (csa__run_host(&p, &hq, &hk) < 0)
+    goto done;
+  const int missing_out = args[6] == Py_None;
+  if (missing_out && kind != CSA__RUN_VALIDATE && kind != CSA__RUN_SANITIZE) {
+    PyErr_SetString(PyExc_ValueError, "run(): this kind needs out");
+    goto done;
+  }
+  if (missing_out)
+    csa__run_missing_out(&p);
+  p.max_seqlen_q = max_q;
+  p.max_seqlen_kv = max_kv;
+  p.softmax_scale = (float)scale;
+  p.causal = causal;
+  p.num_threads = (int)threads;
+  p.stream = (void *)(uintptr_t)stream;
+
+  /* The kernels' entry points validate first themselves (csa.h); only a
+   * call that sanitizes (or only validates) needs the check done here. */
+  int st = (kind == CSA__RUN_CPU || kind == CSA__RUN_CUDA) ? CSA_OK : csa_attn_validate(&p);
+  if (st == CSA_OK && (kind == CSA__RUN_SANITIZE || kind == CSA__RUN_CUDA_SANITIZED)) {
+    csa_tensor oq, okv;
+    if (csa__run_scratch_views(&p, &scratch, &oq, &okv) < 0)
+      goto done;
+    st = csa_cuda_sanitize_cu_seqlens(&p.cu_seqlens_q, &p.cu_seqlens_kv, &oq, &okv, &flags,
+                                      p.q.shape[0], p.k.shape[0], max_q, max_kv, p.stream);
+    p.cu_seqlens_q = oq; /* the kernel reads the clamped copies */
+    p.cu_seqlens_kv = okv;
+  }
+  if (st == CSA_OK && kind != CSA__RUN_VALIDATE && kind != CSA__RUN_SANITIZE) {
+    /* The kernels read only borrowed memory the caller keeps alive, so the
+     * GIL can go while they run (CPU) or launch (CUDA). */
+    Py_BEGIN_ALLOW_THREADS
+    st = kind == CSA__RUN_CPU ? csa_attn_cpu(&p) : csa_attn_cuda(&p);
+    Py_END_ALLOW_THREADS
+  }
+  if (st != CSA_OK) {
+    csa__py_raise(st);
+    goto done;
+  }
+  result = Py_NewRef(Py_None);
+done:
+  for (int i = 0; i < ka.n; i++)
+    Py_DECREF(ka.keep[i]);
+  return result;
+}
+
+static PyMethodDef csa__run_methods[] = {
+    {"run", (PyCFunction)(void (*)(void))csa__py_run, METH_FASTCALL,
+     "run(kind, q, k, v, cu_q, cu_kv, out, lse, cu_q_host, cu_kv_host, max_seqlen_q, "
+     "max_seqlen_kv, softmax_scale, causal, num_threads, stream, scratch, flags) -> None: "
+     "validate, then (by kind) sanitize cu_seqlens and / or run the CPU or CUDA kernel"},
+    {NULL, NULL, 0, NULL}};
+
+/* Adds run() and its RUN_* kinds to module m (called from PyInit__C). */
+int csa__py_run_add_methods(PyObject *m);
+int csa__py_run_add_methods(PyObject *m) {
+  if (PyModule_AddFunctions(m, csa__run_methods) < 0)
+    return -1;
+  static const struct {
+    const char *name;
+    long v;
+  } kinds[] = {{"RUN_VALIDATE", CSA__RUN_VALIDATE},
+               {"RUN_CPU", CSA__RUN_CPU},
+               {"RUN_CUDA", CSA__RUN_CUDA},
+               {"RUN_SANITIZE", CSA__RUN_SANITIZE},
+               {"RUN_CUDA_SANITIZED", CSA__RUN_CUDA_SANITIZED}};
+  for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+    if (PyModule_AddIntConstant(m, kinds[i].name, kinds[i].v) < 0)
+      return -1;
+  return 0;
+}
