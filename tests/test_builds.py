@@ -9,6 +9,9 @@
 - Warnings: the C core and the extension are -Wall -Wextra clean.
 - Release wheels: the binary readers and the wheel writer of tools/build-wheels
   (the wheels themselves are built and installed by .ci/run).
+- Release fatbins: the fatbin reader of tools/build-fatbin and, where the
+  NVRTC 12.9 packages are installed (build/nvrtc-cu12, as .ci/run's wheel
+  build leaves them), a CUDA 12 fatbin built by its --nvrtc mode.
 """
 import os
 
@@ -73,19 +76,96 @@ def test_wheel_is_abi3_and_links_no_torch(tmp_path):
     assert "libpython" not in needed, needed
 
 
-def _build_wheels_module():
-    """tools/build-wheels (a script without .py) loaded as a module."""
+def _tool_module(name):
+    """tools/<name> (a script without .py) loaded as a module."""
     import importlib.machinery
     import importlib.util
 
-    path = os.path.join(ROOT, "tools", "build-wheels")
+    path = os.path.join(ROOT, "tools", name)
     if not os.path.exists(path):
-        pytest.skip("tools/build-wheels is part of the source tree, not of the installed package")
-    loader = importlib.machinery.SourceFileLoader("csa_build_wheels", path)
-    spec = importlib.util.spec_from_loader("csa_build_wheels", loader)
+        pytest.skip("tools/%s is part of the source tree, not of the installed package" % name)
+    mod_name = "csa_" + name.replace("-", "_")
+    loader = importlib.machinery.SourceFileLoader(mod_name, path)
+    spec = importlib.util.spec_from_loader(mod_name, loader)
     mod = importlib.util.module_from_spec(spec)
     loader.exec_module(mod)
     return mod
+
+
+def _build_wheels_module():
+    return _tool_module("build-wheels")
+
+
+def _fake_entry(kind, sm, payload, flags=0x11):
+    """One fatbin entry as tools/build-fatbin reads it (72-byte header)."""
+    import struct
+    head = struct.pack("<HHIQ", kind, 0x101, 72, len(payload)) + b"\0" * 12
+    head += struct.pack("<I", sm) + b"\0" * 16 + struct.pack("<Q", flags) + b"\0" * 16
+    assert len(head) == 72
+    return head + payload
+
+
+def _fake_fatbin(*entries):
+    import struct
+    body = b"".join(entries)
+    return struct.pack("<IHHQ", 0xBA55ED50, 1, 16, len(body)) + body
+
+
+def _elf(abi):
+    return b"\x7fELF\x02\x01\x01" + bytes([0x33 if abi == 7 else 0x41, abi]) + b"\0" * 55
+
+
+def test_build_fatbin_reads_entries_and_guards_the_cuda12_promise():
+    """The fatbin reader finds every entry's kind, sm, size, flags and cubin
+    ELF ABI; the CUDA 12 check refuses what an R525..R570 driver could not
+    load (a compressed entry, a cubin below sm_100 in the CUDA 13 ELF ABI)."""
+    fb = _tool_module("build-fatbin")
+    ptx = b".version 8.8\n.target sm_120\n" + b"\0" * 3
+    data = _fake_fatbin(_fake_entry(2, 80, _elf(7)), _fake_entry(2, 120, _elf(8)),
+                        _fake_entry(1, 120, ptx))
+    ents = fb.fatbin_entries(data)
+    assert ents == [("elf", 80, 64, 0x11, 7), ("elf", 120, 64, 0x11, 8),
+                    ("ptx", 120, len(ptx), 0x11, 0)], ents
+    fb.check_cuda12("m", ents)  # sm_120 may be ABI 8: R570 reads it, Blackwell needs R570
+    for bad in ([("elf", 80, 64, 0x11, 8)], [("elf", 86, 64, 0x2011, 7)],
+                [("ptx", 120, 9, 0x8011, 0)]):
+        with pytest.raises(SystemExit):
+            fb.check_cuda12("m", bad)
+    with pytest.raises(ValueError):
+        fb.fatbin_entries(b"\0" * 16 + data[16:])
+    with pytest.raises(ValueError):
+        fb.fatbin_entries(data[:-10])
+
+
+def _nvrtc_dir():
+    d = os.environ.get("CSA_NVRTC_DIR") or os.path.join(ROOT, "build", "nvrtc-cu12")
+    rtc = os.path.join(d, "nvidia", "cuda_nvrtc", "lib", "libnvrtc.so.12")
+    if not os.path.exists(rtc):
+        pytest.skip("needs the NVRTC 12.9 packages in %s (tools/build-fatbin --nvrtc installs "
+                    "them; .ci/run runs this test after its wheel build)" % d)
+    return d
+
+
+def test_nvrtc_builds_a_cuda12_fatbin(tmp_path):
+    """tools/build-fatbin --nvrtc: SASS for each asked arch, the sm_90a-only
+    module, PTX, all in cubins of the CUDA 12 ELF ABI, and csa_fatbins.inc
+    recording CUDA 12.9 for the run-time driver check."""
+    import sys
+    fb = _tool_module("build-fatbin")
+    out = tmp_path / "fb"
+    run([sys.executable, os.path.join(ROOT, "tools", "build-fatbin"), "--nvrtc", "--nvrtc-dir",
+         _nvrtc_dir(), "--modules", "sanitize,attn_fwd_sm90", "--archs", "75,90", "--ptx", "90",
+         "-o", str(out)], timeout=900)
+    inc = (out / "csa_fatbins.inc").read_text()
+    assert "#define CSA__FATBIN_CUDA_VERSION 12090" in inc, inc
+    assert 'CSA__FATBIN(sanitize, "sanitize.fatbin", "75,90", 90, 0)' in inc, inc
+    assert 'CSA__FATBIN(attn_fwd_sm90, "attn_fwd_sm90.fatbin", "", 0, 90)' in inc, inc
+    ents = fb.fatbin_entries((out / "sanitize.fatbin").read_bytes())
+    assert [(k, sm, abi) for k, sm, _, _, abi in ents] == [
+        ("elf", 75, 7), ("elf", 90, 7), ("ptx", 90, 0)], ents
+    assert all(fl & 0xA000 == 0 for _, _, _, fl, _ in ents), ents
+    ents = fb.fatbin_entries((out / "attn_fwd_sm90.fatbin").read_bytes())
+    assert [(k, sm, abi) for k, sm, _, _, abi in ents] == [("elf", 90, 7)], ents
 
 
 def test_build_wheels_reads_coff_symbols_and_pe_imports(tmp_path):
