@@ -138,9 +138,13 @@ def test_build_fatbin_reads_entries_and_guards_the_cuda12_promise():
 
 
 def _nvrtc_dir():
+    """The NVRTC packages: $CSA_NVRTC_DIR (missing there: a failure, CI names
+    it) or build/nvrtc-cu12 (missing there: a skip)."""
     d = os.environ.get("CSA_NVRTC_DIR") or os.path.join(ROOT, "build", "nvrtc-cu12")
     rtc = os.path.join(d, "nvidia", "cuda_nvrtc", "lib", "libnvrtc.so.12")
     if not os.path.exists(rtc):
+        if os.environ.get("CSA_NVRTC_DIR"):
+            pytest.fail("CSA_NVRTC_DIR=%s has no libnvrtc.so.12" % d)
         pytest.skip("needs the NVRTC 12.9 packages in %s (tools/build-fatbin --nvrtc installs "
                     "them; .ci/run runs this test after its wheel build)" % d)
     return d
