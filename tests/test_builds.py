@@ -12,6 +12,8 @@
 - Release fatbins: the fatbin reader of tools/build-fatbin and, where the
   NVRTC 12.9 packages are installed (build/nvrtc-cu12, as .ci/run's wheel
   build leaves them), a CUDA 12 fatbin built by its --nvrtc mode.
+- Minimum driver: the CUDA loader's refusal reasons, against a stand-in
+  libcuda.so.1 built here (no GPU needed).
 """
 import os
 
@@ -239,3 +241,115 @@ def test_build_wheels_writes_reproducible_valid_wheels(tmp_path):
             data = z.read(n)
             want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
             assert listed[n] == ("sha256=" + want, str(len(data))), n
+
+
+# A stand-in for libcuda.so.1: the driver version, the GPU's compute
+# capability and cuModuleLoadData's answer come from the environment, so the
+# loader's refusals can be checked on a machine without a GPU.
+_FAKE_DRIVER = r"""
+#include <stdlib.h>
+#include <string.h>
+static int env(const char *n, int d) { const char *v = getenv(n); return v ? atoi(v) : d; }
+int cuInit(unsigned f) { (void)f; return 0; }
+int cuDriverGetVersion(int *v) { *v = env("FAKE_DRIVER", 12020); return 0; }
+int cuGetErrorName(int e, const char **s) { *s = e == 200 ? "CUDA_ERROR_INVALID_IMAGE"
+    : e == 222 ? "CUDA_ERROR_UNSUPPORTED_PTX_VERSION" : e == 209 ? "CUDA_ERROR_NO_BINARY_FOR_GPU"
+    : "CUDA_ERROR_OTHER"; return 0; }
+int cuGetErrorString(int e, const char **s) { (void)e; *s = "fake"; return 0; }
+int cuDeviceGetCount(int *n) { *n = 1; return 0; }
+int cuDeviceGet(int *d, int o) { *d = o; return 0; }
+int cuDeviceGetAttribute(int *v, int a, int d) { (void)d; int sm = env("FAKE_SM", 86);
+  *v = a == 75 ? sm / 10 : a == 76 ? sm % 10 : a == 97 ? 101376 : a == 16 ? 80 : 1; return 0; }
+int cuDevicePrimaryCtxRetain(void **c, int d) { (void)d; *c = (void *)16; return 0; }
+int cuCtxGetCurrent(void **c) { *c = (void *)16; return 0; }
+int cuCtxPushCurrent_v2(void *c) { (void)c; return 0; }
+int cuCtxPopCurrent_v2(void **c) { *c = (void *)16; return 0; }
+int cuModuleLoadData(void **m, const void *img) { (void)img; *m = (void *)32;
+  return env("FAKE_LOAD", 0); }
+int cuModuleGetFunction(void **f, void *m, const char *n) { (void)m; (void)n; *f = (void *)48;
+  return 0; }
+int cuFuncSetAttribute(void *f, int a, int v) { (void)f; (void)a; (void)v; return 0; }
+int cuOccupancyMaxActiveBlocksPerMultiprocessor(int *n, void *f, int b, size_t s) {
+  (void)f; (void)b; (void)s; *n = 1; return 0; }
+int cuPointerGetAttribute(void *d, int a, unsigned long long p) { (void)d; (void)a; (void)p;
+  return 0; }
+int cuLaunchKernel(void *f, unsigned a, unsigned b, unsigned c, unsigned d, unsigned e,
+  unsigned g, unsigned s, void *st, void **p, void **x) { (void)f; (void)a; (void)b; (void)c;
+  (void)d; (void)e; (void)g; (void)s; (void)st; (void)p; (void)x; return 0; }
+"""
+
+# Asks the loader what it asks on every CUDA call: cuda_status, then a
+# kernel lookup (which loads the module).
+_LOADER_PROBE = r"""
+#include <stdio.h>
+#include "csa/csa.h"
+#include "csa/csa_cuda.h"
+#include "cuda/loader.h"
+int main(void) {
+  char why[256];
+  int ok = csa_cuda_status(0, why, sizeof why);
+  printf("status %d %s\n", ok, why);
+  if (!ok) return 0;
+  csa__cuda_call c;
+  csa__cuda_kernel k;
+  int st = csa__cuda_begin(&c, 0);
+  if (st == CSA_OK) st = csa__cuda_find(&c, "m", "k", &k);
+  printf("find %d %s\n", st, st == CSA_OK ? "" : csa_errmsg());
+  csa__cuda_end(&c);
+  return 0;
+}
+"""
+
+
+def test_loader_names_the_minimum_driver(tmp_path):
+    """Against a stand-in driver: a CUDA 11 driver, a Blackwell GPU on a
+    pre-R570 driver, a GPU newer than every SASS on a driver that cannot JIT
+    CUDA 12.9 PTX, an uncovered GPU, and each cuModuleLoadData refusal give a
+    reason that names the driver needed (the embedded module claims what the
+    release fatbin holds: SASS 75..120 + compute_120 PTX, by CUDA 12.9)."""
+    require("cc")
+    fb = tmp_path / "fb"
+    fb.mkdir()
+    (fb / "m.fatbin").write_bytes(b"\x50\xed\x55\xba" + b"\0" * 60)
+    (fb / "csa_fatbins.inc").write_text(
+        '#define CSA__FATBIN_CUDA_VERSION 12090\n'
+        'CSA__FATBIN(m, "m.fatbin", "75,80,86,89,90,100,120", 120, 0)\n')
+    drv = tmp_path / "drv"
+    drv.mkdir()
+    (tmp_path / "fake.c").write_text(_FAKE_DRIVER)
+    run(["cc", "-shared", "-fPIC", "-o", str(drv / "libcuda.so.1"), str(tmp_path / "fake.c")])
+    (tmp_path / "probe.c").write_text(_LOADER_PROBE)
+    src = os.path.join(ROOT, "csrc")
+    probe = tmp_path / "probe"
+    run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I" + src,
+         "-I" + os.path.join(ROOT, "include"), "-I" + str(fb),
+         '-DCSA_FATBIN_DIR="%s"' % fb, str(tmp_path / "probe.c"),
+         os.path.join(src, "cuda", "loader.c"), os.path.join(src, "cuda", "driver.c"),
+         os.path.join(src, "cuda", "fatbin_embed.c"), os.path.join(src, "core", "status.c"),
+         "-o", str(probe), "-ldl", "-lpthread"])
+
+    def ask(driver, sm, load=0, lib=str(drv)):
+        return run([str(probe)], env={"LD_LIBRARY_PATH": lib, "FAKE_DRIVER": str(driver),
+                                      "FAKE_SM": str(sm), "FAKE_LOAD": str(load)}).stdout
+
+    r12 = "525.60.13 (Linux) / 527.41 (Windows)"
+    out = ask(11080, 86)
+    assert out.startswith("status 0 ") and r12 in out and "CUDA 11.8" in out, out
+    out = ask(12020, 86)
+    assert out.splitlines() == ["status 1 ", "find 0 "], out
+    out = ask(12060, 100)
+    assert out.startswith("status 0 ") and "570.26 (Linux)" in out, out
+    out = ask(12080, 130)
+    assert out.startswith("status 0 ") and "compute_120" in out and "575.51.03" in out, out
+    out = ask(12090, 130)
+    assert out.splitlines()[0] == "status 1 ", out
+    out = ask(12090, 70)
+    assert out.startswith("status 0 ") and "not covered" in out, out
+    out = ask(12020, 89, load=200)
+    assert "find " in out and "cannot read the embedded m kernels" in out and r12 in out, out
+    out = ask(12090, 130, load=222)
+    assert "PTX" in out and "575.51.03" in out and "CUDA_ERROR_UNSUPPORTED_PTX_VERSION" in out, out
+    out = ask(12020, 89, load=209)
+    assert "not covered" in out and "CUDA_ERROR_NO_BINARY_FOR_GPU" in out, out
+    out = ask(12020, 89, lib=str(tmp_path / "nowhere"))
+    assert out.startswith("status 0 no NVIDIA driver"), out

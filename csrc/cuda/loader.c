@@ -318,12 +318,12 @@ static int csa__module_load(csa__cuda_call *c, csa__devslot *s, int mi) {
                       "GPU sm_%d not covered by the embedded kernels of %s (machine code for "
                       "sm %s): %s",
                       s->info.sm, f->name, f->sass, t);
-  case CSA__CUDA_ERROR_INVALID_IMAGE: /* a cubin ELF ABI this driver cannot read */
+  case CSA__CUDA_ERROR_INVALID_IMAGE: /* e.g. a cubin ELF ABI this driver cannot read */
     return csa__error(CSA_ENOTSUP,
-                      "NVIDIA driver too old for these kernels: built by CUDA %d.%d, needs driver "
-                      ">= %s; this one supports CUDA %d.%d: %s",
-                      v / 1000, v % 1000 / 10, csa__driver_for(v / 1000 * 1000), drv / 1000,
-                      drv % 1000 / 10, t);
+                      "the NVIDIA driver cannot read the embedded %s kernels (built by CUDA "
+                      "%d.%d for drivers >= %s; this one supports CUDA %d.%d): %s",
+                      f->name, v / 1000, v % 1000 / 10, csa__driver_for(v / 1000 * 1000),
+                      drv / 1000, drv % 1000 / 10, t);
   case CSA__CUDA_ERROR_UNSUPPORTED_PTX_VERSION:
   case CSA__CUDA_ERROR_INVALID_PTX:
   case CSA__CUDA_ERROR_JIT_COMPILER_NOT_FOUND:
