@@ -102,7 +102,7 @@ def _fake_entry(kind, sm, payload, flags=0x11):
     """One fatbin entry as tools/build-fatbin reads it (72-byte header)."""
     import struct
     head = struct.pack("<HHIQ", kind, 0x101, 72, len(payload)) + b"\0" * 12
-    head += struct.pack("<I", sm) + b"\0" * 16 + struct.pack("<Q", flags) + b"\0" * 16
+    head += struct.pack("<I", sm) + b"\0" * 8 + struct.pack("<Q", flags) + b"\0" * 24
     assert len(head) == 72
     return head + payload
 
