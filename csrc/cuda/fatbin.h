@@ -2,8 +2,9 @@
  * fatbin.h — the kernel images embedded in the extension.
  *
  * Each csrc/cuda/<stem>.cu is compiled at build time (tools/build-fatbin:
- * nvcc, or for release wheels NVRTC 12.9 + nvFatbin) into <stem>.fatbin: machine code (SASS) for every listed architecture plus
- * PTX of the newest virtual one, which the driver JIT-compiles for GPUs newer
+ * nvcc, or for release wheels NVRTC 12.9 + nvFatbin) into <stem>.fatbin:
+ * machine code (SASS) for every listed architecture plus PTX of the newest
+ * virtual one, which the driver JIT-compiles for GPUs newer
  * than every SASS.  A file named *_sm90.cu is compiled for sm_90a only (the
  * Hopper wgmma / TMA instructions exist nowhere else) and becomes an
  * optional module: GPUs other than CC 9.0 never load it.
