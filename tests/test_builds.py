@@ -9,6 +9,11 @@
 - Warnings: the C core and the extension are -Wall -Wextra clean.
 - Release wheels: the binary readers and the wheel writer of tools/build-wheels
   (the wheels themselves are built and installed by .ci/run).
+- Release fatbins: the fatbin reader of tools/build-fatbin and, where the
+  NVRTC 12.9 packages are installed (build/nvrtc-cu12, as .ci/run's wheel
+  build leaves them), a CUDA 12 fatbin built by its --nvrtc mode.
+- Minimum driver: the CUDA loader's refusal reasons, against a stand-in
+  libcuda.so.1 built here (no GPU needed).
 """
 import os
 
@@ -73,19 +78,100 @@ def test_wheel_is_abi3_and_links_no_torch(tmp_path):
     assert "libpython" not in needed, needed
 
 
-def _build_wheels_module():
-    """tools/build-wheels (a script without .py) loaded as a module."""
+def _tool_module(name):
+    """tools/<name> (a script without .py) loaded as a module."""
     import importlib.machinery
     import importlib.util
 
-    path = os.path.join(ROOT, "tools", "build-wheels")
+    path = os.path.join(ROOT, "tools", name)
     if not os.path.exists(path):
-        pytest.skip("tools/build-wheels is part of the source tree, not of the installed package")
-    loader = importlib.machinery.SourceFileLoader("csa_build_wheels", path)
-    spec = importlib.util.spec_from_loader("csa_build_wheels", loader)
+        pytest.skip("tools/%s is part of the source tree, not of the installed package" % name)
+    mod_name = "csa_" + name.replace("-", "_")
+    loader = importlib.machinery.SourceFileLoader(mod_name, path)
+    spec = importlib.util.spec_from_loader(mod_name, loader)
     mod = importlib.util.module_from_spec(spec)
     loader.exec_module(mod)
     return mod
+
+
+def _build_wheels_module():
+    return _tool_module("build-wheels")
+
+
+def _fake_entry(kind, sm, payload, flags=0x11):
+    """One fatbin entry as tools/build-fatbin reads it (72-byte header)."""
+    import struct
+    head = struct.pack("<HHIQ", kind, 0x101, 72, len(payload)) + b"\0" * 12
+    head += struct.pack("<I", sm) + b"\0" * 8 + struct.pack("<Q", flags) + b"\0" * 24
+    assert len(head) == 72
+    return head + payload
+
+
+def _fake_fatbin(*entries):
+    import struct
+    body = b"".join(entries)
+    return struct.pack("<IHHQ", 0xBA55ED50, 1, 16, len(body)) + body
+
+
+def _elf(abi):
+    return b"\x7fELF\x02\x01\x01" + bytes([0x33 if abi == 7 else 0x41, abi]) + b"\0" * 55
+
+
+def test_build_fatbin_reads_entries_and_guards_the_cuda12_promise():
+    """The fatbin reader finds every entry's kind, sm, size, flags and cubin
+    ELF ABI; the CUDA 12 check refuses what an R525..R570 driver could not
+    load (a compressed entry, a cubin below sm_100 in the CUDA 13 ELF ABI)."""
+    fb = _tool_module("build-fatbin")
+    ptx = b".version 8.8\n.target sm_120\n" + b"\0" * 3
+    data = _fake_fatbin(_fake_entry(2, 80, _elf(7)), _fake_entry(2, 120, _elf(8)),
+                        _fake_entry(1, 120, ptx))
+    ents = fb.fatbin_entries(data)
+    assert ents == [("elf", 80, 64, 0x11, 7), ("elf", 120, 64, 0x11, 8),
+                    ("ptx", 120, len(ptx), 0x11, 0)], ents
+    fb.check_cuda12("m", ents)  # sm_120 may be ABI 8: R570 reads it, Blackwell needs R570
+    for bad in ([("elf", 80, 64, 0x11, 8)], [("elf", 86, 64, 0x2011, 7)],
+                [("ptx", 120, 9, 0x8011, 0)]):
+        with pytest.raises(SystemExit):
+            fb.check_cuda12("m", bad)
+    with pytest.raises(ValueError):
+        fb.fatbin_entries(b"\0" * 16 + data[16:])
+    with pytest.raises(ValueError):
+        fb.fatbin_entries(data[:-10])
+
+
+def _nvrtc_dir():
+    """The NVRTC packages: $CSA_NVRTC_DIR (missing there: a failure, CI names
+    it) or build/nvrtc-cu12 (missing there: a skip)."""
+    d = os.environ.get("CSA_NVRTC_DIR") or os.path.join(ROOT, "build", "nvrtc-cu12")
+    rtc = os.path.join(d, "nvidia", "cuda_nvrtc", "lib", "libnvrtc.so.12")
+    if not os.path.exists(rtc):
+        if os.environ.get("CSA_NVRTC_DIR"):
+            pytest.fail("CSA_NVRTC_DIR=%s has no libnvrtc.so.12" % d)
+        pytest.skip("needs the NVRTC 12.9 packages in %s (tools/build-fatbin --nvrtc installs "
+                    "them; .ci/run runs this test after its wheel build)" % d)
+    return d
+
+
+def test_nvrtc_builds_a_cuda12_fatbin(tmp_path):
+    """tools/build-fatbin --nvrtc: SASS for each asked arch, the sm_90a-only
+    module, PTX, all in cubins of the CUDA 12 ELF ABI, and csa_fatbins.inc
+    recording CUDA 12.9 for the run-time driver check."""
+    import sys
+    fb = _tool_module("build-fatbin")
+    out = tmp_path / "fb"
+    run([sys.executable, os.path.join(ROOT, "tools", "build-fatbin"), "--nvrtc", "--nvrtc-dir",
+         _nvrtc_dir(), "--modules", "sanitize,attn_fwd_sm90", "--archs", "75,90", "--ptx", "90",
+         "-o", str(out)], timeout=900)
+    inc = (out / "csa_fatbins.inc").read_text()
+    assert "#define CSA__FATBIN_CUDA_VERSION 12090" in inc, inc
+    assert 'CSA__FATBIN(sanitize, "sanitize.fatbin", "75,90", 90, 0)' in inc, inc
+    assert 'CSA__FATBIN(attn_fwd_sm90, "attn_fwd_sm90.fatbin", "", 0, 90)' in inc, inc
+    ents = fb.fatbin_entries((out / "sanitize.fatbin").read_bytes())
+    assert [(k, sm, abi) for k, sm, _, _, abi in ents] == [
+        ("elf", 75, 7), ("elf", 90, 7), ("ptx", 90, 0)], ents
+    assert all(fl & 0xA000 == 0 for _, _, _, fl, _ in ents), ents
+    ents = fb.fatbin_entries((out / "attn_fwd_sm90.fatbin").read_bytes())
+    assert [(k, sm, abi) for k, sm, _, _, abi in ents] == [("elf", 90, 7)], ents
 
 
 def test_build_wheels_reads_coff_symbols_and_pe_imports(tmp_path):
@@ -155,3 +241,117 @@ def test_build_wheels_writes_reproducible_valid_wheels(tmp_path):
             data = z.read(n)
             want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
             assert listed[n] == ("sha256=" + want, str(len(data))), n
+
+
+# A stand-in for libcuda.so.1: the driver version, the GPU's compute
+# capability and cuModuleLoadData's answer come from the environment, so the
+# loader's refusals can be checked on a machine without a GPU.
+_FAKE_DRIVER = r"""
+#include <stdlib.h>
+#include <string.h>
+static int env(const char *n, int d) { const char *v = getenv(n); return v ? atoi(v) : d; }
+int cuInit(unsigned f) { (void)f; return 0; }
+int cuDriverGetVersion(int *v) { *v = env("FAKE_DRIVER", 12020); return 0; }
+int cuGetErrorName(int e, const char **s) { *s = e == 200 ? "CUDA_ERROR_INVALID_IMAGE"
+    : e == 222 ? "CUDA_ERROR_UNSUPPORTED_PTX_VERSION" : e == 209 ? "CUDA_ERROR_NO_BINARY_FOR_GPU"
+    : "CUDA_ERROR_OTHER"; return 0; }
+int cuGetErrorString(int e, const char **s) { (void)e; *s = "fake"; return 0; }
+int cuDeviceGetCount(int *n) { *n = 1; return 0; }
+int cuDeviceGet(int *d, int o) { *d = o; return 0; }
+int cuDeviceGetAttribute(int *v, int a, int d) { (void)d; int sm = env("FAKE_SM", 86);
+  *v = a == 75 ? sm / 10 : a == 76 ? sm % 10 : a == 97 ? 101376 : a == 16 ? 80 : 1; return 0; }
+int cuDevicePrimaryCtxRetain(void **c, int d) { (void)d; *c = (void *)16; return 0; }
+int cuCtxGetCurrent(void **c) { *c = (void *)16; return 0; }
+int cuCtxPushCurrent_v2(void *c) { (void)c; return 0; }
+int cuCtxPopCurrent_v2(void **c) { *c = (void *)16; return 0; }
+int cuModuleLoadData(void **m, const void *img) { (void)img; *m = (void *)32;
+  return env("FAKE_LOAD", 0); }
+int cuModuleGetFunction(void **f, void *m, const char *n) { (void)m; (void)n; *f = (void *)48;
+  return 0; }
+int cuFuncSetAttribute(void *f, int a, int v) { (void)f; (void)a; (void)v; return 0; }
+int cuOccupancyMaxActiveBlocksPerMultiprocessor(int *n, void *f, int b, size_t s) {
+  (void)f; (void)b; (void)s; *n = 1; return 0; }
+int cuPointerGetAttribute(void *d, int a, unsigned long long p) { (void)d; (void)a; (void)p;
+  return 0; }
+int cuLaunchKernel(void *f, unsigned a, unsigned b, unsigned c, unsigned d, unsigned e,
+  unsigned g, unsigned s, void *st, void **p, void **x) { (void)f; (void)a; (void)b; (void)c;
+  (void)d; (void)e; (void)g; (void)s; (void)st; (void)p; (void)x; return 0; }
+"""
+
+# Asks the loader what it asks on every CUDA call: cuda_status, then a
+# kernel lookup (which loads the module).
+_LOADER_PROBE = r"""
+#include <stdio.h>
+#include "csa/csa.h"
+#include "csa/csa_cuda.h"
+#include "cuda/loader.h"
+int main(void) {
+  char why[256];
+  int ok = csa_cuda_status(0, why, sizeof why);
+  printf("status %d %s\n", ok, why);
+  if (!ok) return 0;
+  csa__cuda_call c;
+  csa__cuda_kernel k;
+  int st = csa__cuda_begin(&c, 0);
+  if (st == CSA_OK) st = csa__cuda_find(&c, "m", "k", &k);
+  printf("find %d %s\n", st, st == CSA_OK ? "" : csa_errmsg());
+  csa__cuda_end(&c);
+  return 0;
+}
+"""
+
+
+def test_loader_names_the_minimum_driver(tmp_path):
+    """Against a stand-in driver: a CUDA 11 driver, a Blackwell GPU on a
+    pre-R570 driver, a GPU newer than every SASS on a driver that cannot JIT
+    CUDA 12.9 PTX, an uncovered GPU, and each cuModuleLoadData refusal give a
+    reason that names the driver needed (the embedded module claims what the
+    release fatbin holds: SASS 75..120 + compute_120 PTX, by CUDA 12.9)."""
+    if not os.path.isdir(os.path.join(ROOT, "csrc", "cuda")):
+        pytest.skip("the C sources are part of the source tree, not of the installed package")
+    require("cc")
+    fb = tmp_path / "fb"
+    fb.mkdir()
+    (fb / "m.fatbin").write_bytes(b"\x50\xed\x55\xba" + b"\0" * 60)
+    (fb / "csa_fatbins.inc").write_text(
+        '#define CSA__FATBIN_CUDA_VERSION 12090\n'
+        'CSA__FATBIN(m, "m.fatbin", "75,80,86,89,90,100,120", 120, 0)\n')
+    drv = tmp_path / "drv"
+    drv.mkdir()
+    (tmp_path / "fake.c").write_text(_FAKE_DRIVER)
+    run(["cc", "-shared", "-fPIC", "-o", str(drv / "libcuda.so.1"), str(tmp_path / "fake.c")])
+    (tmp_path / "probe.c").write_text(_LOADER_PROBE)
+    src = os.path.join(ROOT, "csrc")
+    probe = tmp_path / "probe"
+    run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-I" + src,
+         "-I" + os.path.join(ROOT, "include"), "-I" + str(fb),
+         '-DCSA_FATBIN_DIR="%s"' % fb, str(tmp_path / "probe.c"),
+         os.path.join(src, "cuda", "loader.c"), os.path.join(src, "cuda", "driver.c"),
+         os.path.join(src, "cuda", "fatbin_embed.c"), os.path.join(src, "core", "status.c"),
+         "-o", str(probe), "-ldl", "-lpthread"])
+
+    def ask(driver, sm, load=0, lib=str(drv)):
+        return run([str(probe)], env={"LD_LIBRARY_PATH": lib, "FAKE_DRIVER": str(driver),
+                                      "FAKE_SM": str(sm), "FAKE_LOAD": str(load)}).stdout
+
+    r12 = "525.60.13 (Linux) / 527.41 (Windows)"
+    out = ask(11080, 86)
+    assert out.startswith("status 0 ") and r12 in out and "CUDA 11.8" in out, out
+    out = ask(12020, 86)
+    assert out.splitlines() == ["status 1 ", "find 0 "], out
+    out = ask(12060, 100)
+    assert out.startswith("status 0 ") and "570.26 (Linux)" in out, out
+    out = ask(12080, 130)
+    assert out.startswith("status 0 ") and "compute_120" in out and "575.51.03" in out, out
+    out = ask(12090, 130)
+    assert out.splitlines()[0] == "status 1 ", out
+    out = ask(12090, 70)
+    assert out.startswith("status 0 ") and "not covered" in out, out
+    out = ask(12020, 89, load=200)
+    assert "find " in out and "cannot read the embedded m kernels" in out and r12 in out, out
+    out = ask(12090, 130, load=222)
+    assert "PTX" in out and "575.51.03" in out and "CUDA_ERROR_UNSUPPORTED_PTX_VERSION" in out, out
+    out = ask(12020, 89, load=209)
+    assert "not covered" in out and "CUDA_ERROR_NO_BINARY_FOR_GPU" in out, out
+    out = ask(12020, 89, lib=str(tmp_path / "nowhere"))
+    assert out.startswith("status 0 no NVIDIA driver"), out

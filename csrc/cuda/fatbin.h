@@ -1,9 +1,10 @@
 /*
  * fatbin.h — the kernel images embedded in the extension.
  *
- * Each csrc/cuda/<stem>.cu is compiled at build time (tools/build-fatbin)
- * into <stem>.fatbin: machine code (SASS) for every listed architecture plus
- * PTX of the newest virtual one, which the driver JIT-compiles for GPUs newer
+ * Each csrc/cuda/<stem>.cu is compiled at build time (tools/build-fatbin:
+ * nvcc, or for release wheels NVRTC 12.9 + nvFatbin) into <stem>.fatbin:
+ * machine code (SASS) for every listed architecture plus PTX of the newest
+ * virtual one, which the driver JIT-compiles for GPUs newer
  * than every SASS.  A file named *_sm90.cu is compiled for sm_90a only (the
  * Hopper wgmma / TMA instructions exist nowhere else) and becomes an
  * optional module: GPUs other than CC 9.0 never load it.
@@ -38,7 +39,8 @@ typedef struct csa__fatbin {
 /* The embedded modules (n = 0 in a build without CUDA kernels). */
 extern const csa__fatbin csa__fatbins[];
 extern const int csa__n_fatbins;
-/* CUDA version of the compiler that built them (12080 = 12.8), 0 if none. */
+/* CUDA version of the compiler that built them (12090 = 12.9), 0 if none:
+ * the driver must be of the same major release (loader.c). */
 extern const int csa__fatbin_cuda_version;
 
 #ifdef __cplusplus

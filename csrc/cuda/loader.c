@@ -8,11 +8,19 @@
  * the process (as the runtime does) and pushed only when the calling thread
  * has another context current; csa__cuda_end pops it again.
  *
- * Minimum driver.  Machine code (SASS) built by CUDA 12.x loads on any
- * driver of the CUDA 12 family (>= 525.60.13 Linux / 527.41 Windows, "minor
- * version compatibility"); a CUDA 13 build needs a CUDA 13 driver (>= 580).
- * PTX, used only on GPUs newer than every SASS in the image, is JIT-compiled
- * and needs a driver at least as new as the compiler that wrote it.
+ * Minimum driver.  The release fatbin is compiled by CUDA 12.9 (NVRTC; see
+ * tools/build-fatbin) and packed uncompressed, so loading it asks nothing
+ * of the driver but to read CUDA 12 cubins:
+ *   - sm_75 .. sm_90a: cubins of ELF ABI version 7, which every driver of
+ *     the CUDA 12 family reads (>= 525.60.13 Linux / 527.41 Windows, "minor
+ *     version compatibility"): cuDriverGetVersion() >= 12000;
+ *   - sm_100, sm_120: cubins of ELF ABI version 8, which drivers read from
+ *     CUDA 12.8 on (R570); Blackwell GPUs need such a driver anyway;
+ *   - PTX (GPUs newer than every SASS) is JIT-compiled and needs a driver at
+ *     least as new as the compiler (CUDA 12.9: R575).
+ * A CUDA 13 build (the nvcc path) writes ELF ABI 8 for every architecture
+ * and needs a CUDA 13 driver (>= 580).  The rule is the same for both:
+ * driver major >= the compiler's major, with the two refinements above.
  */
 #include "cuda/loader.h"
 
@@ -65,21 +73,22 @@ int csa__cuda_fail(csa__CUresult e, const char *what) {
   return csa__error(CSA_ECUDA, "CUDA error in %s: %s", what, t);
 }
 
-/* Oldest driver (Linux / Windows) of a CUDA release, for messages. */
+/* Oldest driver of a CUDA release (NVIDIA's CUDA release notes, table
+ * "CUDA Toolkit and Corresponding Driver Versions"), for messages. */
 static const char *csa__driver_for(int cuda_version) {
   static const struct {
     int v;
     const char *drv;
   } t[] = {{12000, "525.60.13 (Linux) / 527.41 (Windows)"},
-           {12010, "530.30.02 / 531.14"},
-           {12020, "535.54.03 / 536.25"},
-           {12030, "545.23.06 / 545.84"},
-           {12040, "550.54.14 / 551.61"},
-           {12050, "555.42.02 / 555.85"},
-           {12060, "560.28.03 / 560.76"},
-           {12080, "570.26 / 570.65"},
-           {12090, "575.51.03 / 576.02"},
-           {13000, "580.65.06 / 580.88"}};
+           {12010, "530.30.02 (Linux) / 531.14 (Windows)"},
+           {12020, "535.54.03 (Linux) / 536.25 (Windows)"},
+           {12030, "545.23.06 (Linux) / 545.84 (Windows)"},
+           {12040, "550.54.14 (Linux) / 551.61 (Windows)"},
+           {12050, "555.42.02 (Linux) / 555.85 (Windows)"},
+           {12060, "560.28.03 (Linux) / 560.76 (Windows)"},
+           {12080, "570.26 (Linux) / 570.65 (Windows)"},
+           {12090, "575.51.03 (Linux) / 576.02 (Windows)"},
+           {13000, "580.65.06 (Linux) / 580.88 (Windows)"}};
   const char *best = "a newer one";
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
     if (t[i].v <= cuda_version)
@@ -127,9 +136,10 @@ static int csa__check(const csa__cuda_api **api_out, int ordinal, int *sm_out, c
   const int need = csa__fatbin_cuda_version / 1000 * 1000;
   if (drv < need) {
     snprintf(why, n,
-             "driver too old for these kernels: needs driver >= %s (CUDA %d.x), this one "
-             "supports CUDA %d.%d",
-             csa__driver_for(need), need / 1000, drv / 1000, drv % 1000 / 10);
+             "NVIDIA driver too old for these kernels (built by CUDA %d.%d): needs driver >= "
+             "%s, this one supports CUDA %d.%d",
+             csa__fatbin_cuda_version / 1000, csa__fatbin_cuda_version % 1000 / 10,
+             csa__driver_for(need), drv / 1000, drv % 1000 / 10);
     return CSA_ENOTSUP;
   }
   int count = 0;
@@ -158,6 +168,13 @@ static int csa__check(const csa__cuda_api **api_out, int ordinal, int *sm_out, c
   }
   const int sm = 10 * major + minor;
   *sm_out = sm;
+  if (sm >= 100 && drv < 12080) { /* CUDA 12 cubins for Blackwell: ELF ABI 8 */
+    snprintf(why, n,
+             "GPU sm_%d needs driver >= %s (CUDA 12.8) for its machine code; this one "
+             "supports CUDA %d.%d",
+             sm, csa__driver_for(12080), drv / 1000, drv % 1000 / 10);
+    return CSA_ENOTSUP;
+  }
   for (int i = 0; i < csa__n_fatbins; i++) {
     const csa__fatbin *f = &csa__fatbins[i];
     if (f->arch_only || csa__covers(f, sm, drv))
@@ -292,17 +309,33 @@ static int csa__module_load(csa__cuda_call *c, csa__devslot *s, int mi) {
     return CSA_OK;
   char t[160];
   csa__cuda_errtext(e, t, sizeof t);
-  if (e == CSA__CUDA_ERROR_NO_BINARY_FOR_GPU || e == CSA__CUDA_ERROR_INVALID_IMAGE)
+  int drv = 0;
+  (void)c->api->DriverGetVersion(&drv);
+  const int v = csa__fatbin_cuda_version;
+  switch (e) {
+  case CSA__CUDA_ERROR_NO_BINARY_FOR_GPU:
     return csa__error(CSA_ENOTSUP,
                       "GPU sm_%d not covered by the embedded kernels of %s (machine code for "
                       "sm %s): %s",
                       s->info.sm, f->name, f->sass, t);
-  if (e == CSA__CUDA_ERROR_UNSUPPORTED_PTX_VERSION || e == CSA__CUDA_ERROR_INVALID_PTX)
+  case CSA__CUDA_ERROR_INVALID_IMAGE: /* e.g. a cubin ELF ABI this driver cannot read */
     return csa__error(CSA_ENOTSUP,
-                      "driver too old for these kernels: needs driver >= %s (CUDA %d.%d): %s",
-                      csa__driver_for(csa__fatbin_cuda_version),
-                      csa__fatbin_cuda_version / 1000, csa__fatbin_cuda_version % 1000 / 10, t);
-  return csa__error(CSA_ECUDA, "CUDA error loading the %s kernels: %s", f->name, t);
+                      "the NVIDIA driver cannot read the embedded %s kernels (built by CUDA "
+                      "%d.%d for drivers >= %s; this one supports CUDA %d.%d): %s",
+                      f->name, v / 1000, v % 1000 / 10, csa__driver_for(v / 1000 * 1000),
+                      drv / 1000, drv % 1000 / 10, t);
+  case CSA__CUDA_ERROR_UNSUPPORTED_PTX_VERSION:
+  case CSA__CUDA_ERROR_INVALID_PTX:
+  case CSA__CUDA_ERROR_JIT_COMPILER_NOT_FOUND:
+  case CSA__CUDA_ERROR_JIT_COMPILATION_DISABLED:
+    return csa__error(CSA_ENOTSUP,
+                      "GPU sm_%d runs the embedded PTX, which needs a driver that JIT-compiles "
+                      "CUDA %d.%d PTX (>= %s); this one supports CUDA %d.%d: %s",
+                      s->info.sm, v / 1000, v % 1000 / 10, csa__driver_for(v), drv / 1000,
+                      drv % 1000 / 10, t);
+  default:
+    return csa__error(CSA_ECUDA, "CUDA error loading the %s kernels: %s", f->name, t);
+  }
 }
 
 int csa__cuda_find(csa__cuda_call *c, const char *module, const char *name,

@@ -6,7 +6,8 @@
 # from, in this order:
 #   1. CSA_CUDA_FATBIN_DIR (CMake -D or environment): a folder written by
 #      tools/build-fatbin (*.fatbin + csa_fatbins.inc), embedded as is, no
-#      nvcc needed (how wheels are built: one fatbin set for every platform);
+#      nvcc needed (how wheels are built: one fatbin set for every platform,
+#      compiled by `tools/build-fatbin --nvrtc`, CUDA 12.9 NVRTC from PyPI);
 #   2. nvcc (CUDACXX, CUDA_PATH, /usr/local/cuda or PATH) when CSA_WITH_CUDA
 #      is ON: tools/build-fatbin runs at build time (add_custom_command);
 #      CSA_CUDA_ARCHS (e.g. "80" or "75;90") shortens it to those SASS;
