@@ -68,12 +68,6 @@ typedef struct csa__attn_job {
   size_t scratch_stride;
 } csa__attn_job;
 
-#if defined(__GNUC__) || defined(__clang__)
-#define CSA__PREFETCH(p, w) __builtin_prefetch((p), (w), 3)
-#else
-#define CSA__PREFETCH(p, w) ((void)(p))
-#endif
-
 /* Keys of a short sequence at which prefetching the next item pays: below
  * it an item computes for about as long as its rows take to arrive from
  * memory (rows of one head are H*D elements apart, so the hardware sees no

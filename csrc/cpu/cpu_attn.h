@@ -35,6 +35,14 @@ extern "C" {
 #define CSA__CPU_LOG2E 1.4426950408889634f
 #define CSA__CPU_LN2 0.69314718055994531f
 
+/* A hint that the line at p is wanted soon (w = 1: to be written), into
+ * every cache level; nothing where the compiler has no such builtin. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CSA__PREFETCH(p, w) __builtin_prefetch((p), (w), 3)
+#else
+#define CSA__PREFETCH(p, w) ((void)(p))
+#endif
+
 /* One validated call, decoded once: byte pointers and element strides. */
 typedef struct csa__cpu_call {
   const char *q, *k, *v;
