@@ -1,5 +1,5 @@
 /*
- * kernel.inc.h — the attention kernel of one item (up to CSA__CPU_TILES row
+ * kernel.inc.h — the attention kernel of one item (up to c->tiles row
  * tiles of CSA__CPU_ROWS query rows, one sequence and head), written once
  * against the SIMD vocabulary.
  *
@@ -27,7 +27,7 @@
  * computed online over blocks of CSA__CPU_KEYS keys (FlashAttention's
  * recurrence): a block with maximum m' > m rescales the running l and O by
  * corr = 2^(m - m').  Only the item's transposed tiles live in scratch (per
- * row tile of CSA__CPU_ROWS rows; an item has up to CSA__CPU_TILES):
+ * row tile of CSA__CPU_ROWS rows; an item has up to c->tiles):
  *
  *   qt [D][ROWS]    Q^T (or, for bf16 products, [D/2][ROWS] bf16 pairs)
  *   s  [KEYS][ROWS] S^T, then P^T in place
@@ -227,7 +227,7 @@ static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it, void *s
   const int64_t k0 = c->cu_kv[it->b], lkv = c->cu_kv[it->b + 1] - k0;
   const int64_t off = lkv - lq; /* causal: row i sees keys j <= i + off */
   const int ntile = (int)CSA_CEIL_DIV(it->nr, (int64_t)CSA__CPU_ROWS);
-  csa__k_tile tiles[CSA__CPU_TILES];
+  csa__k_tile tiles[CSA__CPU_MAX_TILES];
 
   CSA_K_BEGIN(&mode);
   const int64_t kv_end = csa__k_tiles_init(c, &mode, it, &sp, tiles, ntile);
