@@ -273,7 +273,7 @@ def cost_model_check(threads, reps=5):
             fn()
             t.append(time.perf_counter() - t0)
         sec = statistics.median(t)
-        rows = 256  # CSA__CPU_TILES * CSA__CPU_ROWS
+        rows = 512  # tiles * CSA__CPU_ROWS at D = 64 (csa__cpu_item_tiles)
         items, cost = 0, 0
         for r0 in range(0, L, rows):
             nr = min(rows, L - r0)

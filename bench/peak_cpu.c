@@ -19,8 +19,17 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* Independent accumulator chains: enough to cover the FMA latency on every
+ * pipe (4 cycles x 2 pipes on Zen 3 and Skylake-X, so >= 8), few enough
+ * that they and the two operands stay in registers (16 ymm on AVX2, 32 zmm
+ * on AVX-512).  A loop that spills reloads its accumulators from memory
+ * and measures the store port, not the FMA units. */
+#if defined(__AVX512F__)
 #define NACC 24
-#define ITERS 5000000L
+#else
+#define NACC 12
+#endif
+#define ITERS 10000000L
 
 static volatile float sink;
 

@@ -4,7 +4,7 @@
  *
  * Work split (ggml's ith/nth idea with a shared counter):
  *   1. Items: each (sequence, head) is cut into pieces of up to
- *      CSA__CPU_TILES * CSA__CPU_ROWS query rows; an item is independent of
+ *      tiles * CSA__CPU_ROWS query rows (csa__cpu_item_tiles); an item is independent of
  *      every other.
  *   2. Chunks: consecutive items (same head of the same sequence first, so
  *      they share keys in cache) are grouped until their estimated cost
@@ -29,7 +29,13 @@
  * about 20 %. */
 #define CSA__ITEM_OVERHEAD 24
 #define CSA__MAX_THREADS 1024
-#define CSA__CPU_ITEM_ROWS (CSA__CPU_TILES * CSA__CPU_ROWS)
+
+int csa__cpu_item_tiles(int64_t d, int64_t dv) {
+  /* Q^T and O^T of one tile: rows of CSA__CPU_ROWS floats, head dims rounded
+   * up to 16 lanes (the widest vector) */
+  const int64_t per_tile = ((d + 15) / 16 + (dv + 15) / 16) * 16 * CSA__CPU_ROWS * 4;
+  return (int)CSA_MAX((int64_t)1, CSA_MIN((int64_t)CSA__CPU_MAX_TILES, CSA__CPU_TILE_BYTES / per_tile));
+}
 
 /* The largest element offset the kernel forms from this view, sum of
  * (shape_i - 1) * stride_i, must be representable in bytes: then every index
@@ -67,12 +73,6 @@ typedef struct csa__attn_job {
   unsigned char *scratch;
   size_t scratch_stride;
 } csa__attn_job;
-
-#if defined(__GNUC__) || defined(__clang__)
-#define CSA__PREFETCH(p, w) __builtin_prefetch((p), (w), 3)
-#else
-#define CSA__PREFETCH(p, w) ((void)(p))
-#endif
 
 /* Keys of a short sequence at which prefetching the next item pays: below
  * it an item computes for about as long as its rows take to arrive from
@@ -171,14 +171,17 @@ static int csa__cpu_plan(const csa_attn_params *p, csa__cpu_call *c, const csa__
   c->dtype = p->q.dtype;
   c->causal = p->causal != 0;
   c->scale_log2 = dims.scale * CSA__CPU_LOG2E;
+  c->tiles = csa__cpu_item_tiles(c->d, c->dv);
   return CSA_OK;
 }
 
 /* ---- items and their estimated costs. */
+static int64_t csa__item_rows(const csa__cpu_call *c) { return (int64_t)c->tiles * CSA__CPU_ROWS; }
+
 static int64_t csa__cpu_count_items(const csa__cpu_call *c) {
   int64_t n = 0;
   for (int64_t b = 0; b < c->batch; b++)
-    n += c->heads * CSA_CEIL_DIV((int64_t)c->cu_q[b + 1] - c->cu_q[b], (int64_t)CSA__CPU_ITEM_ROWS);
+    n += c->heads * CSA_CEIL_DIV((int64_t)c->cu_q[b + 1] - c->cu_q[b], csa__item_rows(c));
   return n;
 }
 
@@ -190,8 +193,8 @@ static int64_t csa__cpu_make_items(const csa__cpu_call *c, csa__cpu_item *items,
     const int64_t lq = (int64_t)c->cu_q[b + 1] - c->cu_q[b];
     const int64_t lkv = (int64_t)c->cu_kv[b + 1] - c->cu_kv[b];
     for (int64_t h = 0; h < c->heads; h++)
-      for (int64_t r0 = 0; r0 < lq; r0 += CSA__CPU_ITEM_ROWS, n++) {
-        const int64_t nr = CSA_MIN((int64_t)CSA__CPU_ITEM_ROWS, lq - r0);
+      for (int64_t r0 = 0; r0 < lq; r0 += csa__item_rows(c), n++) {
+        const int64_t nr = CSA_MIN(csa__item_rows(c), lq - r0);
         items[n].b = b, items[n].h = h, items[n].r0 = r0, items[n].nr = nr;
         costs[n] = (nr + CSA__ITEM_OVERHEAD) *
                    (csa__visible_keys(c->causal, lq, lkv, r0, nr) + CSA__ITEM_OVERHEAD);

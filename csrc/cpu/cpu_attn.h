@@ -2,7 +2,7 @@
  * cpu_attn.h — the interface between the CPU attention driver (attn_cpu.c:
  * validation, work split, threads) and the per-ISA kernels (kernel_*.c).
  *
- * The driver cuts a call into items: one item is up to CSA__CPU_TILES *
+ * The driver cuts a call into items: one item is up to tiles *
  * CSA__CPU_ROWS query rows of one sequence and one head.  A kernel computes one item completely
  * (all its keys, online softmax, output and LSE rows) using only the
  * per-thread scratch the driver hands it, so items run in any order on any
@@ -23,9 +23,15 @@ extern "C" {
 /* Query rows per item: the row tile every kernel keeps its transposed
  * operands in (Q^T, S^T, O^T are [*, CSA__CPU_ROWS] float arrays). */
 #define CSA__CPU_ROWS 64
-/* Row tiles per item: they share each K/V block while it is in cache, so
- * K and V stream from memory once per CSA__CPU_TILES * CSA__CPU_ROWS rows. */
-#define CSA__CPU_TILES 4
+/* Row tiles per item, at most: they share each K/V block while it is in
+ * cache, so K and V stream from memory (and are widened, packed and
+ * translated page by page) once per item.  A call uses as many as keep the
+ * tiles' Q^T and O^T within CSA__CPU_TILE_BYTES (csa__cpu_item_tiles). */
+#define CSA__CPU_MAX_TILES 8
+/* Bytes of Q^T + O^T of all tiles of an item: half of a 512 KiB L2 (Zen 3;
+ * larger elsewhere), so that they stay there beside the K/V block, S^T and
+ * the caller's rows. */
+#define CSA__CPU_TILE_BYTES (256 * 1024)
 /* Keys per block of the online softmax. */
 #define CSA__CPU_KEYS 64
 /* Largest head dims the kernels take (scratch is sized from the real dims). */
@@ -34,6 +40,14 @@ extern "C" {
  * LSE goes back to base e. */
 #define CSA__CPU_LOG2E 1.4426950408889634f
 #define CSA__CPU_LN2 0.69314718055994531f
+
+/* A hint that the line at p is wanted soon (w = 1: to be written), into
+ * every cache level; nothing where the compiler has no such builtin. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CSA__PREFETCH(p, w) __builtin_prefetch((p), (w), 3)
+#else
+#define CSA__PREFETCH(p, w) ((void)(p))
+#endif
 
 /* One validated call, decoded once: byte pointers and element strides. */
 typedef struct csa__cpu_call {
@@ -51,7 +65,12 @@ typedef struct csa__cpu_call {
   int dtype;                  /* CSA_FLOAT32 / CSA_FLOAT16 / CSA_BFLOAT16 */
   int causal;
   float scale_log2;           /* softmax scale * log2(e): scores live in base 2 */
+  int tiles;                  /* row tiles per item (csa__cpu_item_tiles) */
 } csa__cpu_call;
+
+/* Row tiles per item for head dims d, dv: as many as fit CSA__CPU_TILE_BYTES,
+ * 1 .. CSA__CPU_MAX_TILES (4 for D = D_v = 128, 8 for 64). */
+int csa__cpu_item_tiles(int64_t d, int64_t dv);
 
 /* One unit of work: rows [r0, r0 + nr) of sequence b, query head h. */
 typedef struct csa__cpu_item {

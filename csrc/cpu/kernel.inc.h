@@ -1,5 +1,5 @@
 /*
- * kernel.inc.h — the attention kernel of one item (up to CSA__CPU_TILES row
+ * kernel.inc.h — the attention kernel of one item (up to c->tiles row
  * tiles of CSA__CPU_ROWS query rows, one sequence and head), written once
  * against the SIMD vocabulary.
  *
@@ -27,7 +27,7 @@
  * computed online over blocks of CSA__CPU_KEYS keys (FlashAttention's
  * recurrence): a block with maximum m' > m rescales the running l and O by
  * corr = 2^(m - m').  Only the item's transposed tiles live in scratch (per
- * row tile of CSA__CPU_ROWS rows; an item has up to CSA__CPU_TILES):
+ * row tile of CSA__CPU_ROWS rows; an item has up to c->tiles):
  *
  *   qt [D][ROWS]    Q^T (or, for bf16 products, [D/2][ROWS] bf16 pairs)
  *   s  [KEYS][ROWS] S^T, then P^T in place
@@ -83,6 +83,11 @@ static void csa__k_mask_causal(float *s, int64_t cn, int64_t kj0, int64_t first_
   }
 }
 
+/* Exponentials computed side by side in the softmax (csa__k_exp2_n). */
+#ifndef CSA__K_EXPN
+#define CSA__K_EXPN 4
+#endif
+
 /* Online-softmax step over one block of cn scores per row: new max, corr,
  * P^T in place of S^T, running sums. */
 static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, float *s0,
@@ -96,13 +101,27 @@ static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, float
     csa_v m_new = csa_v_max(m_old, csa_v_mul(mx, k));
     csa_v corr = csa__k_exp2(csa_v_sub(m_old, m_new), half);
     csa_v neg_m = csa_v_sub(csa_v_zero(), m_new);
-    csa_v sum = csa_v_zero();
-    for (int64_t j = 0; j < cn; j++) {
-      csa_v x = csa_v_fma(csa_v_load(s + j * CSA__CPU_ROWS), k, neg_m);
-      csa_v p = csa__k_exp2(x, half);
-      csa_v_store(s + j * CSA__CPU_ROWS, p);
-      sum = csa_v_add(sum, p);
+    /* CSA__K_EXPN keys at a time, their exponentials interleaved (see
+     * csa__k_exp2_n), each with its own partial sum */
+    csa_v x[CSA__K_EXPN], sums[CSA__K_EXPN];
+    CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++) sums[u] = csa_v_zero();
+    int64_t j = 0;
+    for (; j + CSA__K_EXPN <= cn; j += CSA__K_EXPN) {
+      CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++)
+        x[u] = csa_v_fma(csa_v_load(s + (j + u) * CSA__CPU_ROWS), k, neg_m);
+      csa__k_exp2_n(x, CSA__K_EXPN, half);
+      CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++) {
+        csa_v_store(s + (j + u) * CSA__CPU_ROWS, x[u]);
+        sums[u] = csa_v_add(sums[u], x[u]);
+      }
     }
+    for (; j < cn; j++) {
+      csa_v p = csa__k_exp2(csa_v_fma(csa_v_load(s + j * CSA__CPU_ROWS), k, neg_m), half);
+      csa_v_store(s + j * CSA__CPU_ROWS, p);
+      sums[0] = csa_v_add(sums[0], p);
+    }
+    csa_v sum = sums[0];
+    CSA__UNROLL for (int u = 1; u < CSA__K_EXPN; u++) sum = csa_v_add(sum, sums[u]);
     csa_v_store(t->m + rv * CSA_VL, m_new);
     csa_v_store(t->corr + rv * CSA_VL, corr);
     csa_v_store(t->l + rv * CSA_VL, csa_v_fma(csa_v_load(t->l + rv * CSA_VL), corr, sum));
@@ -178,6 +197,23 @@ static int64_t csa__k_tiles_init(const csa__cpu_call *c, const csa__k_mode *mode
   return kv_end;
 }
 
+/* Asks for rows [r0, r1) of the next key block of K and V while this one
+ * computes.  Rows of one head in a packed [T, H, D] tensor lie H*D elements
+ * apart (4 KiB and more), a stride the hardware prefetchers do not follow
+ * across pages, so without this every block would start with a burst of
+ * misses to L3 or memory.  The item spreads the block's rows over its row
+ * tiles so that the requests trickle out with the work. */
+static void csa__k_prefetch_kv(const csa__cpu_call *c, const char *kb, const char *vb, int64_t r0,
+                               int64_t r1) {
+  const size_t esz = csa_dtype_size(c->dtype);
+  const size_t kst = (size_t)c->k_st * esz, vst = (size_t)c->v_st * esz;
+  const size_t kbytes = (size_t)c->d * esz, vbytes = (size_t)c->dv * esz;
+  for (int64_t r = r0; r < r1; r++) {
+    for (size_t b = 0; b < kbytes; b += 64) CSA__PREFETCH(kb + (size_t)r * kst + b, 0);
+    for (size_t b = 0; b < vbytes; b += 64) CSA__PREFETCH(vb + (size_t)r * vst + b, 0);
+  }
+}
+
 /* One item: its row tiles walk the key blocks together, so each block of K
  * and V is packed once and read from L1/L2 by every tile. */
 static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it, void *scratch) {
@@ -191,7 +227,7 @@ static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it, void *s
   const int64_t k0 = c->cu_kv[it->b], lkv = c->cu_kv[it->b + 1] - k0;
   const int64_t off = lkv - lq; /* causal: row i sees keys j <= i + off */
   const int ntile = (int)CSA_CEIL_DIV(it->nr, (int64_t)CSA__CPU_ROWS);
-  csa__k_tile tiles[CSA__CPU_TILES];
+  csa__k_tile tiles[CSA__CPU_MAX_TILES];
 
   CSA_K_BEGIN(&mode);
   const int64_t kv_end = csa__k_tiles_init(c, &mode, it, &sp, tiles, ntile);
@@ -200,8 +236,12 @@ static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it, void *s
     const char *kb = c->k + (size_t)((k0 + j0) * c->k_st + hk * c->k_sh) * esz;
     const char *vb = c->v + (size_t)((k0 + j0) * c->v_st + hk * c->v_sh) * esz;
     CSA_K_PACK_KV(c, &mode, kb, vb, cn, &sp);
+    /* the next block's rows, a share before each tile */
+    const int64_t nn = CSA_MAX((int64_t)0, CSA_MIN((int64_t)CSA__CPU_KEYS, kv_end - j0 - cn));
+    const char *kn = kb + (size_t)(cn * c->k_st) * esz, *vn = vb + (size_t)(cn * c->v_st) * esz;
     for (int i = 0; i < ntile; i++) {
       const csa__k_tile *t = &tiles[i];
+      csa__k_prefetch_kv(c, kn, vn, nn * i / ntile, nn * (i + 1) / ntile);
       if (j0 >= t->kv_end)
         continue;
       const int64_t tn = CSA_MIN(cn, t->kv_end - j0);

@@ -29,7 +29,7 @@ typedef struct csa__k_mode {
 } csa__k_mode;
 
 /* Per-thread scratch: the shared block buffers, and per row tile (an item
- * has up to CSA__CPU_TILES of them) its Q^T, O^T and softmax state. */
+ * has up to c->tiles of them) its Q^T, O^T and softmax state. */
 typedef struct csa__k_scratch {
   float *s, *kc, *vc;
   float *qt, *ot, *m, *l, *corr; /* tile t at + t * (its size) */
@@ -57,27 +57,57 @@ typedef struct csa__k_tile {
 #define GT_STEP(acc, x, y) csa_v_fma((x), (y), (acc))
 #include "gemmt.inc.h"
 
-/* 2^x for x <= 0 (x = -inf gives 0): 2^x = 2^n * 2^f with n = round(x),
- * f in [-1/2, 1/2], 2^f by its Taylor series e^(f ln2): to degree 6
- * (relative error < 2e-7) for float32 calls, to degree 4 (< 5e-5) for
- * fp16/bf16 ones, whose outputs carry 2^-8 .. 2^-11 rounding anyway. */
-static CSA__ALWAYS_INLINE csa_v csa__k_exp2(csa_v x, const int half) {
-  x = csa_v_max(x, csa_v_set1(-127.0f));
-  csa_v n = csa_v_round(x);
-  csa_v f = csa_v_sub(x, n);
-  csa_v p;
-  if (half) {
-    p = csa_v_set1(9.6181291076284772e-3f);
-  } else {
-    p = csa_v_set1(1.5403530393381606e-4f);
-    p = csa_v_fma(p, f, csa_v_set1(1.3333558146428443e-3f));
-    p = csa_v_fma(p, f, csa_v_set1(9.6181291076284772e-3f));
+/* 2^x for x <= 0 (x = -inf gives 0), for N vectors at once: 2^x = 2^n *
+ * 2^f with n = round(x), f in [-1/2, 1/2], and 2^f by a polynomial
+ * 1 + f (c1 + f (c2 + ...)) fitted to 2^f on [-1/2, 1/2] for least maximum
+ * relative error (iteratively reweighted least squares), its constant term
+ * held at exactly 1 so that 2^0 = 1: the rescale corr = 2^(m - m) of a block
+ * that does not raise the running max is then exactly 1, and the running
+ * sum does not drift over thousands of blocks.  Degree 5 for float32 calls
+ * (relative error 9e-8, 1.8e-7 evaluated in float32: below the degree-6
+ * Taylor series, one FMA fewer), degree 3 for fp16/bf16 ones (1.0e-4:
+ * their outputs carry 2^-9 .. 2^-11 rounding anyway).
+ *
+ * n without a round or a float-to-int conversion: t = x + C with C = 1.5 *
+ * 2^23 + 127 lies in [2^23, 2^24), where floats step by 1, so the addition
+ * itself rounds (to nearest even) and t = C + n exactly; t - C is n as a
+ * float, and t's low mantissa bits hold n + 127, which shl23 moves into an
+ * exponent field: (bits(C) + n) << 23 = (n + 127) << 23 = 2^n, because
+ * 1.5 * 2^23 has no bit below bit 22 and bit 22 shifts out.  (Needs strict
+ * float semantics: the kernels are never built with -ffast-math, which may
+ * fold (x + C) - C into x.)  x is clamped at -127 first, where 2^n is the
+ * bits of a zero float.
+ *
+ * The N exponentials go side by side, one step of all of them before the
+ * next: each is a chain of a dozen dependent operations, and N independent
+ * ones in program order leave the out-of-order core no gaps to find. */
+#define CSA__EXP2_MAGIC 12583039.0f /* 1.5 * 2^23 + 127 */
+static CSA__ALWAYS_INLINE void csa__k_exp2_n(csa_v *x, const int N, const int half) {
+  csa_v t[8], f[8], p[8];
+  const csa_v magic = csa_v_set1(CSA__EXP2_MAGIC);
+  CSA__UNROLL for (int u = 0; u < N; u++) {
+    x[u] = csa_v_max(x[u], csa_v_set1(-127.0f));
+    t[u] = csa_v_add(x[u], magic);
   }
-  p = csa_v_fma(p, f, csa_v_set1(5.5504108664821580e-2f));
-  p = csa_v_fma(p, f, csa_v_set1(2.4022650695910071e-1f));
-  p = csa_v_fma(p, f, csa_v_set1(6.9314718055994531e-1f));
-  p = csa_v_fma(p, f, csa_v_set1(1.0f));
-  return csa_v_mul(p, csa_v_pow2i(n));
+  CSA__UNROLL for (int u = 0; u < N; u++) f[u] = csa_v_sub(x[u], csa_v_sub(t[u], magic));
+  if (half) {
+    CSA__UNROLL for (int u = 0; u < N; u++)
+      p[u] = csa_v_fma(csa_v_set1(5.5008601397275925e-2f), f[u], csa_v_set1(2.4221028387546539e-1f));
+    CSA__UNROLL for (int u = 0; u < N; u++) p[u] = csa_v_fma(p[u], f[u], csa_v_set1(6.9328290224075317e-1f));
+  } else {
+    CSA__UNROLL for (int u = 0; u < N; u++)
+      p[u] = csa_v_fma(csa_v_set1(1.3264699373394251e-3f), f[u], csa_v_set1(9.6715064719319344e-3f));
+    CSA__UNROLL for (int u = 0; u < N; u++) p[u] = csa_v_fma(p[u], f[u], csa_v_set1(5.5507335811853409e-2f));
+    CSA__UNROLL for (int u = 0; u < N; u++) p[u] = csa_v_fma(p[u], f[u], csa_v_set1(2.4022242426872253e-1f));
+    CSA__UNROLL for (int u = 0; u < N; u++) p[u] = csa_v_fma(p[u], f[u], csa_v_set1(6.9314700365066528e-1f));
+  }
+  CSA__UNROLL for (int u = 0; u < N; u++) p[u] = csa_v_fma(p[u], f[u], csa_v_set1(1.0f));
+  CSA__UNROLL for (int u = 0; u < N; u++) x[u] = csa_v_mul(p[u], csa_v_shl23(t[u]));
+}
+
+static CSA__ALWAYS_INLINE csa_v csa__k_exp2(csa_v x, const int half) {
+  csa__k_exp2_n(&x, 1, half);
+  return x;
 }
 
 /* Widens n contiguous elements of dtype to float32. */
@@ -116,7 +146,7 @@ static void csa__k_from_f32(void *dst, const float *src, int64_t n, int dtype) {
 
 /* The scratch of one thread, laid out from base (or only sized: base NULL). */
 static size_t csa__k_layout(const csa__cpu_call *c, csa__k_scratch *sp, void *base) {
-  const size_t R = CSA__CPU_ROWS, NK = CSA__CPU_KEYS, NT = CSA__CPU_TILES;
+  const size_t R = CSA__CPU_ROWS, NK = CSA__CPU_KEYS, NT = (size_t)c->tiles;
   const size_t dp = CSA__VROUND(c->d), dvp = CSA__VROUND(c->dv);
   const size_t qt = CSA__ROUND16(dp * R), ot = CSA__ROUND16(dvp * R);
   /* s also serves the AMX path as [KEYS][dv rounded to 32] bf16 (pack_vt) */

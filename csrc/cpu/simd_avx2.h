@@ -21,11 +21,7 @@ typedef __m256 csa_v;
 #define csa_v_mul(a, b) _mm256_mul_ps((a), (b))
 #define csa_v_max(a, b) _mm256_max_ps((a), (b))
 #define csa_v_fma(a, b, c) _mm256_fmadd_ps((a), (b), (c))
-#define csa_v_round(a) _mm256_round_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-static inline csa_v csa_v_pow2i(csa_v n) {
-  __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
-}
+#define csa_v_shl23(a) _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(a), 23))
 static inline csa_v csa_v_lt_select(csa_v a, csa_v b, csa_v x, csa_v y) {
   return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_LT_OQ));
 }

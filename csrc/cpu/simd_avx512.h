@@ -22,11 +22,7 @@ typedef __m512 csa_v;
 #define csa_v_mul(a, b) _mm512_mul_ps((a), (b))
 #define csa_v_max(a, b) _mm512_max_ps((a), (b))
 #define csa_v_fma(a, b, c) _mm512_fmadd_ps((a), (b), (c))
-#define csa_v_round(a) _mm512_roundscale_ps((a), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-static inline csa_v csa_v_pow2i(csa_v n) {
-  __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
-}
+#define csa_v_shl23(a) _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(a), 23))
 static inline csa_v csa_v_lt_select(csa_v a, csa_v b, csa_v x, csa_v y) {
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
 }

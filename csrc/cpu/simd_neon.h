@@ -21,11 +21,7 @@ typedef float32x4_t csa_v;
 #define csa_v_mul(a, b) vmulq_f32((a), (b))
 #define csa_v_max(a, b) vmaxq_f32((a), (b))
 #define csa_v_fma(a, b, c) vfmaq_f32((c), (a), (b))
-#define csa_v_round(a) vrndnq_f32(a)
-static inline csa_v csa_v_pow2i(csa_v n) {
-  int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
-  return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
-}
+#define csa_v_shl23(a) vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(a), 23))
 static inline csa_v csa_v_lt_select(csa_v a, csa_v b, csa_v x, csa_v y) {
   return vbslq_f32(vcltq_f32(a, b), x, y);
 }

@@ -7,9 +7,8 @@
  *
  *   csa_v_zero/set1/load/store      all lanes 0 / x / from memory / to memory
  *   add, sub, mul, max, fma(a,b,c)  lane-wise; fma = a*b + c
- *   round(a)                        to nearest integer (as float)
- *   pow2i(n)                        2^n for integer-valued n in [-127, 127]
- *                                   (-127 gives 0: the bits of a zero float)
+ *   shl23(a)                        a's bits shifted left by 23, as a float
+ *                                   (low bits of an integer into the exponent)
  *   lt_select(a, b, x, y)           a < b ? x : y
  *   iota()                          lanes 0, 1, 2, ...
  *   load_bf16 / load_f16            CSA_VL half-precision values, widened
@@ -49,11 +48,12 @@ static inline csa_v csa_v_sub(csa_v a, csa_v b) { CSA__SV_MAP(a.x[i] - b.x[i]); 
 static inline csa_v csa_v_mul(csa_v a, csa_v b) { CSA__SV_MAP(a.x[i] * b.x[i]); }
 static inline csa_v csa_v_max(csa_v a, csa_v b) { CSA__SV_MAP(a.x[i] > b.x[i] ? a.x[i] : b.x[i]); }
 static inline csa_v csa_v_fma(csa_v a, csa_v b, csa_v c) { CSA__SV_MAP(a.x[i] * b.x[i] + c.x[i]); }
-static inline csa_v csa_v_round(csa_v a) { CSA__SV_MAP(floorf(a.x[i] + 0.5f)); }
-static inline csa_v csa_v_pow2i(csa_v n) {
+static inline csa_v csa_v_shl23(csa_v a) {
   csa_v r_;
   for (int i = 0; i < CSA_VL; i++) {
-    uint32_t bits = (uint32_t)((int32_t)n.x[i] + 127) << 23;
+    uint32_t bits;
+    memcpy(&bits, &a.x[i], 4);
+    bits <<= 23;
     memcpy(&r_.x[i], &bits, 4);
   }
   return r_;

@@ -321,6 +321,12 @@ static void named_cases(int dtype) {
   check_case(&tc, "B = 1, several row tiles and key blocks");
   tc.causal = 1;
   check_case(&tc, "B = 1 causal");
+  /* more rows than one item holds at every head dim (at most
+   * CSA__CPU_MAX_TILES * 64 = 512), with a partial last item and tile */
+  tc.lq[0] = 1100, tc.lkv[0] = 700, tc.d = tc.dv = 16, tc.h = tc.hkv = 1;
+  check_case(&tc, "B = 1 causal, several items per sequence");
+  tc.causal = 0, tc.d = 128, tc.dv = 64;
+  check_case(&tc, "B = 1, several items per sequence, D_v != D");
   tc = base_case(dtype);
   tc.layout = LAYOUT_PACKED_QKV;
   tc.d = tc.dv = 48;
