@@ -165,12 +165,12 @@ def overhead(device, iters, nrows=3):
 
 
 def memory():
-    from comfy_sparse_attn.__main__ import WORKLOADS, lengths
+    from comfy_sparse_attn._workloads import lengths, read
 
     dev = torch.device("cuda")
     print("\n| workload | chosen | peak extra MiB | output MiB | ratio |")
     print("|---|---|---|---|---|")
-    for w in WORKLOADS["gpu"]:
+    for w in read()["gpu"]:
         lq = lengths(w["q"])
         lk = lengths(w["kv"]) or lq
         dt = getattr(torch, w["dtype"])
