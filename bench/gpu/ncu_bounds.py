@@ -16,7 +16,6 @@ is `native` (backend="native", the wgmma kernel where it applies), `mma`
 import csv
 import json
 import os
-import random
 import sys
 
 # (metric, column title, scale): percentages of peak unless named otherwise
@@ -44,13 +43,6 @@ def all_metrics():
     return [m for m, _, _ in METRICS] + [STALL_FMT % s for s in STALLS]
 
 
-def lengths(spec):
-    if spec is None or isinstance(spec, list):
-        return spec
-    rng = random.Random(spec["seed"])
-    return [rng.randint(spec["lo"], spec["hi"]) for _ in range(spec["n"])]
-
-
 def caller(who):
     import torch
     if who in ("native", "mma"):
@@ -69,21 +61,13 @@ def caller(who):
 
 def run(path, who, names):
     import torch
+
+    from knobs import inputs  # the knob sweeps' inputs of a workload
     with open(path) as f:
         ws = {w["name"]: w for w in json.load(f)["gpu"]}
     fn = caller(who)
     for name in names:
-        w = ws[name]
-        lq = lengths(w["q"])
-        lk = lengths(w["kv"]) or lq
-        dt = getattr(torch, w["dtype"])
-        g = torch.Generator(device="cuda").manual_seed(1)
-        q = torch.randn(sum(lq), w["H"], w["D"], device="cuda", dtype=dt, generator=g)
-        k = torch.randn(sum(lk), w["H_kv"], w["D"], device="cuda", dtype=dt, generator=g)
-        v = torch.randn(sum(lk), w["H_kv"], w["D"], device="cuda", dtype=dt, generator=g)
-        cq = torch.tensor([0] + lq, device="cuda").cumsum(0).to(torch.int32)
-        ck = torch.tensor([0] + lk, device="cuda").cumsum(0).to(torch.int32)
-        args = (q, k, v, cq, ck, max(lq), max(lk))
+        args = inputs(ws[name])
         fn(*args)
         torch.cuda.synchronize()
         torch.cuda.profiler.start()

@@ -17,12 +17,12 @@ test suite).
 import ctypes
 import json
 import math
-import random
 import sys
 
 import torch
 
 from comfy_sparse_attn import dispatch_varlen_attention
+from knobs import inputs  # same inputs as the knob sweeps
 
 
 class Args(ctypes.Structure):
@@ -73,13 +73,6 @@ class Variant:
                                   ctypes.c_void_p(stream), params, None), "launch " + self.name)
 
 
-def lengths(spec):
-    if spec is None or isinstance(spec, list):
-        return spec
-    rng = random.Random(spec["seed"])
-    return [rng.randint(spec["lo"], spec["hi"]) for _ in range(spec["n"])]
-
-
 def make_args(q, k, v, out, cq, ck, mq, mk):
     a = Args()
     d = q.shape[2]
@@ -115,15 +108,7 @@ def main():
     for arg in sys.argv[3:]:
         wname, specs = arg.split("=")
         w = ws[wname]
-        lq = lengths(w["q"])
-        lk = lengths(w["kv"]) or lq
-        dt = getattr(torch, w["dtype"])
-        q = torch.randn(sum(lq), w["H"], w["D"], device="cuda", dtype=dt)
-        k = torch.randn(sum(lk), w["H_kv"], w["D"], device="cuda", dtype=dt)
-        v = torch.randn(sum(lk), w["H_kv"], w["D"], device="cuda", dtype=dt)
-        cq = torch.tensor([0] + lq, device="cuda").cumsum(0).to(torch.int32)
-        ck = torch.tensor([0] + lk, device="cuda").cumsum(0).to(torch.int32)
-        mq, mk = max(lq), max(lk)
+        q, k, v, cq, ck, mq, mk = inputs(w)
         ref = dispatch_varlen_attention(q.float(), k.float(), v.float(), cq, ck, mq, mk,
                                         backend="native")
         stream = torch.cuda.current_stream().cuda_stream

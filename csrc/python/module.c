@@ -11,34 +11,9 @@
 
 #include "dispatch_binding.h"
 #include "link_binding.h"
+#include "attn_params.h"
 #include "dlpack.h"
 #include "errors.h"
-
-/* Borrowed views plus the capsules that own their descriptors. */
-enum { CSA__N_KEEP = 9 };
-typedef struct {
-  PyObject *keep[CSA__N_KEEP];
-  int n;
-} csa__keepalive;
-
-static void csa__keep_release(csa__keepalive *ka) {
-  for (int i = 0; i < ka->n; i++)
-    Py_XDECREF(ka->keep[i]);
-  ka->n = 0;
-}
-
-/* Optional tensor: None leaves the view empty (data NULL, ndim 0). */
-static int csa__view_opt(PyObject *obj, const char *name, int writable, csa_tensor *view,
-                         csa__keepalive *ka) {
-  memset(view, 0, sizeof *view);
-  if (obj == Py_None)
-    return 0;
-  PyObject *keep;
-  if (csa__py_tensor_view(obj, name, writable, view, &keep) < 0)
-    return -1;
-  ka->keep[ka->n++] = keep;
-  return 0;
-}
 
 /* kind -> 0 (validate), CSA_DEVICE_CPU or CSA_DEVICE_CUDA; -1 with a
  * ValueError for anything else. */
@@ -54,46 +29,6 @@ static int csa__parse_kind(const char *kind, int *which) {
     return -1;
   }
   return 0;
-}
-
-/* Host copies must be what they claim: int32 CPU arrays as long as the
- * device arrays, else validation would read past them. */
-static int csa__take_host_copies(csa_attn_params *p, const csa_tensor *cuq_host_view,
-                                 const csa_tensor *cukv_host_view) {
-  const csa_tensor *hv[2] = {cuq_host_view, cukv_host_view};
-  const csa_tensor *dv[2] = {&p->cu_seqlens_q, &p->cu_seqlens_kv};
-  const int32_t **hp[2] = {&p->cu_seqlens_q_host, &p->cu_seqlens_kv_host};
-  for (int i = 0; i < 2; i++) {
-    if (hv[i]->data == NULL)
-      continue;
-    /* A device tensor that is not int32 [B+1] is the caller's error, which
-     * validation names ("cu_seqlens_q must be int32, got int64"): the host
-     * values are not needed to say so. */
-    if (dv[i]->dtype != CSA_INT32 || dv[i]->ndim != 1)
-      continue;
-    if (hv[i]->device_type != CSA_DEVICE_CPU || hv[i]->dtype != CSA_INT32 || hv[i]->ndim != 1 ||
-        dv[i]->ndim != 1 || hv[i]->shape[0] != dv[i]->shape[0] ||
-        (hv[i]->shape[0] > 1 && hv[i]->strides[0] != 1)) {
-      PyErr_SetString(PyExc_ValueError,
-                      "cu_seqlens_q_host / cu_seqlens_kv_host must be contiguous int32 CPU "
-                      "tensors of the same length as cu_seqlens_q / cu_seqlens_kv");
-      return -1;
-    }
-    *hp[i] = (const int32_t *)hv[i]->data;
-  }
-  return 0;
-}
-
-/* Validation before the output exists: describe the output the call would
- * need (never written) so the same checks apply. */
-static void csa__describe_missing_out(csa_attn_params *p) {
-  p->out = p->q;
-  if (p->q.ndim == 3 && p->v.ndim == 3) {
-    p->out.shape[2] = p->v.shape[2];
-    p->out.strides[2] = 1;
-    p->out.strides[1] = p->v.shape[2];
-    p->out.strides[0] = p->q.shape[1] * p->v.shape[2];
-  }
 }
 
 /* Validate, or run the CPU / CUDA kernel: the status code. */
@@ -147,22 +82,24 @@ static PyObject *csa__py_attention(PyObject *self, PyObject *args, PyObject *kwa
 
   csa_attn_params p;
   memset(&p, 0, sizeof p);
-  csa__keepalive ka = {{0}, 0};
+  csa__py_keepalive ka = {{0}, 0};
   csa_tensor cuq_host_view, cukv_host_view;
   PyObject *result = NULL;
-  if (csa__view_opt(q, "q", 0, &p.q, &ka) < 0 || csa__view_opt(k, "k", 0, &p.k, &ka) < 0 ||
-      csa__view_opt(v, "v", 0, &p.v, &ka) < 0 ||
-      csa__view_opt(cu_q, "cu_seqlens_q", 0, &p.cu_seqlens_q, &ka) < 0 ||
-      csa__view_opt(cu_kv, "cu_seqlens_kv", 0, &p.cu_seqlens_kv, &ka) < 0 ||
-      csa__view_opt(out, "out", 1, &p.out, &ka) < 0 || csa__view_opt(lse, "lse", 1, &p.lse, &ka) < 0 ||
-      csa__view_opt(cu_q_host, "cu_seqlens_q (host copy)", 0, &cuq_host_view, &ka) < 0 ||
-      csa__view_opt(cu_kv_host, "cu_seqlens_kv (host copy)", 0, &cukv_host_view, &ka) < 0)
+  if (csa__py_view_opt(q, "q", 0, &p.q, &ka) < 0 ||
+      csa__py_view_opt(k, "k", 0, &p.k, &ka) < 0 ||
+      csa__py_view_opt(v, "v", 0, &p.v, &ka) < 0 ||
+      csa__py_view_opt(cu_q, "cu_seqlens_q", 0, &p.cu_seqlens_q, &ka) < 0 ||
+      csa__py_view_opt(cu_kv, "cu_seqlens_kv", 0, &p.cu_seqlens_kv, &ka) < 0 ||
+      csa__py_view_opt(out, "out", 1, &p.out, &ka) < 0 ||
+      csa__py_view_opt(lse, "lse", 1, &p.lse, &ka) < 0 ||
+      csa__py_view_opt(cu_q_host, "cu_seqlens_q (host copy)", 0, &cuq_host_view, &ka) < 0 ||
+      csa__py_view_opt(cu_kv_host, "cu_seqlens_kv (host copy)", 0, &cukv_host_view, &ka) < 0)
     goto done;
 
-  if (csa__take_host_copies(&p, &cuq_host_view, &cukv_host_view) < 0)
+  if (csa__py_take_host_copies(&p, &cuq_host_view, &cukv_host_view) < 0)
     goto done;
   if (which == 0 && out == Py_None)
-    csa__describe_missing_out(&p);
+    csa__py_describe_missing_out(&p);
   p.max_seqlen_q = max_q;
   p.max_seqlen_kv = max_kv;
   p.softmax_scale = scale;
@@ -177,7 +114,7 @@ static PyObject *csa__py_attention(PyObject *self, PyObject *args, PyObject *kwa
   }
   result = Py_NewRef(Py_None);
 done:
-  csa__keep_release(&ka);
+  csa__py_keep_release(&ka);
   return result;
 }
 

@@ -28,6 +28,7 @@
 #include <string.h>
 
 #include "csa/csa_cuda.h"
+#include "attn_params.h"
 #include "dlpack.h"
 #include "errors.h"
 
@@ -39,58 +40,6 @@ enum {
   CSA__RUN_CUDA_SANITIZED = 4,
   CSA__RUN_NARGS = 18
 };
-
-enum { CSA__RUN_NVIEWS = 11 };
-
-typedef struct {
-  PyObject *keep[CSA__RUN_NVIEWS];
-  int n;
-} csa__run_keep;
-
-static int csa__run_view(PyObject *obj, const char *name, int writable, csa_tensor *view,
-                         csa__run_keep *ka) {
-  memset(view, 0, sizeof *view);
-  if (obj == Py_None)
-    return 0;
-  PyObject *keep;
-  if (csa__py_tensor_view(obj, name, writable, view, &keep) < 0)
-    return -1;
-  ka->keep[ka->n++] = keep;
-  return 0;
-}
-
-/* Host copies are only handed on when they are what they claim (int32 CPU
- * arrays as long as the device arrays); anything else is refused, else
- * validation would read past them. */
-static int csa__run_host(csa_attn_params *p, const csa_tensor *hq, const csa_tensor *hk) {
-  const csa_tensor *hv[2] = {hq, hk};
-  const csa_tensor *dv[2] = {&p->cu_seqlens_q, &p->cu_seqlens_kv};
-  const int32_t **hp[2] = {&p->cu_seqlens_q_host, &p->cu_seqlens_kv_host};
-  for (int i = 0; i < 2; i++) {
-    if (hv[i]->data == NULL || dv[i]->dtype != CSA_INT32 || dv[i]->ndim != 1)
-      continue;
-    if (hv[i]->device_type != CSA_DEVICE_CPU || hv[i]->dtype != CSA_INT32 || hv[i]->ndim != 1 ||
-        hv[i]->shape[0] != dv[i]->shape[0] || (hv[i]->shape[0] > 1 && hv[i]->strides[0] != 1)) {
-      PyErr_SetString(PyExc_ValueError,
-                      "cu_seqlens_q_host / cu_seqlens_kv_host must be contiguous int32 CPU "
-                      "tensors of the same length as cu_seqlens_q / cu_seqlens_kv");
-      return -1;
-    }
-    *hp[i] = (const int32_t *)hv[i]->data;
-  }
-  return 0;
-}
-
-/* Validation without an output: describe the one the call would write. */
-static void csa__run_missing_out(csa_attn_params *p) {
-  p->out = p->q;
-  if (p->q.ndim == 3 && p->v.ndim == 3) {
-    p->out.shape[2] = p->v.shape[2];
-    p->out.strides[2] = 1;
-    p->out.strides[1] = p->v.shape[2];
-    p->out.strides[0] = p->q.shape[1] * p->v.shape[2];
-  }
-}
 
 /* The two int32 [B+1] halves of scratch, as the sanitizer's output views. */
 static int csa__run_scratch_views(const csa_attn_params *p, const csa_tensor *scratch,
@@ -149,22 +98,22 @@ static PyObject *csa__py_run(PyObject *self, PyObject *const *args, Py_ssize_t n
 
   csa_attn_params p;
   memset(&p, 0, sizeof p);
-  csa__run_keep ka = {{0}, 0};
+  csa__py_keepalive ka = {{0}, 0};
   csa_tensor hq, hk, scratch, flags;
   PyObject *result = NULL;
-  if (csa__run_view(args[1], "q", 0, &p.q, &ka) < 0 ||
-      csa__run_view(args[2], "k", 0, &p.k, &ka) < 0 ||
-      csa__run_view(args[3], "v", 0, &p.v, &ka) < 0 ||
-      csa__run_view(args[4], "cu_seqlens_q", 0, &p.cu_seqlens_q, &ka) < 0 ||
-      csa__run_view(args[5], "cu_seqlens_kv", 0, &p.cu_seqlens_kv, &ka) < 0 ||
-      csa__run_view(args[6], "out", 1, &p.out, &ka) < 0 ||
-      csa__run_view(args[7], "lse", 1, &p.lse, &ka) < 0 ||
-      csa__run_view(args[8], "cu_seqlens_q (host copy)", 0, &hq, &ka) < 0 ||
-      csa__run_view(args[9], "cu_seqlens_kv (host copy)", 0, &hk, &ka) < 0 ||
-      csa__run_view(args[16], "scratch", 1, &scratch, &ka) < 0 ||
-      csa__run_view(args[17], "flags", 1, &flags, &ka) < 0)
+  if (csa__py_view_opt(args[1], "q", 0, &p.q, &ka) < 0 ||
+      csa__py_view_opt(args[2], "k", 0, &p.k, &ka) < 0 ||
+      csa__py_view_opt(args[3], "v", 0, &p.v, &ka) < 0 ||
+      csa__py_view_opt(args[4], "cu_seqlens_q", 0, &p.cu_seqlens_q, &ka) < 0 ||
+      csa__py_view_opt(args[5], "cu_seqlens_kv", 0, &p.cu_seqlens_kv, &ka) < 0 ||
+      csa__py_view_opt(args[6], "out", 1, &p.out, &ka) < 0 ||
+      csa__py_view_opt(args[7], "lse", 1, &p.lse, &ka) < 0 ||
+      csa__py_view_opt(args[8], "cu_seqlens_q (host copy)", 0, &hq, &ka) < 0 ||
+      csa__py_view_opt(args[9], "cu_seqlens_kv (host copy)", 0, &hk, &ka) < 0 ||
+      csa__py_view_opt(args[16], "scratch", 1, &scratch, &ka) < 0 ||
+      csa__py_view_opt(args[17], "flags", 1, &flags, &ka) < 0)
     goto done;
-  if (csa__run_host(&p, &hq, &hk) < 0)
+  if (csa__py_take_host_copies(&p, &hq, &hk) < 0)
     goto done;
   const int missing_out = args[6] == Py_None;
   if (missing_out && kind != CSA__RUN_VALIDATE && kind != CSA__RUN_SANITIZE) {
@@ -172,7 +121,7 @@ static PyObject *csa__py_run(PyObject *self, PyObject *const *args, Py_ssize_t n
     goto done;
   }
   if (missing_out)
-    csa__run_missing_out(&p);
+    csa__py_describe_missing_out(&p);
   p.max_seqlen_q = max_q;
   p.max_seqlen_kv = max_kv;
   p.softmax_scale = (float)scale;
@@ -205,8 +154,7 @@ static PyObject *csa__py_run(PyObject *self, PyObject *const *args, Py_ssize_t n
   }
   result = Py_NewRef(Py_None);
 done:
-  for (int i = 0; i < ka.n; i++)
-    Py_DECREF(ka.keep[i]);
+  csa__py_keep_release(&ka);
   return result;
 }
 
