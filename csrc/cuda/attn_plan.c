@@ -17,7 +17,8 @@
 #include "cuda/attn_kernels.h"
 #include "cuda/attn_sm90_plan.h"
 
-/* Measured on H200 (bench/RESULTS.md, "Short-row tiles"): below this
+/* Measured on H200 (bench/RESULTS.md, "Tile variants and what bounds each
+ * workload"): below this
  * average query length per sequence the small tiles win (packed short
  * rows, several heads per CTA) over the long-row kernels; with the wide
  * tiles of large-shared-memory GPUs up to 384 rows at D <= 64 (where 256-row
