@@ -21,7 +21,7 @@
  * workload"): below this average query length per sequence the small tiles
  * win (packed short rows, several heads per CTA) over the long-row kernels;
  * with the wide tiles of large-shared-memory GPUs up to 384 rows at D <= 64
- * (where 256-row sequences still ran 1.1x faster, 512 even) and 128 at
+ * (256-row sequences still ran faster there, 512-row ones about even) and 128 at
  * D = 128. */
 #define CSA__SMALL_AVG_ROWS 96
 #define CSA__SMALLW_AVG_ROWS_D64 384
