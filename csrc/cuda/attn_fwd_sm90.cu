@@ -29,25 +29,28 @@
  * the same V bytes are the MN-major ("transposed") B operand of P V, so no
  * operand is ever transposed in memory.
  *
- * Warp specialization (CSA__SM90_WS, the default): 3 warpgroups.  The
+ * Warp specialization (CSA__SM90_WS, the default): 1 + WG warpgroups.  The
  * producer (warpgroup 0, setmaxnreg down to a few dozen registers) copies
- * Q once and then K/V blocks into a ring of STAGES buffers; two consumer
- * warpgroups (registers raised with setmaxnreg) own 64 query rows each and
- * run S = Q K^T, mask, online softmax and O += P V per block.  Hand-over is
- * by mbarriers: full[s] (the producer's 128 threads arrive once their
- * copies of stage s landed) and empty[s] (the 256 consumer threads arrive
- * once their products that read stage s are done), so the two consumers
- * never wait for each other and drift apart, one's softmax running under
- * the other's products.  Without WS every thread copies and a CTA barrier
- * per block publishes the stage (simpler, slower).
+ * Q once and then K/V blocks into a ring of STAGES buffers; WG consumer
+ * warpgroups (2 or 3 by tile configuration, attn_sm90_plan.h; registers
+ * raised with setmaxnreg) own 64 query rows each and run S = Q K^T, mask,
+ * online softmax and O += P V per block.  Hand-over is by mbarriers:
+ * full[s] (the producer's 128 threads arrive once their copies of stage s
+ * landed) and empty[s] (every consumer thread arrives once its products
+ * that read stage s are done), so the consumers never wait for each other
+ * and drift apart, one's softmax running under the others' products.
+ * Without WS every thread copies and a CTA barrier per block publishes the
+ * stage (simpler, slower).
  *
  * Loads: plain cp.async, 16 bytes per thread, written straight into the
- * swizzled layout.  A copying thread waits for its own copies
- * (cp.async.wait_group), fences them to the async proxy
- * (fence.proxy.async: wgmma reads shared memory through it), then arrives /
- * reaches the barrier.  The producer announces block j once block j + 1 is
- * issued (wait_group 1), so one block is always in flight behind the one
- * being announced.  Why not TMA: the rows a CTA needs start at arbitrary
+ * swizzled layout.  With ANNOUNCE (the default) each producer thread ends
+ * a block with cp.async.mbarrier.arrive, which arrives on full[s] when its
+ * copies have landed, and goes on to the next block at once; a consumer
+ * thread then fences the landed bytes to the async proxy (fence.proxy.async:
+ * wgmma reads shared memory through it) before its products.  Without, a
+ * producer thread waits for block j (cp.async.wait_group 1, once block
+ * j + 1 is issued), fences, then arrives: a block is announced one block
+ * late, which costs the ring a stage of lookahead.  Why not TMA: the rows a CTA needs start at arbitrary
  * packed positions with arbitrary token strides, and tensor maps would have
  * to be encoded on the host for every call (three maps, through the driver
  * API) — cp.async writes the same swizzled layout with no host work, and
@@ -78,15 +81,18 @@
  * combination (bench/RESULTS.md, "Hopper kernel"); the others are kept,
  * tested for correctness, for tuning:
  *   OVERLAP   each warpgroup's softmax of block j + 1 runs while its own
- *             P_j V_j is on the tensor cores (P double-buffered in
- *             registers).  Slower as built: at 232-240 registers the
- *             consumer loop spills.
- *   PINGPONG  the two consumer warpgroups take turns issuing their products
+ *             P_j V_j is on the tensor cores (one P buffer: the
+ *             probabilities wait in S until that product lands).  It needs
+ *             K of block j + 1 and V of block j at once; within a few
+ *             percent of no overlap on long-hd128, slower at D = 64.
+ *   PINGPONG  two consumer warpgroups take turns issuing their products
  *             (named barriers), so one's softmax covers the other's
  *             products.  Within noise of no turns without OVERLAP.
  *   PRODUCER_REGS  registers per thread the producer warpgroup keeps after
  *             setmaxnreg; the consumers get the rest of the CTA's launch
- *             share, (384 x 168 - 128 P) / 256 each (40 -> 232).
+ *             share: (NTH x LREGS - 128 P) / (NTH - 128) each, rounded
+ *             down to 8 (40 -> 232 with two consumer warpgroups, 152 with
+ *             three).
  */
 #ifndef CSA__SM90_OVERLAP
 #define CSA__SM90_OVERLAP 0
@@ -96,6 +102,15 @@
 #endif
 #ifndef CSA__SM90_PRODUCER_REGS
 #define CSA__SM90_PRODUCER_REGS 40
+#endif
+/* ANNOUNCE  1: the producer announces each K/V block as soon as its copies
+ *           land (cp.async.mbarrier.arrive), and every consumer thread
+ *           fences the landed bytes to the async proxy after its wait;
+ *           0: the producer waits for block it (cp.async.wait_group) once
+ *           block it + 1 is issued, fences, then arrives, i.e. one block
+ *           late, which takes one stage of lookahead away from the ring. */
+#ifndef CSA__SM90_ANNOUNCE
+#define CSA__SM90_ANNOUNCE 1
 #endif
 #ifndef CSA__SM90_OVERLAP_D64
 #define CSA__SM90_OVERLAP_D64 CSA__SM90_OVERLAP
@@ -114,6 +129,15 @@
 #endif
 #ifndef CSA__SM90_PRODUCER_REGS_D128
 #define CSA__SM90_PRODUCER_REGS_D128 CSA__SM90_PRODUCER_REGS
+#endif
+#ifndef CSA__SM90_OVERLAP_D128S
+#define CSA__SM90_OVERLAP_D128S CSA__SM90_OVERLAP
+#endif
+#ifndef CSA__SM90_PINGPONG_D128S
+#define CSA__SM90_PINGPONG_D128S CSA__SM90_PINGPONG
+#endif
+#ifndef CSA__SM90_PRODUCER_REGS_D128S
+#define CSA__SM90_PRODUCER_REGS_D128S CSA__SM90_PRODUCER_REGS
 #endif
 
 /* Two floats rounded to a packed 16-bit pair (lo in the low half). */
@@ -168,26 +192,31 @@ static __device__ __forceinline__ int csa__sm90_find_seq(const int32_t *cu, int 
  * Consumer warpgroup cwg computes rows [64 cwg, 64 cwg + 64) of the tile,
  * consumer warp cw rows [16 cw, 16 cw + 16).  D = D_v, a multiple of 64.
  */
-template <typename T, int D, bool OVERLAP, bool PINGPONG, int PREGS>
+template <typename T, int C, bool OVERLAP, bool PINGPONG, int PREGS>
 static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &a) {
   constexpr bool WS = CSA__SM90_WS != 0;
-  constexpr int CREGS = (384 * 168 - 128 * PREGS) / 256 / 8 * 8;
-  constexpr int NTH = CSA__SM90_THREADS, BM = CSA__SM90_BM, BN = CSA__SM90_BN,
+  constexpr int D = CSA__SM90_D(C), WG = CSA__SM90_WG(C);
+  constexpr int NTH = CSA__SM90_THREADS(C), BM = CSA__SM90_BM(C), BN = CSA__SM90_BN(C),
                 STAGES = CSA__SM90_STAGES;
+  /* Registers per thread at launch (one CTA per SM: the file's share,
+   * rounded down to the allocation unit of 8), and what the consumers get
+   * once the producer gave back all but PREGS of its own. */
+  constexpr int LREGS = 65536 / NTH / 8 * 8;
+  constexpr int CREGS = (NTH * LREGS - 128 * PREGS) / (NTH - 128) / 8 * 8;
   constexpr int NCP = WS ? 128 : NTH; /* threads that copy */
   constexpr int CPR = D / 8;          /* 16-byte chunks per row */
   constexpr uint32_t QBYTES = BM * D * 2, KVBYTES = BN * D * 2;
   static_assert(D % 64 == 0, "head dim must be a multiple of 64");
   static_assert(NCP % CPR == 0 && (BN * CPR) % NCP == 0 && (BM * CPR) % NCP == 0, "copy split");
   static_assert(STAGES >= 2, "the ring needs two stages");
-  static_assert(BM <= NCP, "row plan: one copying thread per row");
+  static_assert(BM <= NTH, "row plan: one thread per row");
   /* with turns, a warpgroup waits for block it + 1 before it releases
    * block it, and the producer announces block it + 1 only after issuing
    * block it + 2: a third stage keeps that from closing a cycle */
   static_assert(!(PINGPONG && WS) || STAGES >= 3, "turns need three stages");
-  static_assert(!(PINGPONG && WS) || CSA__SM90_WG == 2, "turns pair two warpgroups");
-  static_assert(!WS || (CSA__SM90_THREADS == 384 && PREGS % 8 == 0 && PREGS >= 24),
-                "register split assumes 1 producer + 2 consumer warpgroups");
+  static_assert(!(PINGPONG && WS) || WG == 2, "turns pair two warpgroups");
+  static_assert(!WS || (PREGS % 8 == 0 && PREGS >= 24 && CREGS <= 256),
+                "setmaxnreg takes multiples of 8 in [24, 256]");
 
   extern __shared__ __align__(1024) unsigned char csa__sm90_smem[];
   const uint32_t raw = csa__smem_u32(csa__sm90_smem);
@@ -279,6 +308,18 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
      * group is pending, make the landed bytes visible to the async proxy,
      * arrive on full. */
     csa__setmaxnreg_dec<PREGS>();
+    if (CSA__SM90_ANNOUNCE) {
+      /* block it (and, for it = 0, Q before it) announced when it lands */
+      for (int it = 0; it < nblocks; ++it) {
+        const int st = it % STAGES;
+        if (it >= STAGES)
+          csa__mbar_wait(sEmpty + 8 * st, (uint32_t)((it / STAGES) + 1) & 1u);
+        load_kv(it, st);
+        csa__cp_async_mbar_arrive(sFull + 8 * st);
+      }
+      csa__cp_async_wait_sm90<0>(); /* no copy outlives its thread */
+      return;
+    }
     for (int it = 0; it < nblocks; ++it) {
       const int st = it % STAGES;
       if (it >= STAGES)
@@ -328,6 +369,15 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
     s[i] = 0.0f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
   const float sl2 = a.scale_log2;
+  /* Wait until the stage behind mbarrier `bar` is full (phase `parity`).
+   * Copies announced by cp.async.mbarrier.arrive were made by the generic
+   * proxy and were not fenced by their thread: this thread orders them
+   * before its own wgmma reads (async proxy). */
+  auto wait_full = [&](uint32_t bar, uint32_t parity) {
+    csa__mbar_wait(bar, parity);
+    if (CSA__SM90_ANNOUNCE)
+      csa__fence_proxy_async();
+  };
 
   /* Does any row of this warpgroup see a key of block it? (uniform over
    * the warpgroup, as wgmma needs) */
@@ -382,10 +432,11 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
     pin_s();
     pin_o();
   };
-  /* Mask and online softmax of s (block starting at key kb) into pd, l and
-   * m; al0, al1 receive the factors 2^{c (m_old - m_new)} that o still needs
-   * (rescale). */
-  auto softmax = [&](int kb, uint32_t(&pd)[BN / 8][2], float &al0, float &al1) {
+  /* Mask and online softmax of s (block starting at key kb), in place: s
+   * receives the probabilities 2^{c s - c m} in fp32, l and m their running
+   * sum and max; al0, al1 the factors 2^{c (m_old - m_new)} that o still
+   * needs (rescale).  pack_p rounds them to the 16-bit P of P V. */
+  auto softmax_exp = [&](int kb, float &al0, float &al1) {
     /* Block-diagonal (+ causal) mask, only where some row's range does not
      * cover the whole block. */
     if (!(kb >= w_ksmax && kb + BN <= w_kemin)) {
@@ -425,17 +476,26 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
     float ls0 = 0.0f, ls1 = 0.0f;
 #pragma unroll
     for (int i = 0; i < BN / 8; ++i) {
-      const float p0 = csa__sm90_exp2(fmaf(s[4 * i], sl2, -mb0));
-      const float p1 = csa__sm90_exp2(fmaf(s[4 * i + 1], sl2, -mb0));
-      const float p2 = csa__sm90_exp2(fmaf(s[4 * i + 2], sl2, -mb1));
-      const float p3 = csa__sm90_exp2(fmaf(s[4 * i + 3], sl2, -mb1));
-      ls0 += p0 + p1;
-      ls1 += p2 + p3;
-      pd[i][0] = csa__sm90_pack2<T>(p0, p1);
-      pd[i][1] = csa__sm90_pack2<T>(p2, p3);
+      s[4 * i] = csa__sm90_exp2(fmaf(s[4 * i], sl2, -mb0));
+      s[4 * i + 1] = csa__sm90_exp2(fmaf(s[4 * i + 1], sl2, -mb0));
+      s[4 * i + 2] = csa__sm90_exp2(fmaf(s[4 * i + 2], sl2, -mb1));
+      s[4 * i + 3] = csa__sm90_exp2(fmaf(s[4 * i + 3], sl2, -mb1));
+      ls0 += s[4 * i] + s[4 * i + 1];
+      ls1 += s[4 * i + 2] + s[4 * i + 3];
     }
     l0 = fmaf(l0, al0, ls0);
     l1 = fmaf(l1, al1, ls1);
+  };
+  auto pack_p = [&](uint32_t(&pd)[BN / 8][2]) {
+#pragma unroll
+    for (int i = 0; i < BN / 8; ++i) {
+      pd[i][0] = csa__sm90_pack2<T>(s[4 * i], s[4 * i + 1]);
+      pd[i][1] = csa__sm90_pack2<T>(s[4 * i + 2], s[4 * i + 3]);
+    }
+  };
+  auto softmax = [&](int kb, uint32_t(&pd)[BN / 8][2], float &al0, float &al1) {
+    softmax_exp(kb, al0, al1);
+    pack_p(pd);
   };
   auto rescale = [&](float al0, float al1) {
     /* 2^0 = 1 exactly: rescale only when some row's max moved. */
@@ -452,60 +512,25 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
 
   if (OVERLAP && WS) {
     /*
-     * Softmax overlapped with the warpgroup's own products: a turn issues
-     * S_{it+1} = Q K_{it+1}^T and then P_it V_it as two wgmma groups; the
-     * softmax of block it + 1 starts as soon as the first group is done and
-     * runs while P_it V_it is still on the tensor cores; o is rescaled once
-     * that product has landed (o_new = (o + P_it V_it) 2^{c (m_it - m_it+1)}).
-     * P is double-buffered (p in flight, pn being written).  With TURNS the
-     * two warpgroups also take turns issuing (named barriers 1 and 2, as
-     * below), so one's softmax covers the other's products.
+     * Softmax overlapped with the warpgroup's own products (FlashAttention-3's
+     * intra-warpgroup schedule): a turn issues S_{it+1} = Q K_{it+1}^T and then
+     * P_it V_it as two wgmma groups; the softmax of block it + 1 starts as
+     * soon as the first group is done (wait_group 1) and runs while P_it V_it
+     * is still on the tensor cores.  Its probabilities stay in s, in fp32,
+     * until that product has landed: only then is o rescaled,
+     *   o_new = (o + P_it V_it) 2^{c (m_it - m_it+1)},
+     * and s packed into the one P buffer the next turn reads.  So the loop
+     * holds S, O and a single P (160 registers at D = 128), where a second
+     * P buffer would spill.  With TURNS the two warpgroups also take turns
+     * issuing (named barriers 1 and 2, as below), so one's softmax covers
+     * the other's products.
      */
     constexpr bool TURNS = PINGPONG;
     const int me = 1 + cwg, other = 2 - cwg;
-    uint32_t pn[BN / 8][2];
-    /* one turn: products of blocks it + 1 (S) and it (P V, from pc), then the
-     * softmax of block it + 1 into pnx */
-    auto step = [&](int it, uint32_t(&pc)[BN / 8][2], uint32_t(&pnx)[BN / 8][2]) {
-      const int st = it % STAGES, sn = (it + 1) % STAGES;
-      csa__mbar_wait(sFull + 8 * sn, (uint32_t)((it + 1) / STAGES) & 1u);
-      if (TURNS)
-        csa__named_barrier(me, 256);
-      csa__wgmma_fence();
-      issue_s(sn);
-      csa__wgmma_commit();
-      issue_pv(st, pc);
-      csa__wgmma_commit();
-      if (TURNS)
-        csa__named_arrive(other, 256);
-      csa__wgmma_wait<1>(); /* S_{it+1} landed; P_it V_it may still run */
-      pin_s();
-      float al0, al1;
-      softmax(c_lo + (it + 1) * BN, pnx, al0, al1);
-      csa__wgmma_wait<0>();
-      pin_o();
-#pragma unroll
-      for (int i = 0; i < BN / 8; ++i) /* pc stays live until its product is done */
-        asm volatile("" : "+r"(pc[i][0]), "+r"(pc[i][1])::"memory");
-      rescale(al0, al1);
-      csa__mbar_arrive(sEmpty + 8 * st); /* this thread is done with stage st */
-    };
-    /* the last block's P V, from pc */
-    auto last = [&](const uint32_t(&pc)[BN / 8][2]) {
-      const int st = (nblocks - 1) % STAGES;
-      if (TURNS)
-        csa__named_barrier(me, 256);
-      csa__wgmma_fence();
-      issue_pv(st, pc);
-      csa__wgmma_commit();
-      if (TURNS && cwg == 0)
-        csa__named_arrive(other, 256);
-      wait_all();
-    };
     if (nblocks > 0) {
       if (TURNS && cwg == 1)
         csa__named_arrive(1, 256);
-      csa__mbar_wait(sFull, 0u);
+      wait_full(sFull, 0u);
       if (TURNS)
         csa__named_barrier(me, 256);
       csa__wgmma_fence();
@@ -516,20 +541,51 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
       csa__wgmma_wait<0>();
       pin_s();
       float al0, al1;
-      softmax(c_lo, p, al0, al1); /* o is still 0: no rescale */
-      /* two blocks per trip so the P buffers swap roles without copies
-       * (a copied A operand would make the compiler serialize the wgmma) */
-      int it = 0;
-      for (; it + 2 < nblocks; it += 2) {
-        step(it, p, pn);
-        step(it + 1, pn, p);
+      softmax_exp(c_lo, al0, al1); /* o is still 0: no rescale */
+      pack_p(p);
+      for (int it = 0; it + 1 < nblocks; ++it) {
+        const int st = it % STAGES, sn = (it + 1) % STAGES;
+        wait_full(sFull + 8 * sn, (uint32_t)((it + 1) / STAGES) & 1u);
+        if (TURNS)
+          csa__named_barrier(me, 256);
+        csa__wgmma_fence();
+        issue_s(sn);
+        csa__wgmma_commit();
+        csa__wgmma_fence(); /* one fence per group: ptxas then tracks the
+                             * two groups apart, else it hoists the wait
+                             * for P V above the softmax */
+        issue_pv(st, p);
+        csa__wgmma_commit();
+        if (TURNS)
+          csa__named_arrive(other, 256);
+        csa__wgmma_wait<1>(); /* S_{it+1} landed; P_it V_it may still run */
+        pin_s();
+        softmax_exp(c_lo + (it + 1) * BN, al0, al1);
+        /* ptxas schedules the wait below as early as it can inside a basic
+         * block (it names no register of the softmax), which would run the
+         * softmax after P_it V_it instead of under it.  A branch on the row
+         * sums (never taken: l >= 0) ends the block after the last
+         * exponential, and ptxas does not move the wait across it. */
+        if (l0 < 0.0f || l1 < 0.0f)
+          asm volatile("nanosleep.u32 0;");
+        csa__wgmma_wait<0>();
+        pin_o();
+#pragma unroll
+        for (int i = 0; i < BN / 8; ++i) /* p stays live until its product is done */
+          asm volatile("" : "+r"(p[i][0]), "+r"(p[i][1])::"memory");
+        rescale(al0, al1);
+        pack_p(p);
+        csa__mbar_arrive(sEmpty + 8 * st); /* this thread is done with stage st */
       }
-      if (it + 1 < nblocks) {
-        step(it, p, pn);
-        last(pn);
-      } else {
-        last(p);
-      }
+      /* the last block's P V */
+      if (TURNS)
+        csa__named_barrier(me, 256);
+      csa__wgmma_fence();
+      issue_pv((nblocks - 1) % STAGES, p);
+      csa__wgmma_commit();
+      if (TURNS && cwg == 0)
+        csa__named_arrive(other, 256);
+      wait_all();
     }
   } else if (PINGPONG && WS) {
     /*
@@ -547,7 +603,7 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
     if (nblocks > 0) {
       if (cwg == 1)
         csa__named_arrive(1, 256);
-      csa__mbar_wait(sFull, 0u);
+      wait_full(sFull, 0u);
       csa__named_barrier(me, 256);
       csa__wgmma_fence();
       issue_s(0);
@@ -559,7 +615,7 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
         float al0, al1;
         softmax(c_lo + it * BN, p, al0, al1);
         rescale(al0, al1);
-        csa__mbar_wait(sFull + 8 * sn, (uint32_t)((it + 1) / STAGES) & 1u);
+        wait_full(sFull + 8 * sn, (uint32_t)((it + 1) / STAGES) & 1u);
         csa__named_barrier(me, 256);
         csa__wgmma_fence();
         issue_pv(st, p);
@@ -598,7 +654,7 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
     for (int it = 0; it < nblocks; ++it) {
       const int st = it % STAGES;
       if (WS) {
-        csa__mbar_wait(sFull + 8 * st, (uint32_t)(it / STAGES) & 1u);
+        wait_full(sFull + 8 * st, (uint32_t)(it / STAGES) & 1u);
       } else {
         csa__cp_async_wait_sm90<STAGES - 2>();
         csa__fence_proxy_async();
@@ -653,14 +709,16 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
  * fills shared memory), so the register cap at entry is the file's share
  * per thread, which setmaxnreg then moves from the producer to the
  * consumers. */
-#define CSA__SM90_ENTRY(NAME, T, D)                                                            \
-  extern "C" __global__ void __launch_bounds__(CSA__SM90_THREADS, 1)                           \
+#define CSA__SM90_ENTRY(NAME, T, C, K)                                                         \
+  extern "C" __global__ void __launch_bounds__(CSA__SM90_THREADS(C), 1)                        \
       NAME(const __grid_constant__ csa__cuda_attn_args a) {                                    \
-    csa__sm90_fwd<T, D, CSA__SM90_OVERLAP_D##D != 0, CSA__SM90_PINGPONG_D##D != 0,             \
-                  CSA__SM90_PRODUCER_REGS_D##D>(a);                                            \
+    csa__sm90_fwd<T, C, CSA__SM90_OVERLAP_##K != 0, CSA__SM90_PINGPONG_##K != 0,               \
+                  CSA__SM90_PRODUCER_REGS_##K>(a);                                             \
   }
 
-CSA__SM90_ENTRY(csa_attn_fwd_sm90_bf16_d64, __nv_bfloat16, 64)
-CSA__SM90_ENTRY(csa_attn_fwd_sm90_bf16_d128, __nv_bfloat16, 128)
-CSA__SM90_ENTRY(csa_attn_fwd_sm90_f16_d64, __half, 64)
-CSA__SM90_ENTRY(csa_attn_fwd_sm90_f16_d128, __half, 128)
+CSA__SM90_ENTRY(csa_attn_fwd_sm90_bf16_d64, __nv_bfloat16, 0, D64)
+CSA__SM90_ENTRY(csa_attn_fwd_sm90_bf16_d128, __nv_bfloat16, 1, D128)
+CSA__SM90_ENTRY(csa_attn_fwd_sm90_bf16_d128s, __nv_bfloat16, 2, D128S)
+CSA__SM90_ENTRY(csa_attn_fwd_sm90_f16_d64, __half, 0, D64)
+CSA__SM90_ENTRY(csa_attn_fwd_sm90_f16_d128, __half, 1, D128)
+CSA__SM90_ENTRY(csa_attn_fwd_sm90_f16_d128s, __half, 2, D128S)

@@ -98,6 +98,12 @@ static __device__ __forceinline__ void csa__cp_async_commit_sm90(void) {
 template <int N> static __device__ __forceinline__ void csa__cp_async_wait_sm90(void) {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
+/* Arrive on mbarrier `bar` once every cp.async this thread issued so far has
+ * landed, without waiting here (.noinc: the arrival is one of the count the
+ * barrier was initialised with). */
+static __device__ __forceinline__ void csa__cp_async_mbar_arrive(uint32_t bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
 
 /* Barrier among `count` threads (a multiple of 32) under hardware id `id`
  * (0 is __syncthreads'). */

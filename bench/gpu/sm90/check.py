@@ -33,7 +33,8 @@ class Args(ctypes.Structure):
         [(n, ctypes.c_int64) for n in ("q_st_t", "q_st_h", "k_st_t", "k_st_h", "v_st_t", "v_st_h",
                                        "o_st_t", "o_st_h", "lse_st_h", "lse_st_t")] + \
         [(n, ctypes.c_int32) for n in ("t_q", "t_kv", "heads", "heads_kv", "d", "dv", "batch",
-                                       "max_q", "max_kv", "causal", "vec", "small", "hpc")] + \
+                                       "max_q", "max_kv", "causal", "vec", "small", "hpc",
+                                       "stages")] + \
         [("scale", ctypes.c_float), ("scale_log2", ctypes.c_float)]
 
 
@@ -63,7 +64,7 @@ class Kernel:
         a.t_q, a.t_kv, a.heads, a.heads_kv = q.shape[0], k.shape[0], q.shape[1], k.shape[1]
         a.d, a.dv, a.batch = d, v.shape[2], cq.numel() - 1
         a.max_q, a.max_kv = min(max(mq, 0), q.shape[0]), min(max(mk, 0), k.shape[0])
-        a.causal, a.vec, a.small, a.hpc = int(causal), 1, 0, 1
+        a.causal, a.vec, a.small, a.hpc, a.stages = int(causal), 1, 0, 1, 2
         a.scale, a.scale_log2 = scale, scale * 1.4426950408889634
         return a
 

@@ -14,29 +14,44 @@ B=$H/build
 mkdir -p $B
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/gpu.txt"
 date -u | tee -a "$OUT/gpu.txt"
-NV="nvcc -cubin -gencode=arch=compute_90a,code=sm_90a -O3 -std=c++17 -Xptxas -v"
+NV="nvcc -cubin -gencode=arch=compute_90a,code=sm_90a -O3 -std=c++17 -Xptxas -v -Iinclude -Icsrc"
 SRC=csrc/cuda/attn_fwd_sm90.cu
 t0=$(date +%s)
 # Variants (compile-time knobs of attn_sm90_plan.h / attn_fwd_sm90.cu):
 #   ws     the default: producer warpgroup, consumers neither overlap nor
 #          take turns, producer at 40 registers
-#   pp     consumer turns (named barriers)
+#   pp     consumer turns (named barriers; turns pair two warpgroups, so
+#          the pp / ovpp variants keep two at D = 64)
 #   ovpp   softmax overlapped with the warpgroup's own P V, plus turns,
-#          producer at 24 registers;  ovpp40: at 40;  ov: overlap, no turns
+#          producer at 24 registers;  ovpp40: at 40;  ov / ov40: overlap,
+#          no turns (VARIANTS="ws ov" picks a subset)
+#   ws2    two consumer warpgroups at D = 64 too (128-row tiles)
 #   ws0    no producer warpgroup: every thread copies, one CTA barrier per block
-V="ws pp ovpp ovpp40 ov ws0"
+#   late   each K/V block announced one block late (after the next is issued)
+#   n64    64-key blocks;  w3n64: and 3 (D 128) / 4 (D 64) consumer warpgroups
+V="${VARIANTS:-ws ws2 pp ovpp ovpp40 ov ov40 ws0}"
 declare -A FLAGS=([ws]=""
-                  [pp]="-DCSA__SM90_PINGPONG=1"
-                  [ovpp]="-DCSA__SM90_OVERLAP=1 -DCSA__SM90_PINGPONG=1 -DCSA__SM90_PRODUCER_REGS=24"
-                  [ovpp40]="-DCSA__SM90_OVERLAP=1 -DCSA__SM90_PINGPONG=1"
+                  [pp]="-DCSA__SM90_PINGPONG=1 -DCSA__SM90_WG_D64=2"
+                  [ovpp]="-DCSA__SM90_OVERLAP=1 -DCSA__SM90_PINGPONG=1 -DCSA__SM90_PRODUCER_REGS=24 -DCSA__SM90_WG_D64=2"
+                  [ovpp40]="-DCSA__SM90_OVERLAP=1 -DCSA__SM90_PINGPONG=1 -DCSA__SM90_WG_D64=2"
                   [ov]="-DCSA__SM90_OVERLAP=1 -DCSA__SM90_PRODUCER_REGS=24"
-                  [ws0]="-DCSA__SM90_WS=0")
-# the launcher reads the block size from the plan, so ws0 needs its own
-declare -A LIB=([ovpp]=$B/libsm90.so [ov]=$B/libsm90.so [ovpp40]=$B/libsm90.so [ws]=$B/libsm90.so
-                [pp]=$B/libsm90.so [ws0]=$B/libsm90_ws0.so)
-for v in $V; do timeout 240 $NV ${FLAGS[$v]} -o $B/$v.cubin $SRC > $B/$v.log 2>&1 & done
-CC="gcc -std=c11 -O2 -Wall -Wextra -fPIC -shared -I/usr/local/cuda/include -Icsrc/cuda"
-$CC -o $B/libsm90.so $H/launch.c && $CC -DCSA__SM90_WS=0 -o $B/libsm90_ws0.so $H/launch.c
+                  [ov40]="-DCSA__SM90_OVERLAP=1"
+                  [ws2]="-DCSA__SM90_WG_D64=2"
+                  [ws0]="-DCSA__SM90_WS=0 -DCSA__SM90_WG_D64=2"
+                  [late]="-DCSA__SM90_ANNOUNCE=0"
+                  [n64]="-DCSA__SM90_BN_D64=64 -DCSA__SM90_BN_D128=64"
+                  [w3n64]="-DCSA__SM90_WG_D128=3 -DCSA__SM90_BN_D128=64 -DCSA__SM90_WG_D64=4 -DCSA__SM90_BN_D64=64")
+# the launcher reads the launch shape from the plan, so each variant gets
+# its own, built with the same knobs
+CC="gcc -std=c11 -O2 -Wall -Wextra -fPIC -shared -I/usr/local/cuda/include -Iinclude -Icsrc -Icsrc/cuda"
+declare -A LIB=()
+rc=0
+for v in $V; do
+  LIB[$v]=$B/lib_$v.so
+  timeout 240 $NV ${FLAGS[$v]} -o $B/$v.cubin $SRC > $B/$v.log 2>&1 &
+  $CC ${FLAGS[$v]} -o ${LIB[$v]} $H/launch.c || rc=1
+done
+(exit $rc)
 echo "launcher rc=$?"
 wait
 echo "cubins built in $(( $(date +%s) - t0 )) s"; ls -la $B
@@ -61,16 +76,16 @@ done
 echo "passing variants: ${GOOD[*]:-none}"
 for SAN in ${SANITIZE:-ws}; do
   echo "== memcheck ($SAN)"; timeout 120 compute-sanitizer --tool memcheck --error-exitcode 3 python3 $H/check.py \
-    --lib $B/libsm90.so --cubin $SAN=$B/$SAN.cubin --sanitize --watchdog 60 > "$OUT/memcheck_$SAN.txt" 2>&1
+    --lib ${LIB[$SAN]} --cubin $SAN=$B/$SAN.cubin --sanitize --watchdog 60 > "$OUT/memcheck_$SAN.txt" 2>&1
   echo "memcheck rc=$?"; grep -E "PASS|FAIL|HANG|ERROR SUMMARY" "$OUT/memcheck_$SAN.txt" | tail -6
   echo "== racecheck ($SAN)"; timeout 120 compute-sanitizer --tool racecheck --error-exitcode 3 python3 $H/check.py \
-    --lib $B/libsm90.so --cubin $SAN=$B/$SAN.cubin --sanitize --watchdog 60 > "$OUT/racecheck_$SAN.txt" 2>&1
+    --lib ${LIB[$SAN]} --cubin $SAN=$B/$SAN.cubin --sanitize --watchdog 60 > "$OUT/racecheck_$SAN.txt" 2>&1
   echo "racecheck rc=$?"; grep -E "PASS|FAIL|HANG|ERROR SUMMARY|RACECHECK SUMMARY|hazard" "$OUT/racecheck_$SAN.txt" | tail -6
 done
 K=""
 for v in "${GOOD[@]}"; do K="$K --cubin $v=$B/$v.cubin,${LIB[$v]}"; done
 if [ -n "$K" ]; then
-  echo "== bench"; timeout 150 python3 $H/check.py --lib $B/libsm90.so $K --bench 2>&1 | tee "$OUT/bench.txt"
+  echo "== bench"; timeout 150 python3 $H/check.py $K --bench 2>&1 | tee "$OUT/bench.txt"
 fi
 cuobjdump --dump-sass $B/ws.cubin | grep -oE "HGMMA\.[^ ]*|USETMAXREG[^ ]*" | sort | uniq -c > "$OUT/sass_summary.txt"
 cat "$OUT/sass_summary.txt"
