@@ -165,9 +165,9 @@ static const csa__native_rule csa__native_rules[] = {
      * FA2 varlen; short rows: packed multi-sequence tiles lead the
      * mem-efficient op; a few long sequences: the wgmma kernel beats the FA2
      * varlen op and the per-sequence path (which must cut its rows into
-     * chunks to keep memory within 1.05x the output); one long sequence
-     * (cuDNN per-sequence SDPA) and many long ones (FA2 varlen) stay with
-     * the torch tier. */
+     * chunks to keep memory within 1.05x the output), and so do many long
+     * ones (FA2 varlen is their fastest peer); one long sequence (cuDNN
+     * per-sequence SDPA) and other head dims stay with the torch tier. */
     {.device_type = CSA_DEVICE_CUDA, .sm_lo = 90, .sm_hi = 99,
      .max_head_dim = CSA_DISPATCH_SMALL_HEAD, .rows = -1, .before = CSA__FIRST,
      .evidence = "cuda sm90, D <= 32: native first (measured ahead of the fastest peer, "
@@ -181,10 +181,16 @@ static const csa__native_rule csa__native_rules[] = {
      .evidence = "cuda sm90, 2-8 long sequences, D 64/128: native first (the wgmma kernel "
                  "measured ahead of torch's FA2 varlen op and its memory-bounded "
                  "per-sequence path)"},
+    {.device_type = CSA_DEVICE_CUDA, .sm_lo = 90, .sm_hi = 99, .rows = CSA_ROWS_MANY_LONG,
+     .wgmma_shape = 1, .before = CSA__FIRST,
+     .evidence = "cuda sm90, many long sequences, D 64/128: native first (the wgmma kernel "
+                 "measured ahead of torch's FA2 varlen op on every wgmma-shaped workload, "
+                 "windows included)"},
     {.device_type = CSA_DEVICE_CUDA, .sm_lo = 90, .sm_hi = 99, .rows = -1,
      .before = CSA__LAST,
      .evidence = "cuda sm90: native last (one long sequence: cuDNN per-sequence SDPA "
-                 "measured ahead; many long sequences: torch's FA2 varlen op)"},
+                 "measured ahead; many long sequences of other head dims: torch's FA2 "
+                 "varlen op)"},
     {.device_type = CSA_DEVICE_CUDA, .sm_lo = 80, .sm_hi = 89, .rows = -1, .before = CSA__LAST,
      .evidence = "cuda sm80-89: native last (not measured on these GPUs)"},
     {.device_type = CSA_DEVICE_CUDA, .sm_lo = 100, .sm_hi = 1000, .rows = -1,

@@ -26,6 +26,14 @@
 #define CSA__SMALL_AVG_ROWS 96
 #define CSA__SMALLW_AVG_ROWS_D64 384
 #define CSA__SMALLW_AVG_ROWS_D128 128
+/* Where the Hopper kernel takes D = D_v = 64 (fp16 / bf16), the class
+ * reads (T_q / B + max_seqlen_q) / 2 against this instead: its long-row
+ * tiles win on mixed lengths whose longest sequences carry most of the
+ * work (16-512-row windows, mean 264: measured faster than the wide small
+ * tiles) and lose on equal lengths up to ~256 rows, and the mean of the
+ * average and the longest sequence tells the two apart with no device
+ * lengths. */
+#define CSA__SM90_MIXED_ROWS_D64 352
 /* Shared memory per block (opt-in) from which a GPU takes the wide short-row
  * tiles: 4 of their 55 KiB CTAs per SM need the 227 KiB of sm_90 / sm_100. */
 #define CSA__SMALLW_MIN_SMEM (200 * 1024)
@@ -156,11 +164,18 @@ static int csa__wide_ok(const csa__cuda_knobs *kn, const csa__cuda_call *c) {
 /* Rows class of the call: short (packed small tiles) when the average query
  * length T_q / B is below the threshold of the tiles this device takes. */
 static int csa__short_rows(const csa__cuda_knobs *kn, const csa__cuda_call *c,
-                           const csa__cuda_attn_args *a, int dmax) {
+                           const csa__cuda_attn_args *a, int dmax, int dtype) {
+  if (a->batch <= 0)
+    return 0;
+  if (kn->sm90 && c->dev->sm == 90 && a->d == 64 && a->dv == 64 &&
+      (dtype == CSA_FLOAT16 || dtype == CSA_BFLOAT16))
+    /* (T_q / B + max_q) / 2 <= rows, without the division */
+    return (int64_t)a->t_q + (int64_t)a->max_q * a->batch <=
+           2 * (int64_t)CSA__SM90_MIXED_ROWS_D64 * a->batch;
   int64_t avg = CSA__SMALL_AVG_ROWS;
   if (csa__wide_ok(kn, c) && dmax <= 128)
     avg = dmax <= 64 ? CSA__SMALLW_AVG_ROWS_D64 : CSA__SMALLW_AVG_ROWS_D128;
-  return a->batch > 0 && (int64_t)a->t_q <= avg * a->batch;
+  return (int64_t)a->t_q <= avg * a->batch;
 }
 
 /* The mma.sync tile: small if wanted and one fits D (the wide form where the
@@ -264,7 +279,7 @@ int csa__attn_plan_make(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
   p->arg = NULL;
   const int dmax = a->d > a->dv ? a->d : a->dv;
 
-  const int short_rows = csa__short_rows(kn, c, a, dmax);
+  const int short_rows = csa__short_rows(kn, c, a, dmax, dtype);
   int small = csa__want_small(kn, short_rows, dtype);
 
   if (csa__try_sm90(kn, small, c)) {

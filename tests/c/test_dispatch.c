@@ -159,6 +159,13 @@ static void test_priority(void) {
   h.head_dim = h.head_dim_v = 96;
   csa__dispatch_priority(&h, order);
   CSA_CHECK(order[0] != CSA_BACKEND_NATIVE, "sm90 few long D96: not first");
+  h.rows = CSA_ROWS_MANY_LONG;
+  csa__dispatch_priority(&h, order);
+  CSA_CHECK(order[0] != CSA_BACKEND_NATIVE, "sm90 many long D96: not first");
+  h.head_dim = h.head_dim_v = 64;
+  csa__dispatch_priority(&h, order);
+  CSA_CHECK(order[0] == CSA_BACKEND_NATIVE, "sm90 many long D64: native first");
+  h.head_dim = h.head_dim_v = 96;
   h.rows = CSA_ROWS_SHORT;
   csa__dispatch_priority(&h, order);
   CSA_CHECK(order[0] == CSA_BACKEND_NATIVE, "sm90 short rows: native first");

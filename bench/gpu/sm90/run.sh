@@ -85,7 +85,7 @@ done
 K=""
 for v in "${GOOD[@]}"; do K="$K --cubin $v=$B/$v.cubin,${LIB[$v]}"; done
 if [ -n "$K" ]; then
-  echo "== bench"; timeout 150 python3 $H/check.py $K --bench 2>&1 | tee "$OUT/bench.txt"
+  echo "== bench"; timeout 200 python3 $H/check.py $K --bench ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.txt"
 fi
 cuobjdump --dump-sass $B/ws.cubin | grep -oE "HGMMA\.[^ ]*|USETMAXREG[^ ]*" | sort | uniq -c > "$OUT/sass_summary.txt"
 cat "$OUT/sass_summary.txt"
