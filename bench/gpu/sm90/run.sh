@@ -28,6 +28,7 @@ t0=$(date +%s)
 #   ws2    two consumer warpgroups at D = 64 too (128-row tiles)
 #   ws0    no producer warpgroup: every thread copies, one CTA barrier per block
 #   late   each K/V block announced one block late (after the next is issued)
+#   keys0 / keysall  D 128 never / always takes the short-key tile
 #   n64    64-key blocks;  w3n64: and 3 (D 128) / 4 (D 64) consumer warpgroups
 V="${VARIANTS:-ws ws2 pp ovpp ovpp40 ov ov40 ws0}"
 declare -A FLAGS=([ws]=""
@@ -39,6 +40,8 @@ declare -A FLAGS=([ws]=""
                   [ws2]="-DCSA__SM90_WG_D64=2"
                   [ws0]="-DCSA__SM90_WS=0 -DCSA__SM90_WG_D64=2"
                   [late]="-DCSA__SM90_ANNOUNCE=0"
+                  [keys0]="-DCSA__SM90_SHORT_KEYS=0"
+                  [keysall]="-DCSA__SM90_SHORT_KEYS=1000000000"
                   [n64]="-DCSA__SM90_BN_D64=64 -DCSA__SM90_BN_D128=64"
                   [w3n64]="-DCSA__SM90_WG_D128=3 -DCSA__SM90_BN_D128=64 -DCSA__SM90_WG_D64=4 -DCSA__SM90_BN_D64=64")
 # the launcher reads the launch shape from the plan, so each variant gets
