@@ -551,9 +551,8 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
         csa__wgmma_fence();
         issue_s(sn);
         csa__wgmma_commit();
-        csa__wgmma_fence(); /* one fence per group: ptxas then tracks the
-                             * two groups apart, else it hoists the wait
-                             * for P V above the softmax */
+        csa__wgmma_fence(); /* each group behind its own fence (not
+                             * required: p was written before the first) */
         issue_pv(st, p);
         csa__wgmma_commit();
         if (TURNS)
