@@ -99,11 +99,18 @@ def case(device, lens, h, d, dtype):
 
 def kernel_alone(q, k, v, cq, ck, mq, mk):
     """The native kernel called from C with everything prepared: the floor
-    a dispatched call is compared with."""
+    a dispatched call is compared with.  CPU: one positional ``_C.run``
+    (capsules made once, so neither keyword parsing nor exports count);
+    CUDA: the launch."""
     from comfy_sparse_attn import _C
 
     x = _native._exporter()
     out = torch.empty(q.shape[0], q.shape[1], v.shape[2], dtype=q.dtype, device=q.device)
+    if q.device.type == "cpu" and hasattr(_C, "run"):
+        a = [x(t) for t in (q, k, v, cq, ck, out)]
+        threads = torch.get_num_threads()
+        return lambda: _C.run(_C.RUN_CPU, *a, None, None, None, int(mq), int(mk), 0.0, False,
+                              threads, 0, None, None)
     caps = dict(q=x(q), k=x(k), v=x(v), cu_seqlens_q=x(cq), cu_seqlens_kv=x(ck), out=x(out),
                 max_seqlen_q=int(mq), max_seqlen_kv=int(mk))
     if q.device.type == "cuda":
