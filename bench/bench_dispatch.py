@@ -1,11 +1,11 @@
 """Dispatch overhead and memory: auto dispatch against a direct call of the
 backend it chooses, per call, on CPU and (when present) CUDA.
 
-    python bench/bench_dispatch.py [--device cpu|cuda] [--iters N] [--rows N] [--clock wall|thread]
-                                   [--memory]
+    python bench/bench_dispatch.py [--device cpu|cuda] [--iters N] [--rounds N] [--rows N]
+                                   [--clock wall|thread] [--memory]
 
 Overhead is host time per call on a tiny input (so the kernel itself is
-short), the best of 15 interleaved rounds of N calls each; on CUDA the
+short), the best of 15 (--rounds) interleaved rounds of N calls each; on CUDA the
 rounds end with a synchronize and the direct call is the same torch path the
 torch tier would take (launch-bound, so host time is what a caller sees).
 Columns: auto with default arguments (CUDA: cu_seqlens sanitized on the
@@ -61,13 +61,15 @@ def native(q, k, v, cq, ck, mq, mk):
 
 
 CLOCK = time.perf_counter
+ROUNDS = 15
 
 
-def per_call_us(fns, iters, device, rounds=15):
+def per_call_us(fns, iters, device, rounds=None):
     """Host time per call of each fn, rounds interleaved (so load changes hit
     all alike); the minimum over rounds (the least-disturbed round).  CLOCK
     is wall time, or this thread's CPU time (--clock thread: on a loaded
     machine it leaves out the time other processes hold the core)."""
+    rounds = rounds or ROUNDS
     for fn in fns:
         for _ in range(20):
             fn()
@@ -205,13 +207,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default=None)
     ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=15,
+                    help="interleaved rounds; the best is kept (more on a loaded machine)")
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rows", type=int, default=3, help="run the first N inputs only")
     ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
                     help="thread: this thread's CPU time (CPU device, 1 thread, loaded machines)")
     a = ap.parse_args()
-    global CLOCK
+    global CLOCK, ROUNDS
+    ROUNDS = a.rounds
     if a.clock == "thread":
         CLOCK = time.thread_time
     if a.threads:

@@ -446,3 +446,19 @@ int csa__cuda_launch(csa__cuda_call *c, const csa__cuda_kernel *k, const unsigne
     return csa__cuda_fail(e, "cuLaunchKernel");
   return CSA_OK;
 }
+
+int csa__cuda_device_address(int ordinal, const void *host, void **dev) {
+  csa__cuda_call c;
+  int st = csa__cuda_begin(&c, ordinal);
+  if (st != CSA_OK)
+    return st;
+  csa__CUdeviceptr dp = 0;
+  const csa__CUresult e = c.api->PointerGetAttribute(&dp, CSA__CU_POINTER_ATTR_DEVICE_POINTER,
+                                                     (csa__CUdeviceptr)(uintptr_t)host);
+  csa__cuda_end(&c);
+  if (e != CSA__CUDA_SUCCESS || dp == 0)
+    return csa__error(CSA_EDEVICE, "host memory at %p has no address on CUDA device %d (not "
+                      "pinned)", host, ordinal);
+  *dev = (void *)(uintptr_t)dp;
+  return CSA_OK;
+}

@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "core/dispatch.h"
+#include "cuda/loader.h"
 #include "attn_params.h"
 #include "dlpack.h"
 #include "errors.h"
@@ -95,7 +96,8 @@ typedef struct csa__fast_entry {
   PyObject *out_kw;    /* {"dtype": q.dtype, "device": q.device} for torch.empty */
   PyObject *lse_kw;    /* {"dtype": torch.float32, "device": q.device} */
   PyObject *flag_keep; /* CUDA: owner of the sanitizer's flag word */
-  csa_tensor flag;     /* CUDA: the flag word as the sanitizer reads it */
+  csa_tensor flag;     /* CUDA: the flag word as the sanitizer writes it */
+  const volatile int32_t *flag_host; /* CUDA: the same word, read on the host */
 } csa__fast_entry;
 
 /* Everything fast_init binds once (borrowed from torch and dispatch). */
@@ -376,7 +378,13 @@ static int csa__fast_key_make(const csa__fast_args *a, PyObject *const *args,
   }
   f->grad = (uint8_t)grad;
 
+  /* The Python facts, borrowed: nothing from here to the lookup runs Python
+   * code (comfy_flags(), which may, is asked first), so they stay alive. */
   int bad = 0;
+  PyObject *comfy = csa__fast_comfy(comfy_owned);
+  if (comfy == NULL)
+    return -1;
+  key->obj[CSA__KEY_COMFY] = csa__fast_builtin(comfy, &bad);
   key->obj[CSA__KEY_BACKEND] = csa__fast_builtin(args[10], &bad);
   key->obj[CSA__KEY_CTX] = csa__fast_builtin(args[13], &bad);
   if (bad)
@@ -389,10 +397,6 @@ static int csa__fast_key_make(const csa__fast_args *a, PyObject *const *args,
     return -1;
   key->obj[CSA__KEY_ENV_BACKEND] = env_b != NULL ? csa__fast_builtin(env_b, &bad) : NULL;
   key->obj[CSA__KEY_ENV_EXACT] = env_e != NULL ? csa__fast_builtin(env_e, &bad) : NULL;
-  PyObject *comfy = csa__fast_comfy(comfy_owned);
-  if (comfy == NULL)
-    return -1;
-  key->obj[CSA__KEY_COMFY] = csa__fast_builtin(comfy, &bad);
   if (bad)
     return 1;
   key->hash = csa__fast_hash(f);
@@ -435,24 +439,30 @@ static PyObject *csa__fast_token(const csa__fast_key *key) {
  * can run Python code through a torch function mode). */
 typedef struct csa__fast_hit {
   int kind;
-  PyObject *record, *choice, *device, *out_kw, *lse_kw, *flag_keep;
+  PyObject *record, *choice, *adapter, *run_fn, *device, *out_kw, *lse_kw, *flag_keep;
   csa_tensor flag;
+  const volatile int32_t *flag_host;
 } csa__fast_hit;
 
 static void csa__fast_hit_take(csa__fast_hit *h, const csa__fast_entry *e) {
   h->kind = e->kind;
   h->record = Py_NewRef(e->record);
   h->choice = Py_NewRef(e->choice);
+  h->adapter = Py_NewRef(e->adapter);
+  h->run_fn = Py_NewRef(e->run_fn);
   h->device = Py_NewRef(e->device);
   h->out_kw = Py_NewRef(e->out_kw);
   h->lse_kw = Py_NewRef(e->lse_kw);
   h->flag_keep = Py_XNewRef(e->flag_keep);
   h->flag = e->flag;
+  h->flag_host = e->flag_host;
 }
 
 static void csa__fast_hit_drop(csa__fast_hit *h) {
   Py_XDECREF(h->record);
   Py_XDECREF(h->choice);
+  Py_XDECREF(h->adapter);
+  Py_XDECREF(h->run_fn);
   Py_XDECREF(h->device);
   Py_XDECREF(h->out_kw);
   Py_XDECREF(h->lse_kw);
@@ -605,7 +615,7 @@ static PyObject *csa__fast_run(const csa__fast_hit *h, PyObject *const *args, cs
   if (h->kind == CSA__FAST_CUDA) {
     /* An earlier call's device-side finding is raised by the full path
      * (plain read of pinned host memory, as _native.raise_pending does). */
-    if (*(volatile const int32_t *)h->flag.data != 0)
+    if (*h->flag_host != 0)
       return Py_NewRef(csa__fx.slow);
     void *stream = NULL;
     if (csa__fast_stream(p->q.device_id, &stream) < 0)
@@ -697,18 +707,17 @@ static PyObject *csa__py_fast_call(PyObject *self, PyObject *const *args, Py_ssi
     result = Py_NewRef(e->record);
     goto done;
   }
+  csa__fast_hit h;
+  csa__fast_hit_take(&h, e); /* e is not touched again */
   /* a patched adapter (tests, benchmarks) is called by the full path */
-  PyObject *run = PyObject_GetAttr(e->adapter, csa__fx.s_run);
-  if (run == NULL)
-    goto done;
-  Py_DECREF(run); /* only compared: the module keeps it */
-  if (run != e->run_fn) {
-    result = Py_NewRef(csa__fx.slow);
+  PyObject *run = PyObject_GetAttr(h.adapter, csa__fx.s_run);
+  if (run == NULL) {
+    csa__fast_hit_drop(&h);
     goto done;
   }
-  csa__fast_hit h;
-  csa__fast_hit_take(&h, e);
-  result = csa__fast_run(&h, args, &p, &ka, &key);
+  const int patched = run != h.run_fn;
+  Py_DECREF(run);
+  result = patched ? Py_NewRef(csa__fx.slow) : csa__fast_run(&h, args, &p, &ka, &key);
   if (result != NULL && result != csa__fx.slow)
     csa__fast_n_run++;
   csa__fast_hit_drop(&h);
@@ -747,6 +756,7 @@ static PyObject *csa__py_fast_remember(PyObject *self, PyObject *args, PyObject 
   csa_tensor flag_view;
   memset(&flag_view, 0, sizeof flag_view);
   PyObject *flag_keep = NULL;
+  const volatile int32_t *flag_host = NULL;
   if (kind == CSA__FAST_CUDA) {
     if (flag == Py_None) {
       PyErr_SetString(PyExc_ValueError, "fast_remember(): a CUDA entry needs the flag word");
@@ -760,9 +770,20 @@ static PyObject *csa__py_fast_remember(PyObject *self, PyObject *args, PyObject 
       PyErr_SetString(PyExc_ValueError, "fast_remember(): flag must be int32 [1]");
       return NULL;
     }
-    /* keep the tensor itself too: a capsule keeps it alive for us */
+    /* keep the object given (a capsule keeps its tensor alive) */
     Py_DECREF(flag_keep);
     flag_keep = Py_NewRef(flag);
+    flag_host = (const volatile int32_t *)flag_view.data;
+    /* The sanitizer writes the word through its device address, which it
+     * would otherwise look up on every call (pinned memory has one; the
+     * entry keeps the memory alive, so the answer stays true). */
+    void *dev = NULL;
+    if (flag_view.device_type == CSA_DEVICE_CPU &&
+        csa__cuda_device_address(k->facts.q_dev_id, flag_view.data, &dev) == CSA_OK) {
+      flag_view.data = dev;
+      flag_view.device_type = CSA_DEVICE_CUDA;
+      flag_view.device_id = k->facts.q_dev_id;
+    }
   }
   if (csa__fast_find(k) != NULL) {
     Py_XDECREF(flag_keep);
@@ -787,6 +808,7 @@ static PyObject *csa__py_fast_remember(PyObject *self, PyObject *args, PyObject 
   e->lse_kw = Py_NewRef(lse_kw);
   e->flag_keep = flag_keep;
   e->flag = flag_view;
+  e->flag_host = flag_host;
   csa__fast_entry **bucket = &csa__fast_table[k->hash % CSA__FAST_BUCKETS];
   e->next = *bucket;
   *bucket = e;

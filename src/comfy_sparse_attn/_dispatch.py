@@ -774,7 +774,8 @@ def _fast_init():
         exchange_api=getattr(torch.Tensor, "__dlpack_c_exchange_api__", None),
         to_dlpack=_export, empty=torch.empty, num_threads=torch.get_num_threads,
         grad_enabled=torch.is_grad_enabled,
-        raw_stream=lambda index: _native.raw_stream(index), capturing=_native.capturing,
+        raw_stream=lambda index: _native.raw_stream(index),
+        capturing=getattr(torch._C, "_cuda_isCurrentStreamCapturing", None) or _native.capturing,
         dispatch_ns=globals(), native_ns=vars(_native), comfy_ns=vars(_comfy),
         comfy_flags=_comfy.comfy_flags, env=_env_data, env_backend_key=_ENV_BACKEND_KEY,
         env_exact_key=_ENV_EXACT_KEY)
