@@ -18,7 +18,9 @@ When auto picks native, "kernel alone" is one C call with its arguments
 exported once and the output preallocated (on CUDA: the launch), and
 "host us" = auto - kernel alone: everything a dispatched call adds to the
 kernel (checks, decision, output allocation, the sanitizer launch on CUDA).
---rows 1 runs only the first (tiniest) input.  --memory (CUDA): peak extra
+--rows 1 runs only the first (smallest) input; --tiny runs instead 1
+sequence x 1 token with H 1, D 8, where the kernel is short enough for
+"host us" to be read directly.  --memory (CUDA): peak extra
 memory of auto dispatch on the standard GPU workloads, against the output
 size.
 """
@@ -122,12 +124,17 @@ def kernel_alone(q, k, v, cq, ck, mq, mk):
     return lambda: _C.attention("cpu", num_threads=threads, **caps)
 
 
-def overhead(device, iters, nrows=3):
+def overhead(device, iters, nrows=3, tiny=False):
     rows = []
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    for label, lens in (("1 seq x 16", [16]), ("64 seqs x 64", [64] * 64),
-                        ("64 seqs x 128", [128] * 64))[:nrows]:
-        q, k, v, cq, ck, mq, mk = case(device, lens, 4, 64, dtype)
+    inputs = (("1 seq x 16", [16], 4, 64), ("64 seqs x 64", [64] * 64, 4, 64),
+              ("64 seqs x 128", [128] * 64, 4, 64))[:nrows]
+    if tiny:
+        # a kernel of well under a microsecond: auto - kernel alone is then
+        # not lost in the kernel's own run-to-run spread
+        inputs = (("1 seq x 1 (H 1, D 8)", [1], 1, 8),)
+    for label, lens, h, d in inputs:
+        q, k, v, cq, ck, mq, mk = case(device, lens, h, d, dtype)
         csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
         chosen = csa.get_varlen_backend().backend
         if chosen == "native":
@@ -212,6 +219,8 @@ def main():
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rows", type=int, default=3, help="run the first N inputs only")
+    ap.add_argument("--tiny", action="store_true",
+                    help="one input only: 1 sequence x 1 token, H 1, D 8 (host time alone)")
     ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
                     help="thread: this thread's CPU time (CPU device, 1 thread, loaded machines)")
     a = ap.parse_args()
@@ -225,7 +234,7 @@ def main():
     print("# torch", torch.__version__, "|",
           torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "|",
           "threads", torch.get_num_threads())
-    overhead(dev, a.iters, a.rows)
+    overhead(dev, a.iters, a.rows, a.tiny)
     if a.memory and dev.type == "cuda":
         memory()
 

@@ -1,5 +1,6 @@
 """Backend dispatch: selection rules, overrides, ComfyUI flags, run-time
 fallback, reports, cross-backend agreement, thread safety, custom op."""
+import contextlib
 import logging
 import os
 import subprocess
@@ -1072,9 +1073,6 @@ def _change(monkeypatch, name, args):
     elif name == "lse":
         kw["return_lse"] = True
     return (q, k, v, cq, ck, mq, mk), kw, ctx
-
-
-import contextlib  # noqa: E402  (used by _change)
 
 
 @pytest.mark.parametrize("name", ["cu_kv not cu_q", "check_cu_seqlens", "backend=native",
