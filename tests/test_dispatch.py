@@ -1219,3 +1219,35 @@ def test_fast_table_is_bounded_and_cleared_by_reset():
     assert len(_dispatch._fast) == 1
     _dispatch._reset_for_tests()
     assert len(_dispatch._fast) == 0 and not _dispatch._fast
+
+
+@needs_native
+def test_fast_path_without_torchs_dlpack_c_table():
+    """Older torch has no __dlpack_c_exchange_api__: C reads the tensors
+    through capsules from torch's exporter instead, with the same results and
+    errors."""
+    _dispatch._bind_fast(torch, None)
+    try:
+        q, k, v, cq, ck, mq, mk = make_case([7, 0, 12], d=40, dv=24)
+        for _ in range(2):
+            out, lse = csa.dispatch_varlen_attention(q, k, v, cq, cq, mq, mk, causal=True,
+                                                     return_lse=True)
+        _stats()
+        q, k, v, cq, ck, mq, mk = make_case([7, 0, 12], d=40, dv=24, seed=4)
+        out, lse = csa.dispatch_varlen_attention(q, k, v, cq, cq, mq, mk, causal=True,
+                                                 return_lse=True)
+        assert _stats() == (1, 0, 0)
+        ref, ref_lse = reference(q, k, v, cq, cq, causal=True)
+        assert rel_err(out, ref) < TOL[torch.float32]
+        fin = torch.isfinite(ref_lse)
+        assert torch.allclose(lse.double()[fin], ref_lse[fin], atol=1e-4)
+        strided = torch.repeat_interleave(q, 2, dim=2)[..., ::2]  # same key, last stride 2
+        with pytest.raises(ValueError) as fast:
+            csa.dispatch_varlen_attention(strided, k, v, cq, cq, mq, mk, causal=True,
+                                          return_lse=True)
+        assert _stats() == (0, 0, 0)  # the C path ran validation, nothing else
+    finally:
+        _dispatch._fast_init()
+    with pytest.raises(ValueError) as full:
+        csa.dispatch_varlen_attention(strided, k, v, cq, cq, mq, mk, causal=True, return_lse=True)
+    assert str(fast.value) == str(full.value)

@@ -854,7 +854,8 @@ static PyObject *csa__py_fast_fail_next(PyObject *self, PyObject *args) {
  *           grad_enabled, raw_stream, capturing, dispatch_ns, native_ns,
  *           comfy_ns, comfy_flags, env, env_backend_key, env_exact_key)
  * -> None.  Binds torch's and dispatch's objects once;
- * exchange_api: torch.Tensor.__dlpack_c_exchange_api__ or None. */
+ * exchange_api: torch.Tensor.__dlpack_c_exchange_api__ (a capsule of a
+ * DLPack 1.x table) or None; anything else leaves the exporter in use. */
 static PyObject *csa__py_fast_init(PyObject *self, PyObject *args, PyObject *kwargs) {
   (void)self;
   static char *kwlist[] = {"tensor_type", "exchange_api", "to_dlpack",   "empty",
@@ -874,7 +875,7 @@ static PyObject *csa__py_fast_init(PyObject *self, PyObject *args, PyObject *kwa
     return NULL;
   }
   const csa__dl_exchange_api *xapi = NULL;
-  if (o[1] != Py_None) {
+  if (o[1] != Py_None && PyCapsule_IsValid(o[1], "dlpack_exchange_api")) {
     xapi = PyCapsule_GetPointer(o[1], "dlpack_exchange_api");
     if (xapi == NULL)
       return NULL;

@@ -767,11 +767,22 @@ def _fast_init():
     _tensor_type = torch.Tensor
     if _env_data is None:
         return  # no raw mapping to key the environment on: every call takes the full path
+    # torch >= 2.10 publishes a C table (a capsule) that reads a tensor's
+    # descriptor without making a capsule per tensor; without it (or in
+    # another form), C uses the exporter.
+    api = getattr(torch.Tensor, "__dlpack_c_exchange_api__", None)
+    if type(api) is not _Capsule:
+        api = None
+    try:
+        _bind_fast(torch, api)
+    except Exception as e:  # noqa: BLE001 - the full path serves every call then
+        log.debug("comfy_sparse_attn: the C fast path is off (%s: %s)", type(e).__name__, e)
+
+
+def _bind_fast(torch, api):
     _C.fast_init(
         tensor_type=torch.Tensor,
-        # torch >= 2.10: a C table that reads a tensor's descriptor without
-        # a capsule; older torch: the exporter
-        exchange_api=getattr(torch.Tensor, "__dlpack_c_exchange_api__", None),
+        exchange_api=api,
         to_dlpack=_export, empty=torch.empty, num_threads=torch.get_num_threads,
         grad_enabled=torch.is_grad_enabled,
         raw_stream=lambda index: _native.raw_stream(index),
