@@ -2,7 +2,7 @@
 backend it chooses, per call, on CPU and (when present) CUDA.
 
     python bench/bench_dispatch.py [--device cpu|cuda] [--iters N] [--rounds N] [--rows N]
-                                   [--clock wall|thread] [--memory]
+                                   [--tiny] [--split] [--clock wall|thread] [--memory]
 
 Overhead is host time per call on a tiny input (so the kernel itself is
 short), the best of 15 (--rounds) interleaved rounds of N calls each; on CUDA the
@@ -20,7 +20,9 @@ exported once and the output preallocated (on CUDA: the launch), and
 kernel (checks, decision, output allocation, the sanitizer launch on CUDA).
 --rows 1 runs only the first (smallest) input; --tiny runs instead 1
 sequence x 1 token with H 1, D 8, where the kernel is short enough for
-"host us" to be read directly.  --memory (CUDA): peak extra
+"host us" to be read directly.  --split times the pieces of one
+remembered auto call on that input (Python wrapper, C entry point,
+allocation, kernel).  --memory (CUDA): peak extra
 memory of auto dispatch on the standard GPU workloads, against the output
 size.
 """
@@ -180,6 +182,40 @@ def overhead(device, iters, nrows=3, tiny=False):
               % ((device,) + r))
 
 
+def split(device, iters, rounds=30):
+    """Where a remembered auto call's host time goes, on the --tiny input
+    (1 sequence x 1 token, H 1, D 8): each piece timed alone, all of them
+    interleaved round by round, the best round kept.  "fast_call" is the C
+    entry point without the Python function around it; with out= it
+    allocates nothing; "kernel alone" is the positional C run with
+    everything prepared (CPU) -- so auto - fast_call is the Python wrapper,
+    fast_call - (fast_call, out=) the allocation, and (fast_call, out=) -
+    kernel alone the key, lookup and tensor reads in C."""
+    from comfy_sparse_attn import _C
+
+    q, k, v, cq, ck, mq, mk = case(device, [1], 1, 8,
+                                   torch.float16 if device.type == "cuda" else torch.float32)
+    csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    out = torch.empty(1, 1, 8, dtype=q.dtype, device=device)
+    fns = {
+        "auto": lambda: csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk),
+        "auto, out=": lambda: csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, out=out),
+        "torch.empty (the output)": lambda: torch.empty(1, 1, 8, dtype=q.dtype, device=device),
+    }
+    if hasattr(_C, "fast_call"):
+        fns["fast_call"] = lambda: _C.fast_call(q, k, v, cq, ck, mq, mk, None, False, False,
+                                                None, None, False, None)
+        fns["fast_call, out="] = lambda: _C.fast_call(q, k, v, cq, ck, mq, mk, None, False,
+                                                      False, None, out, False, None)
+    if device.type == "cpu":
+        fns["kernel alone"] = kernel_alone(q, k, v, cq, ck, mq, mk)
+    t = per_call_us(list(fns.values()), iters, device, rounds)
+    print("\n| piece (1 seq x 1, H 1, D 8, %s) | us per call |" % device)
+    print("|---|---|")
+    for name, us in zip(fns, t):
+        print("| %s | %.2f |" % (name, us))
+
+
 def memory():
     from comfy_sparse_attn._workloads import lengths, read
 
@@ -219,6 +255,8 @@ def main():
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rows", type=int, default=3, help="run the first N inputs only")
+    ap.add_argument("--split", action="store_true",
+                    help="only where a remembered auto call's host time goes (--tiny input)")
     ap.add_argument("--tiny", action="store_true",
                     help="one input only: 1 sequence x 1 token, H 1, D 8 (host time alone)")
     ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
@@ -234,6 +272,9 @@ def main():
     print("# torch", torch.__version__, "|",
           torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "|",
           "threads", torch.get_num_threads())
+    if a.split:
+        split(dev, a.iters)
+        return
     overhead(dev, a.iters, a.rows, a.tiny)
     if a.memory and dev.type == "cuda":
         memory()

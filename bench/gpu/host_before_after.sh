@@ -10,9 +10,10 @@
 #             parent commit); "after" is the tree this script runs from.
 # Both are installed with pip --target into $WORK/before and $WORK/after and
 # imported through PYTHONPATH from outside the tree.  Then, twice, in the
-# order before, after: bench/gpu/host_profile.py on the workloads, then
-# bench/bench_dispatch.py --device cuda; last, the dispatch and native CUDA
-# tests with the after build.  Logs go to $OUT.
+# order before, after: bench/gpu/host_profile.py on the workloads; then
+# bench/bench_dispatch.py --device cuda (and --split: the pieces of one
+# remembered call); last, the dispatch and native CUDA tests with the after
+# build.  Logs go to $OUT.
 set -u
 FB=$(cd "$1" && pwd)
 BEFORE=$(cd "$2" && pwd)
@@ -53,6 +54,9 @@ for which in before after; do
   (cd "$WORK" && PYTHONPATH="$WORK/$which" timeout 150 python3 "$HERE/bench/bench_dispatch.py" \
      --device cuda --iters 100) > "$OUT/bench_dispatch_$which.log" 2>&1
   echo "rc=$?"
+  (cd "$WORK" && PYTHONPATH="$WORK/$which" timeout 60 python3 "$HERE/bench/bench_dispatch.py" \
+     --device cuda --iters 200 --split) >> "$OUT/bench_dispatch_$which.log" 2>&1
+  echo "rc=$? (--split)"
   grep -E "^\|" "$OUT/bench_dispatch_$which.log"
 done
 
