@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/internal.h"
 #include "cuda/attn_args.h"
 #include "cuda/attn_plan.h"
@@ -82,12 +83,7 @@ static void csa__plan_key_make(const csa__cuda_call *c, const csa__cuda_attn_arg
 }
 
 static unsigned csa__plan_hash(const csa__plan_key *k) {
-  /* FNV-1a over the key's bytes */
-  const unsigned char *b = (const unsigned char *)k;
-  uint32_t h = 2166136261u;
-  for (size_t i = 0; i < sizeof *k; i++)
-    h = (h ^ b[i]) * 16777619u;
-  return h % CSA__PLAN_SLOTS;
+  return (unsigned)(csa__hash_bytes(k, sizeof *k) % CSA__PLAN_SLOTS);
 }
 
 /* The plan of a call: remembered, or made (and remembered when it can be).

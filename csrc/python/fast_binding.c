@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "core/dispatch.h"
+#include "core/hash.h"
 #include "cuda/loader.h"
 #include "attn_params.h"
 #include "dlpack.h"
@@ -136,12 +137,7 @@ static int csa__fast_fail_next;
 /* ------------------------------------------------------------------------ */
 
 static uint64_t csa__fast_hash(const csa__fast_facts *f) {
-  /* FNV-1a over the bytes */
-  const unsigned char *b = (const unsigned char *)f;
-  uint64_t h = 14695981039346656037ull;
-  for (size_t i = 0; i < sizeof *f; i++)
-    h = (h ^ b[i]) * 1099511628211ull;
-  return h;
+  return csa__hash_bytes(f, sizeof *f);
 }
 
 /* Equal Python facts: the same object, or equal builtin values.  Only

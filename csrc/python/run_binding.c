@@ -1,5 +1,8 @@
 /*
- * run_binding.c — _C.run, the one Python -> C call of dispatch's fast path.
+ * run_binding.c — _C.run, one positional Python -> C call for a remembered
+ * decision whose backend runs in Python (dispatch's _fast_run: validate,
+ * sanitize, then the library), and the run step (csa__py_run_params) that
+ * it shares with the fully-C fast path (fast_binding.c).
  *
  *   run(kind, q, k, v, cu_q, cu_kv, out, lse, cu_q_host, cu_kv_host,
  *       max_seqlen_q, max_seqlen_kv, softmax_scale, causal, num_threads,
@@ -7,23 +10,11 @@
  *
  * Positional (METH_FASTCALL): a repeated call with an already-made decision
  * pays no keyword parsing.  The tensors are DLPack capsules (or objects with
- * __dlpack__); None for the optional ones.  kind (exported as RUN_*):
- *
- *   RUN_VALIDATE        validation only (out may be None)
- *   RUN_CPU             CPU kernel (its entry point validates first)
- *   RUN_CUDA            CUDA kernel on `stream` (likewise)
- *   RUN_SANITIZE        validate, then the cu_seqlens sanitizer writes clamped
- *                       copies into scratch[0 : B+1] (q) and
- *                       scratch[B+1 : 2(B+1)] (kv); no attention kernel
- *   RUN_CUDA_SANITIZED  RUN_SANITIZE, then the CUDA kernel reading the clamped
- *                       copies: two launches on `stream`, one call
- *
- * Validation always comes first, so invalid arguments never reach the
- * sanitizer (whose flag bits would then report a value problem for a call
- * that failed for another reason) nor a kernel.  scratch: int32 >= 2(B+1)
- * on q's CUDA device, owned by the caller and only ever used on `stream`
- * (stream order makes its reuse safe); flags: the sanitizer's violation
- * word (csa_cuda.h).
+ * __dlpack__); None for the optional ones.  kind (exported as RUN_*): what
+ * attn_params.h lists (validate; CPU or CUDA kernel; sanitize; sanitize
+ * then CUDA kernel).  scratch: int32 >= 2(B+1) on q's CUDA device, owned by
+ * the caller and only ever used on `stream` (stream order makes its reuse
+ * safe); flags: the sanitizer's violation word (csa_cuda.h).
  */
 #include <string.h>
 

@@ -6,9 +6,11 @@ the tensor's *own* device, ComfyUI's attention flags, whether autograd is
 recording, and the overrides.  The C core (``csrc/core/dispatch.c``) holds
 every backend's constraints as data and returns the candidates in priority
 order plus, for each backend left out, the reason.  That answer is cached
-per input signature, so a repeated call costs a dict lookup.
+per input signature, and a call that ran is remembered under a key of
+every fact it read: a repeated call is looked up in C first, and when the
+native kernel runs it, done there entirely (see "The fast path" below).
 
-Order of work in a call:
+Order of work in a call the full path decides:
 
 1. type checks (a ``TypeError`` naming the argument for anything that is
    not a tensor, or a meta tensor);
