@@ -1251,3 +1251,43 @@ def test_fast_path_without_torchs_dlpack_c_table():
     with pytest.raises(ValueError) as full:
         csa.dispatch_varlen_attention(strided, k, v, cq, cq, mq, mk, causal=True, return_lse=True)
     assert str(fast.value) == str(full.value)
+
+
+def test_fast_path_while_another_thread_clears_the_table():
+    """Remembered calls on several threads (the GIL is dropped while a
+    kernel runs) while another thread keeps forgetting every decision: each
+    call still gives the reference result (a hit holds what it uses of its
+    entry; an entry freed meanwhile is never read)."""
+    cases = [make_case([5, 9], d=16, seed=s) for s in range(3)] + \
+        [make_case([3, 3, 3], d=8, hkv=2, seed=7)]
+    refs = [reference(*c[:5])[0] for c in cases]
+    stop = threading.Event()
+    errors = []
+
+    def clearer():
+        while not stop.is_set():
+            _dispatch._fast.clear()
+
+    def worker(i):
+        try:
+            for n in range(150):
+                c = cases[(i + n) % len(cases)]
+                out = csa.dispatch_varlen_attention(*c)
+                if rel_err(out, refs[(i + n) % len(cases)]) > TOL[torch.float32]:
+                    errors.append(("wrong result", i, n))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    _stats()
+    t0 = threading.Thread(target=clearer)
+    t0.start()
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    stop.set()
+    t0.join()
+    assert not errors, errors[:3]
+    runs, records, misses = _stats()
+    assert misses > 0 and (runs + records) > 0, "both the C path and the full path ran"
