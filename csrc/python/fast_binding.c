@@ -128,8 +128,8 @@ static csa__fast_entry *csa__fast_table[CSA__FAST_BUCKETS];
 static long csa__fast_count;
 /* Calls served here, records handed to Python, misses (fast_stats). */
 static unsigned long long csa__fast_n_run, csa__fast_n_record, csa__fast_n_miss;
-/* Tests: the next n kernel runs here report CSA_EINTERNAL (a kernel failing
- * on valid input), so the failure handling can be exercised. */
+/* Tests: the next n kernel runs here fail as a kernel failing on valid
+ * input would (a RuntimeError), so the failure handling can be exercised. */
 static int csa__fast_fail_next;
 
 /* ------------------------------------------------------------------------ */
@@ -647,14 +647,13 @@ static PyObject *csa__fast_run(const csa__fast_hit *h, PyObject *const *args, cs
       goto done;
   }
 
-  int status = CSA_OK;
   if (csa__fast_fail_next > 0) {
     csa__fast_fail_next--;
     PyErr_SetString(PyExc_RuntimeError, "injected kernel failure (fast_fail_next)");
     result = csa__fast_failed(h);
     goto done;
   }
-  if (csa__py_run_params(run_kind, p, &scratch, &h->flag, &status) < 0) {
+  if (csa__py_run_params(run_kind, p, &scratch, &h->flag, NULL) < 0) {
     result = csa__fast_failed(h);
     goto done;
   }
