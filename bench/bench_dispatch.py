@@ -1,11 +1,11 @@
 """Dispatch overhead and memory: auto dispatch against a direct call of the
 backend it chooses, per call, on CPU and (when present) CUDA.
 
-    python bench/bench_dispatch.py [--device cpu|cuda] [--iters N] [--rows N] [--clock wall|thread]
-                                   [--memory]
+    python bench/bench_dispatch.py [--device cpu|cuda] [--iters N] [--rounds N] [--rows N]
+                                   [--tiny] [--split] [--clock wall|thread] [--memory]
 
 Overhead is host time per call on a tiny input (so the kernel itself is
-short), the best of 15 interleaved rounds of N calls each; on CUDA the
+short), the best of 15 (--rounds) interleaved rounds of N calls each; on CUDA the
 rounds end with a synchronize and the direct call is the same torch path the
 torch tier would take (launch-bound, so host time is what a caller sees).
 Columns: auto with default arguments (CUDA: cu_seqlens sanitized on the
@@ -18,7 +18,11 @@ When auto picks native, "kernel alone" is one C call with its arguments
 exported once and the output preallocated (on CUDA: the launch), and
 "host us" = auto - kernel alone: everything a dispatched call adds to the
 kernel (checks, decision, output allocation, the sanitizer launch on CUDA).
---rows 1 runs only the first (tiniest) input.  --memory (CUDA): peak extra
+--rows 1 runs only the first (smallest) input; --tiny runs instead 1
+sequence x 1 token with H 1, D 8, where the kernel is short enough for
+"host us" to be read directly.  --split times the pieces of one
+remembered auto call on that input (Python wrapper, C entry point,
+allocation, kernel).  --memory (CUDA): peak extra
 memory of auto dispatch on the standard GPU workloads, against the output
 size.
 """
@@ -61,13 +65,15 @@ def native(q, k, v, cq, ck, mq, mk):
 
 
 CLOCK = time.perf_counter
+ROUNDS = 15
 
 
-def per_call_us(fns, iters, device, rounds=15):
+def per_call_us(fns, iters, device, rounds=None):
     """Host time per call of each fn, rounds interleaved (so load changes hit
     all alike); the minimum over rounds (the least-disturbed round).  CLOCK
     is wall time, or this thread's CPU time (--clock thread: on a loaded
     machine it leaves out the time other processes hold the core)."""
+    rounds = rounds or ROUNDS
     for fn in fns:
         for _ in range(20):
             fn()
@@ -99,11 +105,18 @@ def case(device, lens, h, d, dtype):
 
 def kernel_alone(q, k, v, cq, ck, mq, mk):
     """The native kernel called from C with everything prepared: the floor
-    a dispatched call is compared with."""
+    a dispatched call is compared with.  CPU: one positional ``_C.run``
+    (capsules made once, so neither keyword parsing nor exports count);
+    CUDA: the launch."""
     from comfy_sparse_attn import _C
 
     x = _native._exporter()
     out = torch.empty(q.shape[0], q.shape[1], v.shape[2], dtype=q.dtype, device=q.device)
+    if q.device.type == "cpu" and hasattr(_C, "run"):
+        a = [x(t) for t in (q, k, v, cq, ck, out)]
+        threads = torch.get_num_threads()
+        return lambda: _C.run(_C.RUN_CPU, *a, None, None, None, int(mq), int(mk), 0.0, False,
+                              threads, 0, None, None)
     caps = dict(q=x(q), k=x(k), v=x(v), cu_seqlens_q=x(cq), cu_seqlens_kv=x(ck), out=x(out),
                 max_seqlen_q=int(mq), max_seqlen_kv=int(mk))
     if q.device.type == "cuda":
@@ -113,12 +126,17 @@ def kernel_alone(q, k, v, cq, ck, mq, mk):
     return lambda: _C.attention("cpu", num_threads=threads, **caps)
 
 
-def overhead(device, iters, nrows=3):
+def overhead(device, iters, nrows=3, tiny=False):
     rows = []
     dtype = torch.float16 if device.type == "cuda" else torch.float32
-    for label, lens in (("1 seq x 16", [16]), ("64 seqs x 64", [64] * 64),
-                        ("64 seqs x 128", [128] * 64))[:nrows]:
-        q, k, v, cq, ck, mq, mk = case(device, lens, 4, 64, dtype)
+    inputs = (("1 seq x 16", [16], 4, 64), ("64 seqs x 64", [64] * 64, 4, 64),
+              ("64 seqs x 128", [128] * 64, 4, 64))[:nrows]
+    if tiny:
+        # a kernel of well under a microsecond: auto - kernel alone is then
+        # not lost in the kernel's own run-to-run spread
+        inputs = (("1 seq x 1 (H 1, D 8)", [1], 1, 8),)
+    for label, lens, h, d in inputs:
+        q, k, v, cq, ck, mq, mk = case(device, lens, h, d, dtype)
         csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
         chosen = csa.get_varlen_backend().backend
         if chosen == "native":
@@ -164,6 +182,40 @@ def overhead(device, iters, nrows=3):
               % ((device,) + r))
 
 
+def split(device, iters, rounds=30):
+    """Where a remembered auto call's host time goes, on the --tiny input
+    (1 sequence x 1 token, H 1, D 8): each piece timed alone, all of them
+    interleaved round by round, the best round kept.  "fast_call" is the C
+    entry point without the Python function around it; with out= it
+    allocates nothing; "kernel alone" is the positional C run with
+    everything prepared (CPU) -- so auto - fast_call is the Python wrapper,
+    fast_call - (fast_call, out=) the allocation, and (fast_call, out=) -
+    kernel alone the key, lookup and tensor reads in C."""
+    from comfy_sparse_attn import _C
+
+    q, k, v, cq, ck, mq, mk = case(device, [1], 1, 8,
+                                   torch.float16 if device.type == "cuda" else torch.float32)
+    csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    out = torch.empty(1, 1, 8, dtype=q.dtype, device=device)
+    fns = {
+        "auto": lambda: csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk),
+        "auto, out=": lambda: csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, out=out),
+        "torch.empty (the output)": lambda: torch.empty(1, 1, 8, dtype=q.dtype, device=device),
+    }
+    if hasattr(_C, "fast_call"):
+        fns["fast_call"] = lambda: _C.fast_call(q, k, v, cq, ck, mq, mk, None, False, False,
+                                                None, None, False, None)
+        fns["fast_call, out="] = lambda: _C.fast_call(q, k, v, cq, ck, mq, mk, None, False,
+                                                      False, None, out, False, None)
+    if device.type == "cpu":
+        fns["kernel alone"] = kernel_alone(q, k, v, cq, ck, mq, mk)
+    t = per_call_us(list(fns.values()), iters, device, rounds)
+    print("\n| piece (1 seq x 1, H 1, D 8, %s) | us per call |" % device)
+    print("|---|---|")
+    for name, us in zip(fns, t):
+        print("| %s | %.2f |" % (name, us))
+
+
 def memory():
     from comfy_sparse_attn._workloads import lengths, read
 
@@ -198,13 +250,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default=None)
     ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--rounds", type=int, default=15,
+                    help="interleaved rounds; the best is kept (more on a loaded machine)")
     ap.add_argument("--memory", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--rows", type=int, default=3, help="run the first N inputs only")
+    ap.add_argument("--split", action="store_true",
+                    help="only where a remembered auto call's host time goes (--tiny input)")
+    ap.add_argument("--tiny", action="store_true",
+                    help="one input only: 1 sequence x 1 token, H 1, D 8 (host time alone)")
     ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
                     help="thread: this thread's CPU time (CPU device, 1 thread, loaded machines)")
     a = ap.parse_args()
-    global CLOCK
+    global CLOCK, ROUNDS
+    ROUNDS = a.rounds
     if a.clock == "thread":
         CLOCK = time.thread_time
     if a.threads:
@@ -213,7 +272,10 @@ def main():
     print("# torch", torch.__version__, "|",
           torch.cuda.get_device_name() if dev.type == "cuda" else "cpu", "|",
           "threads", torch.get_num_threads())
-    overhead(dev, a.iters, a.rows)
+    if a.split:
+        split(dev, a.iters)
+        return
+    overhead(dev, a.iters, a.rows, a.tiny)
     if a.memory and dev.type == "cuda":
         memory()
 

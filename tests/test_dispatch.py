@@ -1,5 +1,6 @@
 """Backend dispatch: selection rules, overrides, ComfyUI flags, run-time
 fallback, reports, cross-backend agreement, thread safety, custom op."""
+import contextlib
 import logging
 import os
 import subprocess
@@ -827,25 +828,49 @@ def test_kernel_failure_on_the_fast_path_falls_through_and_is_retried(monkeypatc
     args = make_case([5, 9], d=16)
     csa.dispatch_varlen_attention(*args)
     assert csa.get_varlen_backend().backend == "native"
-    real = _dispatch._C.run
-
-    def broken(kind, *a):
-        if kind == _dispatch._C.RUN_CPU:
-            raise RuntimeError("transient kernel hiccup")
-        return real(kind, *a)
-
-    monkeypatch.setattr(_dispatch._C, "run", broken)
-    with caplog.at_level(logging.WARNING, logger="comfy_sparse_attn"):
-        out = csa.dispatch_varlen_attention(*args)
+    C = _dispatch._C
+    C.fast_stats(True)
+    csa.dispatch_varlen_attention(*args)
+    assert C.fast_stats()[0] == 1, "the remembered native call runs in C"
+    C.fast_fail_next(1)  # the C path's kernel run fails as a kernel would
+    try:
+        with caplog.at_level(logging.WARNING, logger="comfy_sparse_attn"):
+            out = csa.dispatch_varlen_attention(*args)
+    finally:
+        C.fast_fail_next(0)
     ref, _ = reference(*args[:5])
     assert rel_err(out, ref) < TOL[torch.float32]
     assert csa.get_varlen_backend().backend == "sdpa"
-    assert "native" in caplog.text and "transient kernel hiccup" in caplog.text
+    assert "native" in caplog.text and "injected kernel failure" in caplog.text
     assert not _dispatch._fast, "a recorded failure must clear the remembered decisions"
-    monkeypatch.setattr(_dispatch._C, "run", real)
     monkeypatch.setattr(_dispatch.time, "monotonic", lambda: 1e12)  # the wait is over
     csa.dispatch_varlen_attention(*args)
     assert csa.get_varlen_backend().backend == "native" and not _dispatch._failed
+
+
+@needs_native
+@pytest.mark.parametrize("exc", ["oom", "interrupt"])
+def test_not_the_backends_fault_on_the_fast_path_marks_nothing(monkeypatch, exc):
+    """A failure that is the call's circumstances (out of memory; an
+    interrupt is no Exception) propagates from the C path and marks nothing."""
+    args = make_case([5, 9], d=16)
+    csa.dispatch_varlen_attention(*args)
+    n = len(_dispatch._fast)
+    real = _dispatch._fast_failed
+
+    def spy(e, err, device):
+        if exc == "interrupt":
+            raise KeyboardInterrupt
+        return real(e, MemoryError("out of memory"), device)
+
+    monkeypatch.setattr(_dispatch, "_fast_failed", spy)
+    _dispatch._C.fast_fail_next(1)
+    try:
+        with pytest.raises(KeyboardInterrupt if exc == "interrupt" else MemoryError):
+            csa.dispatch_varlen_attention(*args)
+    finally:
+        _dispatch._C.fast_fail_next(0)
+    assert not _dispatch._failed and len(_dispatch._fast) == n
 
 
 def test_patched_adapter_is_called_on_repeated_calls(monkeypatch):
@@ -886,20 +911,18 @@ def test_fast_path_per_thread_overrides():
     assert seen == [auto] * 3
 
 
-@pytest.mark.parametrize("name", ["native", "sdpa", "sdpa-host-lengths"])
+@pytest.mark.parametrize("name", ["sdpa", "sdpa-host-lengths"])
 def test_fast_path_device_branches_with_a_stand_in_device(monkeypatch, name):
-    """The CUDA branches of a remembered call (sanitize into the stream's
-    scratch, or the one host copy for backends that read host lengths), run
-    on CPU tensors with a stand-in sanitizer and stream."""
+    """The CUDA branches of a remembered call whose backend runs in Python
+    (sanitize into the stream's scratch, or the one host copy for backends
+    that read host lengths), run on CPU tensors with a stand-in sanitizer
+    and stream."""
     import ctypes
 
     from comfy_sparse_attn import _native
 
-    if name == "native" and not NATIVE_CPU:
-        pytest.skip("native CPU kernel not built")
     real = _dispatch._C.run
     C = _dispatch._C
-    x = _native._exporter()
     buf = torch.full((64,), -1, dtype=torch.int32)
     seen = []
 
@@ -908,14 +931,11 @@ def test_fast_path_device_branches_with_a_stand_in_device(monkeypatch, name):
         seen.append((kind, stream))
         real(C.RUN_VALIDATE, q, k, v, cq, ck, out, lse, hq, hk, mq, mk, scale, causal, 1, 0,
              None, None)
-        if kind in (C.RUN_SANITIZE, C.RUN_CUDA_SANITIZED):
+        if kind == C.RUN_SANITIZE:
             assert scratch is buf and flags is flag and stream == 7
             cq, ck = torch.from_dlpack(cq), torch.from_dlpack(ck)
             n = cq.shape[0]
             buf[:n], buf[n:2 * n] = cq, ck  # valid input: the clamped copy is the input
-            if kind == C.RUN_CUDA_SANITIZED:
-                real(C.RUN_CPU, q, k, v, x(buf[:n]), x(buf[n:2 * n]), out, lse, None, None, mq,
-                     mk, scale, causal, 1, 0, None, None)
 
     monkeypatch.setattr(C, "run", run)
     monkeypatch.setattr(_native, "raw_stream", lambda index: 7)
@@ -924,27 +944,24 @@ def test_fast_path_device_branches_with_a_stand_in_device(monkeypatch, name):
     flag = torch.zeros(1, dtype=torch.int32)
     flag_c = ctypes.c_int32.from_address(flag.data_ptr())
     monkeypatch.setitem(_native._flags, None, (flag, flag_c, flag))
-    backend = "native" if name == "native" else "sdpa"
-    ad = _dispatch._adapter(backend)
+    ad = _dispatch._adapter("sdpa")
     needs = (lambda *a: True) if name == "sdpa-host-lengths" else None
-    kind = C.RUN_CUDA_SANITIZED if name == "native" else C.RUN_SANITIZE
-    choice = _dispatch.BackendChoice(backend, "stand-in", {}, None)
-    e = _dispatch._Fast(backend, kind, choice, ad, ad.run, needs, True, flag_c, flag, ("k",))
+    choice = _dispatch.BackendChoice("sdpa", "stand-in", {}, None)
+    e = _dispatch._Fast("sdpa", C.RUN_SANITIZE, choice, ad, ad.run, needs, True, flag_c, flag,
+                        ("k",))
     q, k, v, cq, ck, mq, mk = make_case([5, 0, 9], [4, 3, 9], d=16)
     ref, _ = reference(q, k, v, cq, ck)
-    out = _dispatch._fast_run(e, q, k, v, cq, ck, mq, mk, None, False, False, None,
-                              q.shape[0], q.shape[1], v.shape[2])
+    out = _dispatch._fast_run(e, q, k, v, cq, ck, mq, mk, None, False, False, None)
     assert rel_err(out, ref) < TOL[torch.float32]
     assert csa.get_varlen_backend() is choice
     if name == "sdpa-host-lengths":
         assert seen == [(C.RUN_VALIDATE, 0)]  # the host copy is the check: no sanitizer
     else:
-        assert seen == [(kind, 7)]
+        assert seen == [(C.RUN_SANITIZE, 7)]
     flag_c.value = 1 << 1  # an earlier call's violation: raised before anything runs
     seen.clear()
     with pytest.raises(ValueError, match="cu_seqlens_q decreases"):
-        _dispatch._fast_run(e, q, k, v, cq, ck, mq, mk, None, False, False, None,
-                            q.shape[0], q.shape[1], v.shape[2])
+        _dispatch._fast_run(e, q, k, v, cq, ck, mq, mk, None, False, False, None)
     assert not seen and flag_c.value == 0
 
 
@@ -971,3 +988,306 @@ def test_sanitizer_scratch_is_per_stream_grows_and_is_fresh_while_capturing(monk
     fresh = _native.scratch(dev, 1, 5)
     assert fresh[1].data_ptr() != big[1].data_ptr()
     assert len(_native._scratch) == 2
+
+
+# --- the fast path in C: what it runs, what its key holds, what it reports ----------------------
+
+def _stats():
+    """(calls C ran, records it handed to Python, misses) since the last call."""
+    return _dispatch._C.fast_stats(True)
+
+
+@needs_native
+@pytest.mark.parametrize("form", ["plain", "out", "lse", "causal-gqa"])
+def test_remembered_native_call_runs_in_c(monkeypatch, form):
+    """A remembered native CPU call is done by C alone: the full path is not
+    entered, the output is fresh (or out itself), the LSE and the record
+    are what the full path gives."""
+    kw = {}
+    shape = dict(d=40, dv=24) if form != "causal-gqa" else dict(d=16, hkv=2)
+    if form == "lse":
+        kw["return_lse"] = True
+    if form == "causal-gqa":
+        kw["causal"] = True
+    q, k, v, cq, ck, mq, mk = make_case([7, 0, 12], **shape)
+    # (causal calls are remembered when one tensor holds both lengths: with
+    # two, whether they are equal is a value the key does not hold)
+    first = csa.dispatch_varlen_attention(q, k, v, cq, cq, mq, mk, softmax_scale=0.3, **kw)
+    choice = csa.get_varlen_backend()
+    assert choice.backend == "native"
+    monkeypatch.setattr(_dispatch, "_run", lambda *a, **k: pytest.fail("the full path ran"))
+    _stats()
+    for seed in (1, 2):
+        q, k, v, cq, ck, mq, mk = make_case([7, 0, 12], seed=seed, **shape)
+        out = poisoned(q, v) if form == "out" else None
+        res = csa.dispatch_varlen_attention(q, k, v, cq, cq, mq, mk, softmax_scale=0.3, out=out,
+                                            **kw)
+        o, lse = res if form == "lse" else (res, None)
+        ref, ref_lse = reference(q, k, v, cq, ck, softmax_scale=0.3,
+                                 causal=form == "causal-gqa")
+        assert rel_err(o, ref) < TOL[torch.float32]
+        if form == "out":
+            assert o is out
+        else:
+            assert o.data_ptr() != (first[0] if form == "lse" else first).data_ptr()
+        if lse is not None:
+            fin = torch.isfinite(ref_lse)
+            assert lse.dtype == torch.float32 and lse.shape == (4, 19)
+            assert torch.allclose(lse.double()[fin], ref_lse[fin], atol=1e-4)
+        assert csa.get_varlen_backend() is choice
+    assert _stats() == (2, 0, 0)
+
+
+def _change(monkeypatch, name, args):
+    """The call of test_fast_key_facts: (args, kwargs, context manager)."""
+    q, k, v, cq, ck, mq, mk = args
+    kw, ctx = {}, contextlib.nullcontext()
+    if name == "cu_kv not cu_q":
+        ck = ck.clone()
+    elif name == "check_cu_seqlens":
+        kw["check_cu_seqlens"] = True
+    elif name == "backend=native":
+        kw["backend"] = "native"
+    elif name == "backend=auto":
+        kw["backend"] = "auto"
+    elif name == "use_backend(exact)":
+        ctx = csa.use_backend(exact=True)
+    elif name == "use_backend(native)":
+        ctx = csa.use_backend("native")
+    elif name == "env backend":
+        monkeypatch.setenv(_dispatch.ENV_BACKEND, "native")
+    elif name == "env exact":
+        monkeypatch.setenv(_dispatch.ENV_EXACT, "1")
+    elif name == "comfy flags":
+        _fake_comfy(monkeypatch, use_pytorch_cross_attention=True)
+    elif name == "grad":
+        q = q.clone().requires_grad_(True)
+    elif name == "D_v":
+        v = torch.randn(v.shape[0], v.shape[1], 8)
+    elif name == "rows":
+        q, k, v, cq, ck, mq, mk = make_case([14], d=16)
+    elif name == "dtype":
+        q, k, v = q.double(), k.double(), v.double()
+    elif name == "causal":
+        kw["causal"] = True
+    elif name == "lse":
+        kw["return_lse"] = True
+    return (q, k, v, cq, ck, mq, mk), kw, ctx
+
+
+@pytest.mark.parametrize("name", ["cu_kv not cu_q", "check_cu_seqlens", "backend=native",
+                                  "backend=auto", "use_backend(exact)", "use_backend(native)",
+                                  "env backend", "env exact", "comfy flags", "grad", "D_v",
+                                  "rows", "dtype", "causal", "lse"])
+def test_fast_key_facts(monkeypatch, name):
+    """Every fact of the key, changed alone, makes a call the C table has not
+    seen (decided by the full path), and the remembered call is still found
+    afterwards."""
+    q, k, v, cq, _, mq, mk = make_case([5, 9], d=16)
+    base = (q, k, v, cq, cq, mq, mk)  # one tensor for both lengths
+    csa.dispatch_varlen_attention(*base)
+    _stats()
+    csa.dispatch_varlen_attention(*base)
+    assert sum(_stats()[:2]) == 1, "the base call is remembered"
+    args, kw, ctx = _change(monkeypatch, name, base)
+    with ctx:
+        try:
+            csa.dispatch_varlen_attention(*args, **kw)
+        except (csa.NoCapableBackendError, TypeError, ValueError):
+            pass  # e.g. float64 on a build whose backends refuse it: decided afresh anyway
+    assert _stats()[2] == 1, "%s must be a fact of the key" % name
+    monkeypatch.undo()
+    _comfy._reset_for_tests()
+    csa.dispatch_varlen_attention(*base)
+    assert _stats()[2] == 0
+
+
+@pytest.mark.parametrize("name", ["values", "out", "softmax_scale", "max_seqlen", "T_q",
+                                  "no_grad", "another cu tensor"])
+def test_fast_key_leaves_out_what_decides_nothing(name):
+    """Values, out=, the scale, max_seqlen, T_q within the rows class and
+    requires_grad under no_grad() decide nothing: the remembered call runs."""
+    base = make_case([5, 9], d=16)
+    csa.dispatch_varlen_attention(*base)
+    q, k, v, cq, ck, mq, mk = make_case([5, 9], d=16, seed=3)
+    kw, ctx = {}, contextlib.nullcontext()
+    if name == "out":
+        kw["out"] = poisoned(q, v)
+    elif name == "softmax_scale":
+        kw["softmax_scale"] = 0.5
+    elif name == "max_seqlen":
+        mq, mk = mq + 3, mk + 1
+    elif name == "T_q":
+        q, k, v, cq, ck, mq, mk = make_case([6, 11], d=16)
+    elif name == "no_grad":
+        q.requires_grad_(True)
+        ctx = torch.no_grad()
+    elif name == "another cu tensor":
+        cq, ck = cq.clone(), ck.clone()  # two tensors, as in the remembered call
+    _stats()
+    with ctx:
+        out = csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, **kw)
+    assert sum(_stats()[:2]) == 1 and _stats() == (0, 0, 0)
+    ref, _ = reference(q.detach(), k, v, cq, ck, softmax_scale=kw.get("softmax_scale"))
+    assert rel_err(out, ref) < TOL[torch.float32]
+
+
+@pytest.mark.parametrize("arg", ["softmax_scale", "max_seqlen_q", "max_seqlen_kv"])
+@pytest.mark.parametrize("value", ["zero", "negative", "nan", "float", "numpy", "str", "huge"])
+def test_scalar_arguments_on_a_remembered_call_behave_as_on_the_full_path(arg, value):
+    """Scalars C does not take as they are (floats for lengths, numpy
+    numbers, bad scales) go to the full path: the same result or error as
+    without any remembered decision."""
+    import numpy as np
+
+    good = make_case([3, 5], d=8)
+    for _ in range(2):
+        csa.dispatch_varlen_attention(*good)
+    q, k, v, cq, ck, mq, mk = good
+    kw = {"softmax_scale": None, "max_seqlen_q": mq, "max_seqlen_kv": mk}
+    base = kw[arg] if kw[arg] is not None else 0.25
+    kw[arg] = {"zero": 0, "negative": -1, "nan": float("nan"), "float": float(base),
+               "numpy": np.int32(base) if arg != "softmax_scale" else np.float32(base),
+               "str": "x", "huge": 10 ** 30}[value]
+
+    def call():
+        try:
+            return csa.dispatch_varlen_attention(q, k, v, cq, ck, **kw)
+        except Exception as e:  # noqa: BLE001 - compared below
+            return e
+
+    fast = call()
+    _dispatch._reset_for_tests()
+    full = call()
+    if isinstance(full, Exception):
+        assert type(fast) is type(full) and str(fast) == str(full)
+    else:
+        assert not isinstance(fast, Exception), fast
+        assert torch.equal(fast, full)
+
+
+@pytest.mark.parametrize("form", ["numpy", "meta", "int64", "rank", "dtype", "device-kind",
+                                  "noncontig"])
+@pytest.mark.parametrize("arg", [0, 2, 4, 5])
+def test_bad_tensors_on_a_remembered_call_say_what_the_full_path_says(form, arg):
+    """q, v, cu_seqlens_kv and out, each wrong in one way, after a remembered
+    call: C reports exactly the full path's error (or hands the call to it)."""
+    good = list(make_case([3, 5], d=8))
+    for _ in range(2):
+        csa.dispatch_varlen_attention(*good)
+    args = list(good)
+    out = poisoned(good[0], good[2])
+    x = out if arg == 5 else args[arg]
+    if form == "numpy":
+        x = x.numpy()
+    elif form == "meta":
+        x = torch.empty(x.shape, dtype=x.dtype, device="meta")
+    elif form == "int64":
+        x = x.long()
+    elif form == "rank":
+        x = x[None]
+    elif form == "dtype":
+        x = x.double()
+    elif form == "device-kind":
+        x = x.to(torch.complex64) if x.is_floating_point() else x.to(torch.int16)
+    else:
+        x = x.transpose(0, -1) if x.dim() > 1 else x.repeat_interleave(2)[::2]
+    if arg == 5:
+        out = x
+    else:
+        args[arg] = x
+
+    def call():
+        try:
+            return csa.dispatch_varlen_attention(*args, out=out)
+        except Exception as e:  # noqa: BLE001 - compared below
+            return e
+
+    fast = call()
+    _dispatch._reset_for_tests()
+    full = call()
+    if isinstance(full, Exception):
+        assert type(fast) is type(full) and str(fast) == str(full), (fast, full)
+    else:
+        assert not isinstance(fast, Exception), fast
+        assert torch.equal(fast, full)
+
+
+def test_fast_table_is_bounded_and_cleared_by_reset():
+    args = make_case([3, 5], d=8)
+    csa.dispatch_varlen_attention(*args)
+    assert len(_dispatch._fast) == 1
+    _dispatch._reset_for_tests()
+    assert len(_dispatch._fast) == 0 and not _dispatch._fast
+
+
+@needs_native
+def test_fast_path_without_torchs_dlpack_c_table():
+    """Older torch has no __dlpack_c_exchange_api__: C reads the tensors
+    through capsules from torch's exporter instead, with the same results and
+    errors."""
+    _dispatch._bind_fast(torch, None)
+    try:
+        q, k, v, cq, ck, mq, mk = make_case([7, 0, 12], d=40, dv=24)
+        for _ in range(2):
+            out, lse = csa.dispatch_varlen_attention(q, k, v, cq, cq, mq, mk, causal=True,
+                                                     return_lse=True)
+        _stats()
+        q, k, v, cq, ck, mq, mk = make_case([7, 0, 12], d=40, dv=24, seed=4)
+        out, lse = csa.dispatch_varlen_attention(q, k, v, cq, cq, mq, mk, causal=True,
+                                                 return_lse=True)
+        assert _stats() == (1, 0, 0)
+        ref, ref_lse = reference(q, k, v, cq, cq, causal=True)
+        assert rel_err(out, ref) < TOL[torch.float32]
+        fin = torch.isfinite(ref_lse)
+        assert torch.allclose(lse.double()[fin], ref_lse[fin], atol=1e-4)
+        strided = torch.repeat_interleave(q, 2, dim=2)[..., ::2]  # same key, last stride 2
+        with pytest.raises(ValueError) as fast:
+            csa.dispatch_varlen_attention(strided, k, v, cq, cq, mq, mk, causal=True,
+                                          return_lse=True)
+        assert _stats() == (0, 0, 0)  # the C path ran validation, nothing else
+    finally:
+        _dispatch._fast_init()
+    with pytest.raises(ValueError) as full:
+        csa.dispatch_varlen_attention(strided, k, v, cq, cq, mq, mk, causal=True, return_lse=True)
+    assert str(fast.value) == str(full.value)
+
+
+def test_fast_path_while_another_thread_clears_the_table():
+    """Remembered calls on several threads (the GIL is dropped while a
+    kernel runs) while another thread keeps forgetting every decision: each
+    call still gives the reference result (a hit holds what it uses of its
+    entry; an entry freed meanwhile is never read)."""
+    cases = [make_case([5, 9], d=16, seed=s) for s in range(3)] + \
+        [make_case([3, 3, 3], d=8, hkv=2, seed=7)]
+    refs = [reference(*c[:5])[0] for c in cases]
+    stop = threading.Event()
+    errors = []
+
+    def clearer():
+        while not stop.is_set():
+            _dispatch._fast.clear()
+
+    def worker(i):
+        try:
+            for n in range(150):
+                c = cases[(i + n) % len(cases)]
+                out = csa.dispatch_varlen_attention(*c)
+                if rel_err(out, refs[(i + n) % len(cases)]) > TOL[torch.float32]:
+                    errors.append(("wrong result", i, n))
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    _stats()
+    t0 = threading.Thread(target=clearer)
+    t0.start()
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    stop.set()
+    t0.join()
+    assert not errors, errors[:3]
+    runs, records, misses = _stats()
+    assert misses > 0 and (runs + records) > 0, "both the C path and the full path ran"

@@ -441,3 +441,85 @@ def test_remembered_call_has_zero_syncs_and_reports_violations_later():
     torch.cuda.synchronize()
     ref, _ = reference(q, k, v, cq.cpu(), ck.cpu())
     assert rel_err(out, ref) < TOL[torch.float16]
+
+
+# --- the remembered native call done in C (fast_binding.c) ---------------------------------------
+
+@pytest.mark.parametrize("form", ["plain", "out", "lse", "second stream"])
+def test_remembered_native_cuda_call_runs_in_c_with_zero_syncs(monkeypatch, form):
+    """A remembered native CUDA call is done by C alone (sanitizer + kernel on
+    the current stream, output from torch's allocator), with no sync, and
+    gives the reference result; a different T_q in the same rows class and
+    fresh values reuse the decision."""
+    from comfy_sparse_attn import _C, _native
+
+    if not _native.have_sanitizer():
+        pytest.skip("this build has no device sanitizer")
+    q, k, v, cq, ck, mq, mk = make_case([37, 0, 90], dtype=torch.float16, device=DEV, seed=11)
+    kw = {"return_lse": True} if form == "lse" else {}
+    csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk, **kw)
+    if csa.get_varlen_backend().backend != "native":
+        pytest.skip("auto does not pick native for this call here")
+    choice = csa.get_varlen_backend()
+    monkeypatch.setattr(_dispatch, "_run", lambda *a, **kw: pytest.fail("the full path ran"))
+    s = torch.cuda.Stream() if form == "second stream" else torch.cuda.current_stream()
+    s.wait_stream(torch.cuda.current_stream())
+    inputs = []
+    for seed in (12, 13):  # made before the sync check: copies from the host sync
+        x = make_case([37, 0, 90], dtype=torch.float16, device=DEV, seed=seed)
+        inputs.append((x, poisoned(x[0], x[2]) if form == "out" else None))
+    outs = []
+    _C.fast_stats(True)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.cuda.stream(s):
+            for i, (x, out) in enumerate(inputs):
+                if form == "second stream" and i == 0:
+                    # the first call on this stream has no scratch yet: the full path
+                    monkeypatch.undo()
+                res = csa.dispatch_varlen_attention(*x, out=out, **kw)
+                outs.append((x, res, out))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    runs = _C.fast_stats()[0]
+    assert runs == (1 if form == "second stream" else 2)
+    assert csa.get_varlen_backend() is choice or csa.get_varlen_backend() == choice
+    for x, res, out in outs:
+        o, lse = res if form == "lse" else (res, None)
+        if out is not None:
+            assert o is out
+        ref, ref_lse = reference(x[0], x[1], x[2], x[3].cpu(), x[4].cpu())
+        assert rel_err(o, ref) < TOL[torch.float16]
+        if lse is not None:
+            fin = torch.isfinite(ref_lse)
+            assert torch.allclose(lse.double().cpu()[fin], ref_lse[fin], atol=2e-2)
+
+
+def test_remembered_native_cuda_call_reports_a_violation_at_the_next_call():
+    """The C path sanitizes: a bad cu_seqlens on a remembered call is clamped,
+    reported by the next call (which the full path then takes), once."""
+    from comfy_sparse_attn import _C, _native
+
+    if not _native.have_sanitizer():
+        pytest.skip("this build has no device sanitizer")
+    q, k, v, cq, ck, mq, mk = make_case([40, 24], dtype=torch.float16, device=DEV, seed=21)
+    cq = cq.clone()
+    for _ in range(2):
+        csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    if csa.get_varlen_backend().backend != "native":
+        pytest.skip("auto does not pick native for this call here")
+    bad = cq.clone()
+    bad[-1] += 5  # cu_seqlens_q[-1] != T_q
+    _C.fast_stats(True)
+    csa.dispatch_varlen_attention(q, k, v, bad, ck, mq, mk)
+    assert _C.fast_stats()[0] == 1, "the remembered call ran in C"
+    torch.cuda.synchronize()
+    with pytest.raises(ValueError, match="cu_seqlens_q"):
+        csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    out = csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)
+    torch.cuda.synchronize()
+    ref, _ = reference(q, k, v, cq.cpu(), ck.cpu())
+    assert rel_err(out, ref) < TOL[torch.float16]

@@ -4,10 +4,16 @@ the loop), top functions by own time, plus the mean host time per call with
 and without the profiler.  Where the build has ``_C.run``, the host time
 of the C calls alone (arguments exported once, output preallocated) splits
 what is C's from what is Python's: the attention launch, the sanitizer
-launch, both in one call (what the native fast path makes), validation, and
-torch.empty of the output.
+launch, both in one call, validation, and torch.empty of the output.  Where
+the build has ``_C.fast_call`` (the remembered call done in C), it also
+times that call without the Python function around it, and says how many
+of the timed auto calls C served (``_C.fast_stats``).
 
     python3 bench/gpu/host_profile.py [workload,...]
+
+Before / after comparisons: run it once per build, e.g. with PYTHONPATH
+pointing at each install (bench/gpu/host_before_after.sh does both in one
+device call).
 """
 import cProfile
 import pstats
@@ -58,6 +64,10 @@ def c_split(q, k, v, cq, ck, mq, mk, n=50):
                                                     dtype=q.dtype, device=dev),
         "6 DLPack exports": lambda: [x(t) for t in (q, k, v, cq, ck, out)],
     }
+    if hasattr(_C, "fast_call"):
+        # the whole remembered call, entered from C (no Python function around it)
+        fns["C fast_call (whole call)"] = lambda: _C.fast_call(
+            q, k, v, cq, ck, mq, mk, None, False, False, None, None, False, None)
     for name, fn in fns.items():
         fn()
         print("  %-30s %6.1f us per call (host)" % (name, min(host_us(fn, n) for _ in range(5))))
@@ -83,8 +93,15 @@ def main():
         print("%s: backend %s; host %.1f us per call (queued), %.3f ms per call with the GPU"
               % (w.name, csa.get_varlen_backend().backend, t_host * 1e6, t_all * 1e3))
         auto = lambda: csa.dispatch_varlen_attention(q, k, v, cq, ck, mq, mk)  # noqa: E731
+        from comfy_sparse_attn import _C
+
+        stats = getattr(_C, "fast_stats", None)
+        if stats is not None:
+            stats(True)
         print("  %-30s %6.1f us per call (host, min of 5 x 50)" % (
             "auto", min(host_us(auto, 50) for _ in range(5))))
+        if stats is not None:
+            print("  %-30s %s" % ("C fast path (run, record, miss)", stats()))
         c_split(q, k, v, cq, ck, mq, mk)
         pr = cProfile.Profile()
         pr.enable()

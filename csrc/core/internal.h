@@ -44,6 +44,10 @@ typedef struct csa__attn_dims {
 int csa__attn_check(const csa_attn_params *p, int require_device,
                     csa__attn_dims *dims);
 
+/* csa_attn_cuda after its check: dims from csa__attn_check on exactly
+ * these params (the caller's own check, so a call is checked once). */
+int csa__attn_cuda_checked(const csa_attn_params *p, const csa__attn_dims *dims);
+
 /* Half-precision conversions (exact for bf16 -> f32 and f16 -> f32;
  * round-to-nearest-even for f32 -> bf16 / f16). */
 float csa__bf16_to_f32(uint16_t h);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/internal.h"
 #include "cuda/attn_args.h"
 #include "cuda/attn_plan.h"
@@ -35,15 +36,121 @@ static int32_t csa__clamp_len(int64_t max_seqlen, int64_t total) {
   return (int32_t)(max_seqlen < 0 ? 0 : (max_seqlen > total ? total : max_seqlen));
 }
 
+/* ------------------------------------------------------------------------
+ * Launch plans, remembered.
+ *
+ * csa__attn_plan_make is a function of the device, the dtype, the tuning
+ * knobs and the args struct alone (of its pointers only whether lse is
+ * written), and what it looks up for a device does not change once made
+ * (kernel handles, shared-memory grants, occupancy).  So the plan of a
+ * repeated call is taken from a small direct-mapped cache keyed by exactly
+ * those inputs (every non-pointer field of the args, whatever the plan reads
+ * of them) instead of being made again: no kernel-name lookup, no lock-held
+ * string compares, no occupancy queries on the hot path.  Plans that carry
+ * their own parameter block (plan.arg, built from this call's pointers) are
+ * never remembered.  A slot is read and written under the loader's lock
+ * (a few hundred bytes copied); a miss makes the plan outside it.
+ * ------------------------------------------------------------------------ */
+typedef struct csa__plan_key {
+  int ordinal, dtype;
+  csa__cuda_knobs knobs;
+  csa__cuda_attn_args args; /* pointers cleared; lse = 1 when written */
+} csa__plan_key;
+
+typedef struct csa__plan_slot {
+  int used;
+  csa__plan_key key;
+  csa__cuda_attn_args args; /* as the plan left them (its choices filled in) */
+  csa__cuda_kernel fn;
+  unsigned grid[3], block;
+  size_t smem;
+} csa__plan_slot;
+
+enum { CSA__PLAN_SLOTS = 128 };
+static csa__plan_slot csa__plans[CSA__PLAN_SLOTS];
+
+static void csa__plan_key_make(const csa__cuda_call *c, const csa__cuda_attn_args *a, int dtype,
+                               csa__plan_key *k) {
+  memset(k, 0, sizeof *k);
+  k->ordinal = c->dev->ordinal;
+  k->dtype = dtype;
+  k->knobs = *csa__cuda_knobs_get();
+  k->args = *a; /* a was zeroed before it was filled: padding compares equal */
+  k->args.q = k->args.k = k->args.v = NULL;
+  k->args.out = NULL;
+  k->args.cu_q = k->args.cu_kv = NULL;
+  k->args.lse = a->lse != NULL ? (float *)(uintptr_t)1 : NULL;
+}
+
+static unsigned csa__plan_hash(const csa__plan_key *k) {
+  return (unsigned)(csa__hash_bytes(k, sizeof *k) % CSA__PLAN_SLOTS);
+}
+
+/* The plan of a call: remembered, or made (and remembered when it can be).
+ * On a hit, a's plan fields (tile kind, heads per CTA, stages) are filled
+ * from the remembered call; its pointers stay this call's. */
+static int csa__attn_plan_get(csa__cuda_call *c, csa__cuda_attn_args *a, int dtype,
+                              csa__attn_plan *plan) {
+  csa__plan_key key;
+  csa__plan_key_make(c, a, dtype, &key);
+  const unsigned slot = csa__plan_hash(&key);
+  csa__plan_slot *s = &csa__plans[slot];
+  int hit = 0;
+  csa__cuda_lock();
+  if (s->used && memcmp(&s->key, &key, sizeof key) == 0) {
+    csa__cuda_attn_args mine = *a;
+    *a = s->args;
+    a->q = mine.q, a->k = mine.k, a->v = mine.v, a->out = mine.out, a->lse = mine.lse;
+    a->cu_q = mine.cu_q, a->cu_kv = mine.cu_kv;
+    plan->fn = s->fn;
+    memcpy(plan->grid, s->grid, sizeof plan->grid);
+    plan->block = s->block;
+    plan->smem = s->smem;
+    plan->arg = NULL;
+    hit = 1;
+  }
+  csa__cuda_unlock();
+  if (hit)
+    return CSA_OK;
+  int st = csa__attn_plan_make(c, a, dtype, plan);
+  if (st != CSA_OK || plan->arg != NULL)
+    return st;
+  csa__cuda_lock();
+  s->used = 1;
+  s->key = key;
+  s->args = *a;
+  s->fn = plan->fn;
+  memcpy(s->grid, plan->grid, sizeof s->grid);
+  s->block = plan->block;
+  s->smem = plan->smem;
+  csa__cuda_unlock();
+  return CSA_OK;
+}
+
+static int csa__no_kernels(void) {
+  return csa__error(CSA_ENOTSUP,
+                    "this build of comfy-sparse-attn has no CUDA kernels (built without nvcc "
+                    "or prebuilt fatbins, or with CSA_WITH_CUDA=OFF)");
+}
+
 int csa_attn_cuda(const csa_attn_params *p) {
   if (csa__n_fatbins == 0)
-    return csa__error(CSA_ENOTSUP,
-                      "this build of comfy-sparse-attn has no CUDA kernels (built without nvcc "
-                      "or prebuilt fatbins, or with CSA_WITH_CUDA=OFF)");
+    return csa__no_kernels();
   csa__attn_dims dims;
   int st = csa__attn_check(p, CSA_DEVICE_CUDA, &dims);
   if (st != CSA_OK)
     return st;
+  return csa__attn_cuda_checked(p, &dims);
+}
+
+int csa__attn_cuda_checked(const csa_attn_params *p, const csa__attn_dims *d) {
+  if (csa__n_fatbins == 0)
+    return csa__no_kernels();
+  if (p->q.device_type != CSA_DEVICE_CUDA)
+    return csa__error(CSA_EDEVICE, "this backend needs cuda tensors, but q is on %s",
+                      csa_device_name(p->q.device_type));
+  const csa__attn_dims dims = *d;
+  int st;
   if (dims.head_dim > 256 || dims.head_dim_v > 256)
     return csa__error(CSA_ENOTSUP,
                       "the CUDA kernel supports head dims up to 256, got D = %lld, D_v = %lld",
@@ -97,7 +204,7 @@ int csa_attn_cuda(const csa_attn_params *p) {
   if (st != CSA_OK)
     return st;
   csa__attn_plan plan;
-  st = csa__attn_plan_make(&c, &a, p->q.dtype, &plan);
+  st = csa__attn_plan_get(&c, &a, p->q.dtype, &plan);
   if (st == CSA_OK)
     st = csa__cuda_launch(&c, &plan.fn, plan.grid, plan.block, plan.smem, p->stream,
                           plan.arg != NULL ? plan.arg : (const void *)&a);

@@ -44,6 +44,29 @@ static void csa__lock_take(void) { pthread_mutex_lock(&csa__lock); }
 static void csa__lock_give(void) { pthread_mutex_unlock(&csa__lock); }
 #endif
 
+void csa__cuda_lock(void) { csa__lock_take(); }
+void csa__cuda_unlock(void) { csa__lock_give(); }
+
+/* Published values read without the lock.  A device slot's state and its
+ * kernel count only ever go forward, each written (under the lock) after
+ * what it publishes is complete, with release order; a reader that sees
+ * the new value with acquire order also sees what it covers.  So a call
+ * on a device already opened, looking up a kernel already found, takes no
+ * lock.  Compilers without the GNU atomics (MSVC, whose builds carry no
+ * kernels: csrc/cuda/sources.cmake) read under the lock instead. */
+#if defined(__GNUC__) || defined(__clang__)
+static int csa__read_published(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static void csa__publish(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+#else
+static int csa__read_published(const int *p) {
+  csa__lock_take();
+  const int v = *p;
+  csa__lock_give();
+  return v;
+}
+static void csa__publish(int *p, int v) { *p = v; } /* writers hold the lock */
+#endif
+
 enum { CSA__MAX_DEVICES = 64, CSA__MAX_MODULES = 8, CSA__MAX_KERNELS = 96, CSA__NAME = 64 };
 
 typedef struct {
@@ -209,7 +232,7 @@ int csa_cuda_status(int device_index, char *reason, size_t reason_size) {
 static void csa__dev_init(csa__devslot *s, int ordinal) {
   const csa__cuda_api *api = NULL;
   int sm = 0;
-  s->state = -1;
+  csa__publish(&s->state, -1);
   s->fail_status = csa__check(&api, ordinal, &sm, s->fail_msg, sizeof s->fail_msg);
   if (s->fail_status != CSA_OK)
     return;
@@ -233,7 +256,7 @@ static void csa__dev_init(csa__devslot *s, int ordinal) {
   }
   s->info.ordinal = ordinal;
   s->info.sm = sm;
-  s->state = 1;
+  csa__publish(&s->state, 1);
 }
 
 int csa__cuda_begin(csa__cuda_call *c, int ordinal) {
@@ -246,15 +269,23 @@ int csa__cuda_begin(csa__cuda_call *c, int ordinal) {
     return csa__error(st == CSA_OK ? CSA_EDEVICE : st, "%s", why);
   }
   csa__devslot *s = &csa__dev[ordinal];
-  csa__lock_take();
-  if (s->state == 0)
-    csa__dev_init(s, ordinal);
-  csa__lock_give();
-  if (s->state != 1)
-    return csa__error(s->fail_status, "%s", s->fail_msg);
+  if (csa__read_published(&s->state) != 1) {
+    csa__lock_take();
+    if (s->state == 0)
+      csa__dev_init(s, ordinal);
+    csa__lock_give();
+    if (s->state != 1)
+      return csa__error(s->fail_status, "%s", s->fail_msg);
+  }
   c->api = csa__cuda_api_get(NULL);
   c->dev = &s->info;
   c->slot = ordinal;
+  /* Torch keeps the device's primary context current on its threads, so
+   * this usually finds it and pushes nothing.  The question is still asked
+   * on every call (a thread-local read in the driver): the thread's context
+   * can change between two of our calls without our knowing
+   * (torch.cuda.set_device, another library's cuCtxPushCurrent), and a
+   * launch in the wrong context fails or, worse, runs on another device. */
   csa__CUcontext cur = NULL;
   csa__CUresult e = c->api->CtxGetCurrent(&cur);
   if (e != CSA__CUDA_SUCCESS)
@@ -344,6 +375,14 @@ int csa__cuda_find(csa__cuda_call *c, const char *module, const char *name,
   const int mi = csa__module_index(module);
   if (mi < 0)
     return csa__error(CSA_ENOTSUP, "this build has no %s kernels", module);
+  /* Kernels already found: published entries, no lock (csa__publish). */
+  const int published = csa__read_published(&s->nk);
+  for (int j = 0; j < published; j++)
+    if (s->k[j].module == mi && strcmp(s->k[j].name, name) == 0) {
+      k->fn = s->k[j].fn;
+      k->smem_set = &s->k[j].smem_set;
+      return CSA_OK;
+    }
   int st = CSA_OK;
   csa__lock_take();
   int i;
@@ -366,7 +405,7 @@ int csa__cuda_find(csa__cuda_call *c, const char *module, const char *name,
           memcpy(s->k[i].name, name, strlen(name) + 1);
           s->k[i].module = mi;
           s->k[i].smem_set = 48 * 1024;
-          s->nk++;
+          csa__publish(&s->nk, s->nk + 1);
         }
       }
     }
@@ -380,6 +419,10 @@ int csa__cuda_find(csa__cuda_call *c, const char *module, const char *name,
 }
 
 int csa__cuda_set_smem(csa__cuda_call *c, csa__cuda_kernel *k, size_t dyn_smem) {
+  /* The grant only grows (published like the kernel count): a call within
+   * it takes no lock. */
+  if ((size_t)csa__read_published(k->smem_set) >= dyn_smem)
+    return CSA_OK;
   int st = CSA_OK;
   csa__lock_take();
   if ((size_t)*k->smem_set < dyn_smem) {
@@ -388,7 +431,7 @@ int csa__cuda_set_smem(csa__cuda_call *c, csa__cuda_kernel *k, size_t dyn_smem) 
     if (e != CSA__CUDA_SUCCESS)
       st = csa__cuda_fail(e, "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)");
     else
-      *k->smem_set = (int)dyn_smem;
+      csa__publish(k->smem_set, (int)dyn_smem);
   }
   csa__lock_give();
   return st;
@@ -401,5 +444,21 @@ int csa__cuda_launch(csa__cuda_call *c, const csa__cuda_kernel *k, const unsigne
                                          (unsigned)dyn_smem, (csa__CUstream)stream, params, NULL);
   if (e != CSA__CUDA_SUCCESS)
     return csa__cuda_fail(e, "cuLaunchKernel");
+  return CSA_OK;
+}
+
+int csa__cuda_device_address(int ordinal, const void *host, void **dev) {
+  csa__cuda_call c;
+  int st = csa__cuda_begin(&c, ordinal);
+  if (st != CSA_OK)
+    return st;
+  csa__CUdeviceptr dp = 0;
+  const csa__CUresult e = c.api->PointerGetAttribute(&dp, CSA__CU_POINTER_ATTR_DEVICE_POINTER,
+                                                     (csa__CUdeviceptr)(uintptr_t)host);
+  csa__cuda_end(&c);
+  if (e != CSA__CUDA_SUCCESS || dp == 0)
+    return csa__error(CSA_EDEVICE, "host memory at %p has no address on CUDA device %d (not "
+                      "pinned)", host, ordinal);
+  *dev = (void *)(uintptr_t)dp;
   return CSA_OK;
 }

@@ -73,6 +73,19 @@ int csa__cuda_set_smem(csa__cuda_call *c, csa__cuda_kernel *k, size_t dyn_smem);
 int csa__cuda_launch(csa__cuda_call *c, const csa__cuda_kernel *k, const unsigned grid[3],
                      unsigned block, size_t dyn_smem, void *stream, const void *arg);
 
+/* The address kernels on device ordinal use for host memory `host`:
+ * pinned (page-locked) memory has one (under unified addressing usually the
+ * host address itself); pageable memory has none (CSA_EDEVICE).  Valid as
+ * long as the memory stays allocated and pinned: a caller that keeps the
+ * answer keeps the memory alive with it. */
+int csa__cuda_device_address(int ordinal, const void *host, void **dev);
+
+/* The loader's lock, for caches of its callers that must stay consistent
+ * with the kernels it hands out (e.g. attn_cuda.c's launch plans); held
+ * only for a few copies, never around a driver call. */
+void csa__cuda_lock(void);
+void csa__cuda_unlock(void);
+
 /* CSA_ECUDA with "CUDA error in <what>: CUDA_ERROR_X (text)". */
 int csa__cuda_fail(csa__CUresult e, const char *what);
 

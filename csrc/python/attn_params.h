@@ -41,4 +41,31 @@ int csa__py_take_host_copies(csa_attn_params *p, const csa_tensor *hq, const csa
  * checks apply. */
 void csa__py_describe_missing_out(csa_attn_params *p);
 
+/* What one run step does (run_binding.c; _C.run and the fast path both
+ * take it):
+ *   RUN_VALIDATE        validation only (out may be described, not given)
+ *   RUN_CPU             CPU kernel (its entry point validates first)
+ *   RUN_CUDA            CUDA kernel on p->stream (likewise)
+ *   RUN_SANITIZE        validate, then the cu_seqlens sanitizer writes clamped
+ *                       copies into scratch[0 : B+1] (q) and
+ *                       scratch[B+1 : 2(B+1)] (kv); no attention kernel
+ *   RUN_CUDA_SANITIZED  RUN_SANITIZE, then the CUDA kernel reading the clamped
+ *                       copies: two launches on p->stream, one check */
+enum {
+  CSA__RUN_VALIDATE = 0,
+  CSA__RUN_CPU = 1,
+  CSA__RUN_CUDA = 2,
+  CSA__RUN_SANITIZE = 3,
+  CSA__RUN_CUDA_SANITIZED = 4
+};
+
+/* Runs `kind` on filled params (GIL held; dropped while a kernel runs or
+ * launches).  Validation always comes first, so invalid arguments never
+ * reach the sanitizer (whose flag bits would then report a value problem
+ * for a call that failed for another reason) nor a kernel.  0, or -1 with
+ * the Python exception set; *status (may be NULL) receives the C status
+ * (CSA_EINVAL for a bad scratch buffer). */
+int csa__py_run_params(int kind, csa_attn_params *p, const csa_tensor *scratch,
+                       const csa_tensor *flags, int *status);
+
 #endif /* CSA_PYTHON_ATTN_PARAMS_H */

@@ -79,6 +79,27 @@ done:
   return capsule;
 }
 
+int csa__py_view_from_dl(const csa__dl_tensor *t, const char *name, csa_tensor *view) {
+  if (t->ndim < 0 || t->ndim > CSA_MAX_NDIM) {
+    PyErr_Format(PyExc_ValueError, "%s has %d dimensions; at most %d are supported", name,
+                 (int)t->ndim, CSA_MAX_NDIM);
+    return -1;
+  }
+  memset(view, 0, sizeof *view);
+  view->dtype = csa__dtype_from_dl(t->dtype);
+  view->device_type = t->device.device_type;
+  view->device_id = t->device.device_id;
+  view->ndim = t->ndim;
+  view->data = t->data ? (char *)t->data + t->byte_offset : NULL;
+  int64_t compact = 1;
+  for (int i = t->ndim - 1; i >= 0; i--) {
+    view->shape[i] = t->shape[i];
+    view->strides[i] = t->strides ? t->strides[i] : compact;
+    compact *= t->shape[i];
+  }
+  return 0;
+}
+
 int csa__py_tensor_view(PyObject *obj, const char *name, int writable, csa_tensor *view,
                         PyObject **keep) {
   PyObject *capsule;
@@ -119,23 +140,8 @@ int csa__py_tensor_view(PyObject *obj, const char *name, int writable, csa_tenso
     PyErr_Format(PyExc_ValueError, "%s is read-only; pass a writable tensor", name);
     goto fail;
   }
-  if (t->ndim < 0 || t->ndim > CSA_MAX_NDIM) {
-    PyErr_Format(PyExc_ValueError, "%s has %d dimensions; at most %d are supported", name,
-                 (int)t->ndim, CSA_MAX_NDIM);
+  if (csa__py_view_from_dl(t, name, view) < 0)
     goto fail;
-  }
-  memset(view, 0, sizeof *view);
-  view->dtype = csa__dtype_from_dl(t->dtype);
-  view->device_type = t->device.device_type;
-  view->device_id = t->device.device_id;
-  view->ndim = t->ndim;
-  view->data = t->data ? (char *)t->data + t->byte_offset : NULL;
-  int64_t compact = 1;
-  for (int i = t->ndim - 1; i >= 0; i--) {
-    view->shape[i] = t->shape[i];
-    view->strides[i] = t->strides ? t->strides[i] : compact;
-    compact *= t->shape[i];
-  }
   *keep = capsule;
   return 0;
 fail:

@@ -50,6 +50,32 @@ typedef struct csa__dl_managed_versioned {
   csa__dl_tensor dl_tensor;
 } csa__dl_managed_versioned;
 
+/* The DLPack C exchange table a producer publishes as the PyCapsule
+ * "dlpack_exchange_api" in its tensor type's __dlpack_c_exchange_api__
+ * (DLPack 1.x; torch >= 2.10).  It lets C read a tensor's descriptor with
+ * no capsule, no allocation and no Python call; only the members used here
+ * are named, the layout is the standard's. */
+typedef struct csa__dl_exchange_api {
+  struct {
+    uint32_t major, minor;
+  } version;
+  void *prev_api;
+  void *managed_tensor_allocator;
+  void *managed_tensor_from_py_object_no_sync;
+  void *managed_tensor_to_py_object_no_sync;
+  /* Fills *out (caller-owned) with a non-owning descriptor of py_object, a
+   * tensor of the producer's type; shape / strides point into the tensor,
+   * valid while it is alive and unchanged.  0, or -1 with an exception set. */
+  int (*dltensor_from_py_object_no_sync)(void *py_object, csa__dl_tensor *out);
+  /* The producer's current work stream of a device (torch: the current
+   * CUDA stream; NULL for the CPU).  0, or -1 with an exception set. */
+  int (*current_work_stream)(int device_type, int32_t device_id, void **out_stream);
+} csa__dl_exchange_api;
+
+/* Fills *view from a DLPack descriptor (shape and strides copied, byte
+ * offset applied).  0, or -1 with a ValueError naming the argument. */
+int csa__py_view_from_dl(const csa__dl_tensor *t, const char *name, csa_tensor *view);
+
 /* Fills *view from obj (an object with __dlpack__, or a DLPack capsule).
  * *keep receives a new reference that owns the exported memory descriptor; the
  * caller releases it (Py_DECREF) once the C call that reads view is done.

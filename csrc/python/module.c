@@ -284,12 +284,14 @@ static struct PyModuleDef csa__module = {PyModuleDef_HEAD_INIT, "_C",
 
 int csa__py_cuda_add_methods(PyObject *m); /* cuda_binding.c */
 int csa__py_run_add_methods(PyObject *m);  /* run_binding.c */
+int csa__py_fast_add_methods(PyObject *m); /* fast_binding.c */
 
 PyMODINIT_FUNC PyInit__C(void) {
   PyObject *m = PyModule_Create(&csa__module);
   if (m == NULL)
     return NULL;
-  if (csa__py_cuda_add_methods(m) < 0 || csa__py_run_add_methods(m) < 0) {
+  if (csa__py_cuda_add_methods(m) < 0 || csa__py_run_add_methods(m) < 0 ||
+      csa__py_fast_add_methods(m) < 0) {
     Py_DECREF(m);
     return NULL;
   }

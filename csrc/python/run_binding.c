@@ -1,5 +1,8 @@
 /*
- * run_binding.c — _C.run, the one Python -> C call of dispatch's fast path.
+ * run_binding.c — _C.run, one positional Python -> C call for a remembered
+ * decision whose backend runs in Python (dispatch's _fast_run: validate,
+ * sanitize, then the library), and the run step (csa__py_run_params) that
+ * it shares with the fully-C fast path (fast_binding.c).
  *
  *   run(kind, q, k, v, cu_q, cu_kv, out, lse, cu_q_host, cu_kv_host,
  *       max_seqlen_q, max_seqlen_kv, softmax_scale, causal, num_threads,
@@ -7,39 +10,21 @@
  *
  * Positional (METH_FASTCALL): a repeated call with an already-made decision
  * pays no keyword parsing.  The tensors are DLPack capsules (or objects with
- * __dlpack__); None for the optional ones.  kind (exported as RUN_*):
- *
- *   RUN_VALIDATE        validation only (out may be None)
- *   RUN_CPU             CPU kernel (its entry point validates first)
- *   RUN_CUDA            CUDA kernel on `stream` (likewise)
- *   RUN_SANITIZE        validate, then the cu_seqlens sanitizer writes clamped
- *                       copies into scratch[0 : B+1] (q) and
- *                       scratch[B+1 : 2(B+1)] (kv); no attention kernel
- *   RUN_CUDA_SANITIZED  RUN_SANITIZE, then the CUDA kernel reading the clamped
- *                       copies: two launches on `stream`, one call
- *
- * Validation always comes first, so invalid arguments never reach the
- * sanitizer (whose flag bits would then report a value problem for a call
- * that failed for another reason) nor a kernel.  scratch: int32 >= 2(B+1)
- * on q's CUDA device, owned by the caller and only ever used on `stream`
- * (stream order makes its reuse safe); flags: the sanitizer's violation
- * word (csa_cuda.h).
+ * __dlpack__); None for the optional ones.  kind (exported as RUN_*): what
+ * attn_params.h lists (validate; CPU or CUDA kernel; sanitize; sanitize
+ * then CUDA kernel).  scratch: int32 >= 2(B+1) on q's CUDA device, owned by
+ * the caller and only ever used on `stream` (stream order makes its reuse
+ * safe); flags: the sanitizer's violation word (csa_cuda.h).
  */
 #include <string.h>
 
 #include "csa/csa_cuda.h"
+#include "core/internal.h"
 #include "attn_params.h"
 #include "dlpack.h"
 #include "errors.h"
 
-enum {
-  CSA__RUN_VALIDATE = 0,
-  CSA__RUN_CPU = 1,
-  CSA__RUN_CUDA = 2,
-  CSA__RUN_SANITIZE = 3,
-  CSA__RUN_CUDA_SANITIZED = 4,
-  CSA__RUN_NARGS = 18
-};
+enum { CSA__RUN_NARGS = 18 };
 
 /* The two int32 [B+1] halves of scratch, as the sanitizer's output views. */
 static int csa__run_scratch_views(const csa_attn_params *p, const csa_tensor *scratch,
@@ -58,6 +43,56 @@ static int csa__run_scratch_views(const csa_attn_params *p, const csa_tensor *sc
   oq->strides[0] = 1;
   *okv = *oq;
   okv->data = (int32_t *)scratch->data + n;
+  return 0;
+}
+
+int csa__py_run_params(int kind, csa_attn_params *p, const csa_tensor *scratch,
+                       const csa_tensor *flags, int *status) {
+  /* The kernels' entry points validate first themselves (csa.h); only a
+   * call that sanitizes (or only validates) needs the check done here.  A
+   * sanitized CUDA call checks once (the same check as csa_attn_validate,
+   * keeping its dims): the clamped copies the kernel then reads are int32
+   * [B+1] views on the same device (csa__run_scratch_views), so what the
+   * check found holds for them too, and the sanitizer has refused anything
+   * not on a CUDA device. */
+  csa__attn_dims dims;
+  memset(&dims, 0, sizeof dims);
+  int st = CSA_OK;
+  if (kind == CSA__RUN_CUDA_SANITIZED)
+    st = csa__attn_check(p, 0, &dims);
+  else if (kind == CSA__RUN_VALIDATE || kind == CSA__RUN_SANITIZE)
+    st = csa_attn_validate(p);
+  if (st == CSA_OK && (kind == CSA__RUN_SANITIZE || kind == CSA__RUN_CUDA_SANITIZED)) {
+    csa_tensor oq, okv;
+    if (csa__run_scratch_views(p, scratch, &oq, &okv) < 0) {
+      if (status != NULL)
+        *status = CSA_EINVAL;
+      return -1;
+    }
+    st = csa_cuda_sanitize_cu_seqlens(&p->cu_seqlens_q, &p->cu_seqlens_kv, &oq, &okv, flags,
+                                      p->q.shape[0], p->k.shape[0], p->max_seqlen_q,
+                                      p->max_seqlen_kv, p->stream);
+    p->cu_seqlens_q = oq; /* the kernel reads the clamped copies */
+    p->cu_seqlens_kv = okv;
+  }
+  if (st == CSA_OK && kind != CSA__RUN_VALIDATE && kind != CSA__RUN_SANITIZE) {
+    /* The kernels read only borrowed memory the caller keeps alive, so the
+     * GIL can go while they run (CPU) or launch (CUDA). */
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == CSA__RUN_CPU)
+      st = csa_attn_cpu(p);
+    else if (kind == CSA__RUN_CUDA)
+      st = csa_attn_cuda(p);
+    else
+      st = csa__attn_cuda_checked(p, &dims);
+    Py_END_ALLOW_THREADS
+  }
+  if (status != NULL)
+    *status = st;
+  if (st != CSA_OK) {
+    csa__py_raise(st);
+    return -1;
+  }
   return 0;
 }
 
@@ -129,29 +164,8 @@ static PyObject *csa__py_run(PyObject *self, PyObject *const *args, Py_ssize_t n
   p.num_threads = (int)threads;
   p.stream = (void *)(uintptr_t)stream;
 
-  /* The kernels' entry points validate first themselves (csa.h); only a
-   * call that sanitizes (or only validates) needs the check done here. */
-  int st = (kind == CSA__RUN_CPU || kind == CSA__RUN_CUDA) ? CSA_OK : csa_attn_validate(&p);
-  if (st == CSA_OK && (kind == CSA__RUN_SANITIZE || kind == CSA__RUN_CUDA_SANITIZED)) {
-    csa_tensor oq, okv;
-    if (csa__run_scratch_views(&p, &scratch, &oq, &okv) < 0)
-      goto done;
-    st = csa_cuda_sanitize_cu_seqlens(&p.cu_seqlens_q, &p.cu_seqlens_kv, &oq, &okv, &flags,
-                                      p.q.shape[0], p.k.shape[0], max_q, max_kv, p.stream);
-    p.cu_seqlens_q = oq; /* the kernel reads the clamped copies */
-    p.cu_seqlens_kv = okv;
-  }
-  if (st == CSA_OK && kind != CSA__RUN_VALIDATE && kind != CSA__RUN_SANITIZE) {
-    /* The kernels read only borrowed memory the caller keeps alive, so the
-     * GIL can go while they run (CPU) or launch (CUDA). */
-    Py_BEGIN_ALLOW_THREADS
-    st = kind == CSA__RUN_CPU ? csa_attn_cpu(&p) : csa_attn_cuda(&p);
-    Py_END_ALLOW_THREADS
-  }
-  if (st != CSA_OK) {
-    csa__py_raise(st);
+  if (csa__py_run_params((int)kind, &p, &scratch, &flags, NULL) < 0)
     goto done;
-  }
   result = Py_NewRef(Py_None);
 done:
   csa__py_keep_release(&ka);

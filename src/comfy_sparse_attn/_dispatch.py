@@ -6,9 +6,11 @@ the tensor's *own* device, ComfyUI's attention flags, whether autograd is
 recording, and the overrides.  The C core (``csrc/core/dispatch.c``) holds
 every backend's constraints as data and returns the candidates in priority
 order plus, for each backend left out, the reason.  That answer is cached
-per input signature, so a repeated call costs a dict lookup.
+per input signature, and a call that ran is remembered under a key of
+every fact it read: a repeated call is looked up in C first, and when the
+native kernel runs it, done there entirely (see "The fast path" below).
 
-Order of work in a call:
+Order of work in a call the full path decides:
 
 1. type checks (a ``TypeError`` naming the argument for anything that is
    not a tensor, or a meta tensor);
@@ -65,8 +67,6 @@ _AUTO = ("", "auto", None)
 _NATIVE_RUN = _native_adapter.run
 _RUN_CPU = _C.RUN_CPU
 _RUN_VALIDATE = _C.RUN_VALIDATE
-_RUN_CUDA_SANITIZED = _C.RUN_CUDA_SANITIZED
-_rows = _C.dispatch_rows
 
 # A backend that failed on valid input is skipped for its signature for this
 # long, doubled on every further failure, up to RETRY_MAX_S.
@@ -85,8 +85,9 @@ class _Local(threading.local):
 _local = _Local()
 
 # os.environ.get costs a key encoding and a mapping lookup per read; the
-# POSIX mapping keeps its encoded data in a plain dict that every change to
-# os.environ updates, so a call reads that dict directly where it exists.
+# mapping keeps its encoded data in a plain dict that every change to
+# os.environ updates, so a call reads that dict directly where it exists
+# (so does the fast path's key, in C).
 _env_data = getattr(os.environ, "_data", None)
 _env_key = getattr(os.environ, "encodekey", None)
 if _env_data is None or _env_key is None:
@@ -95,12 +96,6 @@ if _env_data is None or _env_key is None:
 
 _ENV_BACKEND_KEY = _env_key(ENV_BACKEND) if _env_data is not None else None
 _ENV_EXACT_KEY = _env_key(ENV_EXACT) if _env_data is not None else None
-
-
-if _env_data is not None:
-    _env_get, _ENV_BACKEND_RAW, _ENV_EXACT_RAW = _env_data.get, _ENV_BACKEND_KEY, _ENV_EXACT_KEY
-else:
-    _env_get, _ENV_BACKEND_RAW, _ENV_EXACT_RAW = os.environ.get, ENV_BACKEND, ENV_EXACT
 
 
 def _getenv(name, key):
@@ -664,7 +659,8 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
                 _clear_failure(plan.key, name)
             _last = _choice(plan, name, skipped)
             if fkey is not None and not skipped and f is None:
-                _remember(fkey, plan, name, mode, device, bool(lengths_equal), same_cu, causal)
+                _remember(fkey, plan, name, mode, device, bool(lengths_equal), same_cu, causal,
+                          q.dtype)
             return res
         _backend_failed(plan.key, name, err, device, skipped)
     raise _none_ran(plan, skipped, validated, q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv,
@@ -708,20 +704,43 @@ def _clear_pending(device):
 # read: the tensors' dtype and devices, H, D, H_kv, D_v, the flags and
 # arguments, the overrides (use_backend() on this thread, the environment
 # variables, ComfyUI's flags), whether autograd records and the rows class.
-# A later call with the same key does only what the decision needs: one C
-# call that validates and (native) runs the kernel, or validates and
-# sanitizes for the chosen library.  Anything unusual -- a key never seen, an
-# export that fails (meta tensors), a backend that needs host lengths this
-# time, a patched adapter -- takes the full path, so every error and report
-# is the full path's.  A recorded failure clears the cache, so does
-# _reset_for_tests.
+# The key is computed, and the decisions are held, in C (fast_binding.c,
+# which lists the key's facts): _C.fast_call is the first thing a call does.
+# For a remembered native call it does the whole call there (reads the
+# tensors through torch's DLPack C table, allocates the output, validates,
+# sanitizes CUDA cu_seqlens, runs the kernel); for another backend it
+# returns the remembered record and _fast_run validates (and sanitizes) in
+# one C call and runs the adapter.  Anything unusual -- a key never seen, a
+# tensor C cannot read (meta tensors), an argument of an unusual type, a
+# backend that needs host lengths this time, a patched adapter, a pending
+# device-side report, a CUDA graph being captured -- takes the full path,
+# so every error and report is the full path's.  A recorded failure clears
+# the remembered decisions, so does _reset_for_tests.
 # ---------------------------------------------------------------------------
-_fast = {}   # fast key -> _Fast
-_SLOW = object()  # "take the full path"
+_SLOW = _C.FAST_SLOW      # "take the full path"
+_Capsule = type(_SLOW)    # FAST_SLOW and the keys of calls not remembered yet
+_fast_call = _C.fast_call
 
-# kind: _C.RUN_CPU / RUN_CUDA_SANITIZED (native: one C call) or RUN_VALIDATE /
-# RUN_SANITIZE (then the adapter runs); flag: the device's sanitizer flag
-# (ctypes view, capsule) or None; run_fn: the adapter's run when remembered.
+
+class _FastTable:
+    """The remembered decisions (held in C): len() and clear()."""
+
+    def __len__(self):
+        return _C.fast_len()
+
+    def __bool__(self):
+        return _C.fast_len() > 0
+
+    def clear(self):
+        _C.fast_clear()
+
+
+_fast = _FastTable()
+
+# kind: RUN_VALIDATE / RUN_SANITIZE (the adapter runs after that C call;
+# native calls never reach _fast_run: C runs them); flag: the device's
+# sanitizer flag (ctypes view, capsule) or None; run_fn: the adapter's run
+# when remembered.
 _Fast = collections.namedtuple(
     "_Fast", "name kind choice adapter run_fn needs_host lengths_equal flag flag_cap plan_key")
 
@@ -734,7 +753,7 @@ _f32 = None
 
 
 def _fast_init():
-    """torch's callables the fast path uses (bound once)."""
+    """torch's callables the fast path uses (bound once, here and in C)."""
     global _tensor_type, _export, _grad_enabled, _threads, _empty, _f32
     import torch
 
@@ -748,9 +767,34 @@ def _fast_init():
     _empty = torch.empty
     _f32 = torch.float32
     _tensor_type = torch.Tensor
+    if _env_data is None:
+        return  # no raw mapping to key the environment on: every call takes the full path
+    # torch >= 2.10 publishes a C table (a capsule) that reads a tensor's
+    # descriptor without making a capsule per tensor; without it (or in
+    # another form), C uses the exporter.
+    api = getattr(torch.Tensor, "__dlpack_c_exchange_api__", None)
+    if type(api) is not _Capsule:
+        api = None
+    try:
+        _bind_fast(torch, api)
+    except Exception as e:  # noqa: BLE001 - the full path serves every call then
+        log.debug("comfy_sparse_attn: the C fast path is off (%s: %s)", type(e).__name__, e)
 
 
-def _remember(fkey, plan, name, mode, device, lengths_equal, same_cu, causal):
+def _bind_fast(torch, api):
+    _C.fast_init(
+        tensor_type=torch.Tensor,
+        exchange_api=api,
+        to_dlpack=_export, empty=torch.empty, num_threads=torch.get_num_threads,
+        grad_enabled=torch.is_grad_enabled,
+        raw_stream=lambda index: _native.raw_stream(index),
+        capturing=getattr(torch._C, "_cuda_isCurrentStreamCapturing", None) or _native.capturing,
+        dispatch_ns=globals(), native_ns=vars(_native), comfy_ns=vars(_comfy),
+        comfy_flags=_comfy.comfy_flags, env=_env_data, env_backend_key=_ENV_BACKEND_KEY,
+        env_exact_key=_ENV_EXACT_KEY)
+
+
+def _remember(fkey, plan, name, mode, device, lengths_equal, same_cu, causal, dtype):
     """After the full path ran ``name`` with nothing skipped: remember the
     decision for calls with the same key, where it does not hang on values
     the key does not hold."""
@@ -767,17 +811,20 @@ def _remember(fkey, plan, name, mode, device, lengths_equal, same_cu, causal):
     ad = _adapter(name)
     if name == "native" and ad.run is not _NATIVE_RUN:
         return
-    if fkey in _fast:
-        return
-    if len(_fast) > 4096:
-        _fast.clear()
-    _fast[fkey] = _Fast(name, kind, _last, ad, ad.run, getattr(ad, "needs_host_lengths", None),
-                        lengths_equal, flag, flag_cap, plan.key)
+    where = _C.FAST_PY
+    if name == "native":
+        where = _C.FAST_CPU if kind == _RUN_CPU else _C.FAST_CUDA
+    rec = _Fast(name, kind, _last, ad, ad.run, getattr(ad, "needs_host_lengths", None),
+                lengths_equal, flag, flag_cap, plan.key)
+    _C.fast_remember(fkey, rec, kind=where, choice=_last, adapter=ad, run_fn=ad.run,
+                     device=device, out_kw={"dtype": dtype, "device": device},
+                     lse_kw={"dtype": _f32, "device": device}, flag=flag_cap)
 
 
 def _fast_run(e, q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv, softmax_scale, causal,
-              return_lse, out, tq, h, dv):
-    """One call by a remembered decision, or _SLOW."""
+              return_lse, out):
+    """One call by a remembered decision whose backend runs in Python, or
+    _SLOW."""
     global _last
     if e.adapter.run is not e.run_fn:
         return _SLOW  # patched (tests, benchmarks): the full path calls it
@@ -809,24 +856,6 @@ def _fast_run(e, q, k, v, cu_q, cu_kv, max_seqlen_q, max_seqlen_kv, softmax_scal
             stream = _native.raw_stream(dev.index)
             cap, sq, skv = _native.scratch(dev, stream, cu_q.shape[0])
             flag_cap = e.flag_cap
-    if kind == _RUN_CPU or kind == _RUN_CUDA_SANITIZED:
-        res = out
-        if res is None:
-            res = _empty((tq, h, dv), dtype=q.dtype, device=dev)
-            xo = x(res)
-        lse = None
-        if return_lse:
-            lse = _empty((h, tq), dtype=_f32, device=dev)
-        try:
-            _C.run(kind, xq, xk, xv, xcq, xckv, xo, None if lse is None else x(lse), None, None,
-                   mq, mk, scale, causal, _threads() if stream == 0 else 0, stream, cap,
-                   flag_cap)
-        except (ValueError, TypeError):
-            raise  # validation refused the input (nothing ran)
-        except Exception as err:  # noqa: BLE001 - the kernel failed: as the full path does
-            return _fast_failed(e, err, dev)
-        _last = e.choice
-        return (res, lse) if return_lse else res
     _C.run(kind, xq, xk, xv, xcq, xckv, xo, None, xhq, xhk, mq, mk, scale, causal, 0, stream,
            cap, flag_cap)
     if cap is not None:
@@ -884,33 +913,24 @@ def dispatch_varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q
             out.copy_(res)
             res = out
         return (res, lse) if return_lse else res
-    T = _tensor_type
-    fkey = None
-    if T is not None and isinstance(q, T) and isinstance(k, T) and isinstance(v, T) and \
-            isinstance(cu_seqlens_q, T) and isinstance(cu_seqlens_kv, T) and \
-            (out is None or isinstance(out, T)):
-        try:
-            tq, h, d = q.shape
-            hkv = k.shape[1]
-            dv = v.shape[2]
-            batch = cu_seqlens_q.shape[0] - 1
-        except (ValueError, IndexError):
-            pass  # wrong rank: the full path says which argument
-        else:
-            fkey = (q.dtype, q.device, cu_seqlens_q.device, cu_seqlens_kv.device, h, d, hkv, dv,
-                    causal, return_lse, backend, check_cu_seqlens,
-                    cu_seqlens_q is cu_seqlens_kv,
-                    (q.requires_grad or k.requires_grad or v.requires_grad) and _grad_enabled(),
-                    _local.ctx, _env_get(_ENV_BACKEND_RAW), _env_get(_ENV_EXACT_RAW),
-                    _comfy._cached or _comfy.comfy_flags(), _rows(batch, tq))
-            e = _fast.get(fkey)
-            if e is not None:
-                res = _fast_run(e, q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q,
-                                max_seqlen_kv, softmax_scale, causal, return_lse, out, tq, h, dv)
-                if res is not _SLOW:
-                    return res
+    # A remembered call is done by C (fast_binding.c); the class of the
+    # answer says what it is.
+    r = _fast_call(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
+                   softmax_scale, causal, return_lse, backend, out, check_cu_seqlens, _local.ctx)
+    cls = r.__class__
+    if cls is not _Capsule:
+        if cls is not _Fast:
+            return r  # C ran it
+        res = _fast_run(r, q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv,
+                        softmax_scale, causal, return_lse, out)
+        if res is not _SLOW:
+            return res
+        r = None
+    elif r is _SLOW:
+        r = None
+    # r: the key to remember this call's decision under, or None
     return _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, softmax_scale,
-                causal, return_lse, backend, out, check_cu_seqlens, fkey)
+                causal, return_lse, backend, out, check_cu_seqlens, r)
 
 
 def check_cu_seqlens_errors(device=None):
