@@ -34,6 +34,14 @@ extern "C" {
 #define CSA__CPU_TILE_BYTES (256 * 1024)
 /* Keys per block of the online softmax. */
 #define CSA__CPU_KEYS 64
+/* Bytes of one thread's head cache at most: a head's K and V packed whole,
+ * as the kernel packs a block, kept for the next items of the same head
+ * (row tiles of a long sequence, query heads of one GQA group) that run on
+ * the thread.  A longer head packs block by block as before. */
+#define CSA__CPU_KV_CACHE_BYTES (4 << 20)
+/* Bytes at the start of each thread's scratch that the driver zeroes when a
+ * call starts (the head cache's record of what it holds). */
+#define CSA__CPU_SCRATCH_HEAD 64
 /* Largest head dims the kernels take (scratch is sized from the real dims). */
 #define CSA__CPU_MAX_D 256
 /* log2(e) and ln(2): scores live in base 2 (exp(x) = 2^(x log2 e)), and the
@@ -66,6 +74,7 @@ typedef struct csa__cpu_call {
   int causal;
   float scale_log2;           /* softmax scale * log2(e): scores live in base 2 */
   int tiles;                  /* row tiles per item (csa__cpu_item_tiles) */
+  int64_t max_kv;             /* keys of the longest sequence */
 } csa__cpu_call;
 
 /* Row tiles per item for head dims d, dv: as many as fit CSA__CPU_TILE_BYTES,
@@ -79,9 +88,14 @@ typedef struct csa__cpu_item {
 
 typedef struct csa__cpu_kernel {
   int isa;                    /* CSA_ISA_*: its name is csa_cpu_isa_name(isa) */
-  /* Bytes of scratch one thread needs for this call (64-byte aligned use). */
+  /* Bytes of scratch one thread needs for this call (64-byte aligned use;
+   * its first CSA__CPU_SCRATCH_HEAD bytes are zero when the call starts, and
+   * the same thread's later items see what earlier ones left in it). */
   size_t (*scratch_bytes)(const csa__cpu_call *c);
-  void (*item)(const csa__cpu_call *c, const csa__cpu_item *it, void *scratch);
+  /* Computes item it; next is the item this thread runs after it (NULL if
+   * not known), whose rows the kernel may ask for while it works. */
+  void (*item)(const csa__cpu_call *c, const csa__cpu_item *it, const csa__cpu_item *next,
+               void *scratch);
 } csa__cpu_kernel;
 
 /* The kernels compiled into this build (defined by kernel_<isa>.c; which ones

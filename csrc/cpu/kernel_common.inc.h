@@ -28,12 +28,24 @@ typedef struct csa__k_mode {
   int64_t pairs; /* bf16 kinds: rows of Q^T pairs to pack (d / 2, or whole tiles) */
 } csa__k_mode;
 
-/* Per-thread scratch: the shared block buffers, and per row tile (an item
- * has up to c->tiles of them) its Q^T, O^T and softmax state. */
+/* What the head cache of a thread holds: keys [0, keys) of kv head hk of
+ * sequence b, packed (valid 0: nothing; the driver zeroes it per call). */
+typedef struct csa__k_cache {
+  int64_t valid, b, hk, keys;
+} csa__k_cache;
+
+/* Per-thread scratch: the head cache's record, the shared block buffers,
+ * per row tile (an item has up to c->tiles of them) its Q^T, O^T and
+ * softmax state, and the head cache: cache_blocks blocks of kc_size + vc_size
+ * floats, block i's K at kv + i * (kc_size + vc_size) and its V after it
+ * (cache_blocks 0: the head does not fit CSA__CPU_KV_CACHE_BYTES). */
 typedef struct csa__k_scratch {
+  csa__k_cache *cache;
   float *s, *kc, *vc;
   float *qt, *ot, *m, *l, *corr; /* tile t at + t * (its size) */
-  size_t qt_size, ot_size;
+  float *kv;
+  size_t qt_size, ot_size, kc_size, vc_size;
+  int64_t cache_blocks;
 } csa__k_scratch;
 
 /* One row tile of an item: rows [r0, r0 + nr) of the sequence. */
@@ -149,20 +161,32 @@ static size_t csa__k_layout(const csa__cpu_call *c, csa__k_scratch *sp, void *ba
   const size_t R = CSA__CPU_ROWS, NK = CSA__CPU_KEYS, NT = (size_t)c->tiles;
   const size_t dp = CSA__VROUND(c->d), dvp = CSA__VROUND(c->dv);
   const size_t qt = CSA__ROUND16(dp * R), ot = CSA__ROUND16(dvp * R);
+  /* kc doubles as the row buffer of pack_q and finish ([CSA_VL][dp or dvp]);
+   * a cached block needs only its keys */
+  const size_t kc = CSA__ROUND16(NK * CSA_MAX(dp, dvp)), vc = CSA__ROUND16(NK * dvp);
+  const size_t kblk = CSA__ROUND16(NK * dp);
+  const size_t nblk = (size_t)CSA_CEIL_DIV(c->max_kv, (int64_t)CSA__CPU_KEYS);
+  const size_t cache = nblk * (kblk + vc) * sizeof(float) <= CSA__CPU_KV_CACHE_BYTES ? nblk : 0;
   /* s also serves the AMX path as [KEYS][dv rounded to 32] bf16 (pack_vt) */
-  size_t sizes[8] = {CSA__ROUND16(NK * CSA_MAX(R, (dvp + 16) / 2)), CSA__ROUND16(NK * CSA_MAX(dp, dvp)),
-                     CSA__ROUND16(NK * dvp), NT * qt, NT * ot, NT * R, NT * R, NT * R};
+  size_t sizes[10] = {CSA__CPU_SCRATCH_HEAD / sizeof(float),
+                      CSA__ROUND16(NK * CSA_MAX(R, (dvp + 16) / 2)), kc, vc, NT * qt, NT * ot,
+                      NT * R, NT * R, NT * R, cache * (kblk + vc)};
   size_t off = 0;
-  for (int i = 0; i < 8; i++) {
+  for (int i = 0; i < 10; i++) {
     if (base) {
       float *at = (float *)base + off;
-      float **slot[8] = {&sp->s, &sp->kc, &sp->vc, &sp->qt, &sp->ot, &sp->m, &sp->l, &sp->corr};
-      *slot[i] = at;
+      float **slot[10] = {NULL, &sp->s, &sp->kc, &sp->vc, &sp->qt, &sp->ot, &sp->m, &sp->l,
+                          &sp->corr, &sp->kv};
+      if (slot[i])
+        *slot[i] = at;
     }
     off += sizes[i];
   }
-  if (base)
-    sp->qt_size = qt, sp->ot_size = ot;
+  if (base) {
+    sp->cache = (csa__k_cache *)base;
+    sp->qt_size = qt, sp->ot_size = ot, sp->kc_size = kblk, sp->vc_size = vc;
+    sp->cache_blocks = (int64_t)cache;
+  }
   return off * sizeof(float);
 }
 
