@@ -10,7 +10,7 @@
  *   build/cpu_kernel LQ LKV H D [dtype f32|bf16] [threads] [calls] [packed|heads|kvheads]
  *
  * One sequence of LQ queries against LKV keys, H heads of dim D (D_v = D),
- * not causal; q, k, v in one of two layouts:
+ * not causal; q, k, v in one of three layouts:
  *   packed  [T, H, D] rows (how torch hands over a [tokens, heads, dim]
  *           tensor): rows of one head lie H*D elements apart
  *   heads   [H, T, D] memory viewed as [T, H, D]: rows of one head adjacent

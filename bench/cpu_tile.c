@@ -6,13 +6,15 @@
  *
  *   cc -O2 -mavx2 -mfma -mf16c -Iinclude -Icsrc -Icsrc/cpu bench/cpu_tile.c \
  *      build/rel/libcsa_core.a -lm -o cpu_tile   (csa_core: see cpu_kernel.c)
- *   ./cpu_tile D [tiles] [iterations]
+ *   ./cpu_tile D [tiles] [iterations] [blocks]
  *
  * For head dims D = D_v, `tiles` row tiles of CSA__CPU_ROWS rows and one
  * block of CSA__CPU_KEYS keys, times (CPU time of this thread, `iterations`
  * block steps per sample) each step of the kernel's inner loop as
  * kernel.inc.h runs it: S^T = K Q^T, the online softmax, O^T = O^T corr +
- * V^T P^T, and the three together over all tiles (the K/V block shared).
+ * V^T P^T, and the three together over all tiles (the K/V block shared;
+ * with `blocks` > 1 each step takes the next of that many packed K/V
+ * blocks, as the kernel reads them from its head cache).
  * Each sample is held against the FMA peak measured just before and after
  * it (cpu_peak.h); prints, per step, the median and the best of 15 samples
  * of us per tile step and of its share of that peak (FLOPs: 2*ROWS*KEYS*D
@@ -55,8 +57,11 @@ int main(int argc, char **argv) {
   const int64_t d = argc > 1 ? atoll(argv[1]) : 64;
   const int ntile = argc > 2 ? atoi(argv[2]) : 4;
   const long iters = argc > 3 ? atol(argv[3]) : 500;
-  if (d <= 0 || d > CSA__CPU_MAX_D || ntile < 1 || ntile > CSA__CPU_MAX_TILES || iters <= 0) {
-    fprintf(stderr, "usage: %s D [tiles 1..%d] [iterations]\n", argv[0], CSA__CPU_MAX_TILES);
+  const int nblk = argc > 4 ? atoi(argv[4]) : 1;
+  if (d <= 0 || d > CSA__CPU_MAX_D || ntile < 1 || ntile > CSA__CPU_MAX_TILES || iters <= 0 ||
+      nblk < 1 || nblk > 4096) {
+    fprintf(stderr, "usage: %s D [tiles 1..%d] [iterations] [blocks]\n", argv[0],
+            CSA__CPU_MAX_TILES);
     return 2;
   }
   csa__cpu_call c;
@@ -74,6 +79,13 @@ int main(int argc, char **argv) {
   csa__k_scratch sp;
   csa__k_mode mode;
   csa__k_layout(&c, &sp, base);
+  /* blocks > 1: the K/V blocks rotate through that many packed blocks, as
+   * they come from a head cache of that many blocks (L2, L3) */
+  const size_t blk = sp.kc_size + sp.vc_size;
+  float *kvs = (float *)aligned_alloc(64, (size_t)nblk * blk * sizeof(float));
+  if (kvs == NULL)
+    return 1;
+  for (size_t i = 0; i < (size_t)nblk * blk; i++) kvs[i] = frand(&seed);
   csa__f32_mode(&c, &mode);
   csa__k_tile tiles[CSA__CPU_MAX_TILES];
   for (int i = 0; i < ntile; i++) {
@@ -95,7 +107,11 @@ int main(int argc, char **argv) {
     for (int run = 0; run < SAMPLES; run++) {
       const double p0 = csa_bench_fma_peak(200000);
       const double t0 = csa_bench_thread_now();
-      for (long n = 0; n < iters; n++)
+      for (long n = 0; n < iters; n++) {
+        if (nblk > 1) {
+          sp.kc = kvs + (size_t)(n % nblk) * blk;
+          sp.vc = sp.kc + sp.kc_size;
+        }
         for (int i = 0; i < ntile; i++) {
           const csa__k_tile *t = &tiles[i];
           if (step == STEP_SCORES || step == STEP_ALL)
@@ -105,6 +121,7 @@ int main(int argc, char **argv) {
           if (step == STEP_OUTPUT || step == STEP_ALL)
             csa__f32_output(&c, &mode, &sp, t, cn, t->corr);
         }
+      }
       const double per = (csa_bench_thread_now() - t0) / ((double)iters * ntile);
       const double peak = 0.5 * (p0 + csa_bench_fma_peak(200000));
       us[run] = per * 1e6;
@@ -119,6 +136,7 @@ int main(int argc, char **argv) {
              100 * share[SAMPLES - 1]);
     printf("\n");
   }
+  free(kvs);
   free(base);
   return 0;
 }

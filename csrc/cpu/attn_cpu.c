@@ -31,9 +31,9 @@
 #define CSA__MAX_THREADS 1024
 
 int csa__cpu_item_tiles(int64_t d, int64_t dv) {
-  /* Q^T and O^T of one tile: rows of CSA__CPU_ROWS floats, head dims rounded
+  /* Q^T and O^T of one tile: rows of CSA__CPU_LD floats, head dims rounded
    * up to 16 lanes (the widest vector) */
-  const int64_t per_tile = ((d + 15) / 16 + (dv + 15) / 16) * 16 * CSA__CPU_ROWS * 4;
+  const int64_t per_tile = ((d + 15) / 16 + (dv + 15) / 16) * 16 * CSA__CPU_LD * 4;
   return (int)CSA_MAX((int64_t)1, CSA_MIN((int64_t)CSA__CPU_MAX_TILES, CSA__CPU_TILE_BYTES / per_tile));
 }
 

@@ -23,15 +23,25 @@ extern "C" {
 /* Query rows per item: the row tile every kernel keeps its transposed
  * operands in (Q^T, S^T, O^T are [*, CSA__CPU_ROWS] float arrays). */
 #define CSA__CPU_ROWS 64
+/* Floats from one row of a transposed tile (Q^T, S^T, O^T: [*][ROWS]) to
+ * the next: the ROWS lanes and 64 bytes of padding, so that a row spans an
+ * odd number of cache lines (5).  With rows 256 bytes apart, a walk down
+ * the rows of one column of vectors, as both products make (128 rows of Q^T
+ * at D = 128), lands in 16 of the 64 sets of a 32 KiB 8-way L1 and fills
+ * them: the other operand's lines then evict it on every pass. */
+#ifndef CSA__CPU_LD
+#define CSA__CPU_LD (CSA__CPU_ROWS + 16)
+#endif
 /* Row tiles per item, at most: they share each K/V block while it is in
  * cache, so K and V stream from memory (and are widened, packed and
  * translated page by page) once per item.  A call uses as many as keep the
  * tiles' Q^T and O^T within CSA__CPU_TILE_BYTES (csa__cpu_item_tiles). */
 #define CSA__CPU_MAX_TILES 8
-/* Bytes of Q^T + O^T of all tiles of an item: half of a 512 KiB L2 (Zen 3;
+/* Bytes of Q^T + O^T of all tiles of an item: 5/8 of a 512 KiB L2 (Zen 3;
  * larger elsewhere), so that they stay there beside the K/V block, S^T and
- * the caller's rows. */
-#define CSA__CPU_TILE_BYTES (256 * 1024)
+ * the caller's rows: 8 tiles at D = D_v = 64, 4 at 128, 2 at 256 with rows
+ * CSA__CPU_LD floats apart. */
+#define CSA__CPU_TILE_BYTES (320 * 1024)
 /* Keys per block of the online softmax. */
 #define CSA__CPU_KEYS 64
 /* Bytes of one thread's head cache at most: a head's K and V packed whole,

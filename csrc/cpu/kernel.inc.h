@@ -32,6 +32,7 @@
  *   qt [D][ROWS]    Q^T (or, for bf16 products, [D/2][ROWS] bf16 pairs)
  *   s  [KEYS][ROWS] S^T, then P^T in place
  *   ot [Dv][ROWS]   O^T accumulator
+ *                   (rows of these three CSA__CPU_LD floats apart)
  *   m, l, corr      [ROWS] running max, running sum, this block's rescale
  *   kc, vc          the key / value block as the hooks pack it
  *   kv              the head cache: the blocks of a whole kv head, packed
@@ -79,7 +80,7 @@ static void csa__k_mask_causal(float *s, int64_t cn, int64_t kj0, int64_t first_
     if (t <= 0)
       continue;
     for (int rv = 0; rv < nrv && rv * CSA_VL < t; rv++) {
-      float *p = s + j * CSA__CPU_ROWS + rv * CSA_VL;
+      float *p = s + j * CSA__CPU_LD + rv * CSA_VL;
       csa_v row = csa_v_add(csa_v_iota(), csa_v_set1((float)(rv * CSA_VL)));
       csa_v_store(p, csa_v_lt_select(row, csa_v_set1((float)t), ninf, csa_v_load(p)));
     }
@@ -99,7 +100,7 @@ static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, float
   for (int rv = 0; rv < t->nrv; rv++) {
     float *s = s0 + rv * CSA_VL;
     csa_v mx = csa_v_set1(-INFINITY);
-    for (int64_t j = 0; j < cn; j++) mx = csa_v_max(mx, csa_v_load(s + j * CSA__CPU_ROWS));
+    for (int64_t j = 0; j < cn; j++) mx = csa_v_max(mx, csa_v_load(s + j * CSA__CPU_LD));
     csa_v m_old = csa_v_load(t->m + rv * CSA_VL);
     csa_v m_new = csa_v_max(m_old, csa_v_mul(mx, k));
     csa_v corr = csa__k_exp2(csa_v_sub(m_old, m_new), half);
@@ -111,16 +112,16 @@ static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, float
     int64_t j = 0;
     for (; j + CSA__K_EXPN <= cn; j += CSA__K_EXPN) {
       CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++)
-        x[u] = csa_v_fma(csa_v_load(s + (j + u) * CSA__CPU_ROWS), k, neg_m);
+        x[u] = csa_v_fma(csa_v_load(s + (j + u) * CSA__CPU_LD), k, neg_m);
       csa__k_exp2_n(x, CSA__K_EXPN, half);
       CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++) {
-        csa_v_store(s + (j + u) * CSA__CPU_ROWS, x[u]);
+        csa_v_store(s + (j + u) * CSA__CPU_LD, x[u]);
         sums[u] = csa_v_add(sums[u], x[u]);
       }
     }
     for (; j < cn; j++) {
-      csa_v p = csa__k_exp2(csa_v_fma(csa_v_load(s + j * CSA__CPU_ROWS), k, neg_m), half);
-      csa_v_store(s + j * CSA__CPU_ROWS, p);
+      csa_v p = csa__k_exp2(csa_v_fma(csa_v_load(s + j * CSA__CPU_LD), k, neg_m), half);
+      csa_v_store(s + j * CSA__CPU_LD, p);
       sums[0] = csa_v_add(sums[0], p);
     }
     csa_v sum = sums[0];
@@ -154,7 +155,7 @@ static void csa__k_finish(const csa__cpu_call *c, const csa__k_tile *t, float *r
   const int64_t dvp = (int64_t)CSA__VROUND(c->dv);
   for (int64_t r0 = 0; r0 < nr; r0 += CSA_VL) {
     for (int64_t j = 0; j < dvp; j += CSA_VL)
-      csa_v_transpose(t->ot + j * CSA__CPU_ROWS + r0, CSA__CPU_ROWS, row + j, dvp);
+      csa_v_transpose(t->ot + j * CSA__CPU_LD + r0, CSA__CPU_LD, row + j, dvp);
     for (int64_t i = 0; i < CSA_VL && r0 + i < nr; i++) {
       float *o = row + i * dvp;
       const csa_v s = csa_v_set1(inv[r0 + i]);
