@@ -33,9 +33,10 @@ extern "C" {
 #define CSA__CPU_LD (CSA__CPU_ROWS + 16)
 #endif
 /* Row tiles per item, at most: they share each K/V block while it is in
- * cache, so K and V stream from memory (and are widened, packed and
- * translated page by page) once per item.  A call uses as many as keep the
- * tiles' Q^T and O^T within CSA__CPU_TILE_BYTES (csa__cpu_item_tiles). */
+ * cache, so K and V are read once per item (from the caller's rows, or from
+ * the thread's head cache, CSA__CPU_KV_CACHE_BYTES).  A call uses as many
+ * as keep the tiles' Q^T and O^T within CSA__CPU_TILE_BYTES
+ * (csa__cpu_item_tiles). */
 #define CSA__CPU_MAX_TILES 8
 /* Bytes of Q^T + O^T of all tiles of an item: 5/8 of a 512 KiB L2 (Zen 3;
  * larger elsewhere), so that they stay there beside the K/V block, S^T and

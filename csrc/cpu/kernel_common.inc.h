@@ -44,6 +44,8 @@ typedef struct csa__k_mode {
 typedef struct csa__k_cache {
   int64_t valid, b, hk, keys;
 } csa__k_cache;
+/* it lives in the bytes the driver zeroes */
+typedef char csa__k_cache_fits_head[sizeof(csa__k_cache) <= CSA__CPU_SCRATCH_HEAD ? 1 : -1];
 
 /* Per-thread scratch: the head cache's record, the shared block buffers,
  * per row tile (an item has up to c->tiles of them) its Q^T, O^T and
