@@ -153,6 +153,32 @@ def test_random_sweep(isa):
               threads=ri(1, 3))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_head_cache_across_items_heads_and_sequences(isa, dtype):
+    """A thread keeps a kv head packed for its next items of that head: row
+    tiles of a sequence longer than one item (256 rows at D = 128, 512 at
+    D = 64), the query heads of one GQA group, then another sequence with the
+    same kv head index.  Causal items see longer key prefixes one after the
+    other, so a block packed short by one item must be packed again by the
+    next; a kv head over the cache's size (D = 256, 2200 keys) packs block by
+    block instead."""
+    if isa == "scalar" and dtype != torch.float32:
+        pytest.skip("the scalar kernel is covered in float32")
+    g = torch.Generator().manual_seed(7)
+    lq, lkv = [1100, 300, 600], [700, 1029, 600]
+    for d, dv, h, hkv in [(128, 128, 4, 2), (64, 40, 3, 1), (16, 16, 2, 2)]:
+        q = rand(sum(lq), h, d, dtype=dtype, g=g)
+        k = rand(sum(lkv), hkv, d, dtype=dtype, g=g)
+        v = rand(sum(lkv), hkv, dv, dtype=dtype, g=g)
+        for causal in (True, False):
+            for threads in (1, 3):
+                check(q, k, v, lq, lkv, causal=causal, threads=threads)
+    lq, lkv = [300], [2200]
+    q = rand(300, 1, 256, dtype=dtype, g=g)
+    k, v = rand(2200, 1, 256, dtype=dtype, g=g), rand(2200, 1, 256, dtype=dtype, g=g)
+    check(q, k, v, lq, lkv, causal=True, threads=2)
+
+
 def test_head_dim_above_256_is_refused():
     q = torch.randn(4, 1, 300)
     with pytest.raises(NotImplementedError, match="256"):

@@ -4,9 +4,9 @@
  * Layouts (bf16 = uint16_t, every operand zero-padded to whole tiles):
  *   kb   [nkeys16][dp32]   key rows, d padded to a multiple of 32
  *   vt   [dvp][KEYS]       V^T, keys padded to a multiple of 32
- *   qp   Q^T as bf16 pairs, rows of CSA__CPU_ROWS lanes (the pair layout of
+ *   qp   Q^T as bf16 pairs, rows of CSA__CPU_ROWS lanes CSA__CPU_LD apart (the pair layout of
  *        the vdpbf16ps path), pp likewise P^T as pairs over keys
- *   s, ot                  S^T and O^T, float32 rows of CSA__CPU_ROWS lanes
+ *   s, ot                  S^T and O^T, float32 rows of CSA__CPU_ROWS lanes (CSA__CPU_LD apart)
  * Builds without AMX (CSA__CPU_AMX 0) get empty inline stand-ins: the
  * kernel never calls them there, because csa__cpu_amx_ready() is 0.
  */

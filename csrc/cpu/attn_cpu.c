@@ -31,9 +31,9 @@
 #define CSA__MAX_THREADS 1024
 
 int csa__cpu_item_tiles(int64_t d, int64_t dv) {
-  /* Q^T and O^T of one tile: rows of CSA__CPU_ROWS floats, head dims rounded
+  /* Q^T and O^T of one tile: rows of CSA__CPU_LD floats, head dims rounded
    * up to 16 lanes (the widest vector) */
-  const int64_t per_tile = ((d + 15) / 16 + (dv + 15) / 16) * 16 * CSA__CPU_ROWS * 4;
+  const int64_t per_tile = ((d + 15) / 16 + (dv + 15) / 16) * 16 * CSA__CPU_LD * 4;
   return (int)CSA_MAX((int64_t)1, CSA_MIN((int64_t)CSA__CPU_MAX_TILES, CSA__CPU_TILE_BYTES / per_tile));
 }
 
@@ -77,7 +77,8 @@ typedef struct csa__attn_job {
 /* Keys of a short sequence at which prefetching the next item pays: below
  * it an item computes for about as long as its rows take to arrive from
  * memory (rows of one head are H*D elements apart, so the hardware sees no
- * stream), above it the kernel's own block loop hides the latency. */
+ * stream), above it the kernel's own block loop hides the latency (and asks
+ * for the next item's query rows during its last key block). */
 #define CSA__PREFETCH_MAX_ROWS 256
 
 static void csa__prefetch_rows(const char *base, int64_t n, int64_t stride_bytes,
@@ -116,9 +117,10 @@ static void csa__attn_worker(void *vjob, int ith) {
       break;
     const int64_t end = job->chunk_start[ch + 1];
     for (int64_t i = job->chunk_start[ch]; i < end; i++) {
-      if (i + 1 < end)
-        csa__prefetch_item(&job->call, &job->items[i + 1]);
-      job->kern->item(&job->call, &job->items[i], scratch);
+      const csa__cpu_item *next = i + 1 < end ? &job->items[i + 1] : NULL;
+      if (next)
+        csa__prefetch_item(&job->call, next);
+      job->kern->item(&job->call, &job->items[i], next, scratch);
     }
   }
 }
@@ -172,6 +174,8 @@ static int csa__cpu_plan(const csa_attn_params *p, csa__cpu_call *c, const csa__
   c->causal = p->causal != 0;
   c->scale_log2 = dims.scale * CSA__CPU_LOG2E;
   c->tiles = csa__cpu_item_tiles(c->d, c->dv);
+  for (int64_t b = 0; b < c->batch; b++)
+    c->max_kv = CSA_MAX(c->max_kv, (int64_t)c->cu_kv[b + 1] - c->cu_kv[b]);
   return CSA_OK;
 }
 
@@ -229,6 +233,9 @@ static int csa__cpu_run(csa__attn_job *job, int nth) {
     return csa__error(CSA_ENOMEM, "cannot allocate %lld bytes of CPU attention scratch",
                       (long long)(job->scratch_stride * (size_t)nth));
   job->scratch = raw + ((64 - ((uintptr_t)raw & 63)) & 63);
+  for (int i = 0; i < nth; i++)
+    memset(job->scratch + (size_t)i * job->scratch_stride, 0,
+           CSA_MIN(job->scratch_stride, (size_t)CSA__CPU_SCRATCH_HEAD));
   job->next = 0;
   csa__cpu_run_parallel(nth, csa__attn_worker, job);
   free(raw);

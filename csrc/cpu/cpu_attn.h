@@ -23,17 +23,36 @@ extern "C" {
 /* Query rows per item: the row tile every kernel keeps its transposed
  * operands in (Q^T, S^T, O^T are [*, CSA__CPU_ROWS] float arrays). */
 #define CSA__CPU_ROWS 64
+/* Floats from one row of a transposed tile (Q^T, S^T, O^T: [*][ROWS]) to
+ * the next: the ROWS lanes and 64 bytes of padding, so that a row spans an
+ * odd number of cache lines (5).  With rows 256 bytes apart, a walk down
+ * the rows of one column of vectors, as both products make (128 rows of Q^T
+ * at D = 128), lands in 16 of the 64 sets of a 32 KiB 8-way L1 and fills
+ * them: the other operand's lines then evict it on every pass. */
+#ifndef CSA__CPU_LD
+#define CSA__CPU_LD (CSA__CPU_ROWS + 16)
+#endif
 /* Row tiles per item, at most: they share each K/V block while it is in
- * cache, so K and V stream from memory (and are widened, packed and
- * translated page by page) once per item.  A call uses as many as keep the
- * tiles' Q^T and O^T within CSA__CPU_TILE_BYTES (csa__cpu_item_tiles). */
+ * cache, so K and V are read once per item (from the caller's rows, or from
+ * the thread's head cache, CSA__CPU_KV_CACHE_BYTES).  A call uses as many
+ * as keep the tiles' Q^T and O^T within CSA__CPU_TILE_BYTES
+ * (csa__cpu_item_tiles). */
 #define CSA__CPU_MAX_TILES 8
-/* Bytes of Q^T + O^T of all tiles of an item: half of a 512 KiB L2 (Zen 3;
+/* Bytes of Q^T + O^T of all tiles of an item: 5/8 of a 512 KiB L2 (Zen 3;
  * larger elsewhere), so that they stay there beside the K/V block, S^T and
- * the caller's rows. */
-#define CSA__CPU_TILE_BYTES (256 * 1024)
+ * the caller's rows: 8 tiles at D = D_v = 64, 4 at 128, 2 at 256 with rows
+ * CSA__CPU_LD floats apart. */
+#define CSA__CPU_TILE_BYTES (320 * 1024)
 /* Keys per block of the online softmax. */
 #define CSA__CPU_KEYS 64
+/* Bytes of one thread's head cache at most: a head's K and V packed whole,
+ * as the kernel packs a block, kept for the next items of the same head
+ * (row tiles of a long sequence, query heads of one GQA group) that run on
+ * the thread.  A longer head packs block by block as before. */
+#define CSA__CPU_KV_CACHE_BYTES (4 << 20)
+/* Bytes at the start of each thread's scratch that the driver zeroes when a
+ * call starts (the head cache's record of what it holds). */
+#define CSA__CPU_SCRATCH_HEAD 64
 /* Largest head dims the kernels take (scratch is sized from the real dims). */
 #define CSA__CPU_MAX_D 256
 /* log2(e) and ln(2): scores live in base 2 (exp(x) = 2^(x log2 e)), and the
@@ -66,6 +85,7 @@ typedef struct csa__cpu_call {
   int causal;
   float scale_log2;           /* softmax scale * log2(e): scores live in base 2 */
   int tiles;                  /* row tiles per item (csa__cpu_item_tiles) */
+  int64_t max_kv;             /* keys of the longest sequence */
 } csa__cpu_call;
 
 /* Row tiles per item for head dims d, dv: as many as fit CSA__CPU_TILE_BYTES,
@@ -79,9 +99,14 @@ typedef struct csa__cpu_item {
 
 typedef struct csa__cpu_kernel {
   int isa;                    /* CSA_ISA_*: its name is csa_cpu_isa_name(isa) */
-  /* Bytes of scratch one thread needs for this call (64-byte aligned use). */
+  /* Bytes of scratch one thread needs for this call (64-byte aligned use;
+   * its first CSA__CPU_SCRATCH_HEAD bytes are zero when the call starts, and
+   * the same thread's later items see what earlier ones left in it). */
   size_t (*scratch_bytes)(const csa__cpu_call *c);
-  void (*item)(const csa__cpu_call *c, const csa__cpu_item *it, void *scratch);
+  /* Computes item it; next is the item this thread runs after it (NULL if
+   * not known), whose rows the kernel may ask for while it works. */
+  void (*item)(const csa__cpu_call *c, const csa__cpu_item *it, const csa__cpu_item *next,
+               void *scratch);
 } csa__cpu_kernel;
 
 /* The kernels compiled into this build (defined by kernel_<isa>.c; which ones

@@ -17,7 +17,7 @@
  * a + k*sk + j (a row of V per key).  No operand needs a transpose in memory
  * beyond Q^T, which the caller packs once per query tile.
  *
- * B and C have rows of CSA__CPU_ROWS floats; the caller passes nrv row
+ * B and C have rows CSA__CPU_LD floats apart; the caller passes nrv row
  * vectors.  A register tile is R row vectors x JT broadcast operands (R <=
  * CSA_RMAX, JT = CSA_JMAX(R), then 4, 2, 1 for the tail), each size a
  * separate inlined copy of the body (constant R and JT) so that the
@@ -63,7 +63,7 @@ static CSA__ALWAYS_INLINE void GT_BODY(const int pv, const int R, const int JT, 
     CSA__UNROLL for (int j = 0; j < JT; j++) aj[j] = a + j * sj;
     for (int64_t k = 0; k < K; k++) {
       GT_BV bv[CSA_RMAX];
-      CSA__UNROLL for (int r = 0; r < R; r++) bv[r] = GT_BLOAD(b + k * CSA__CPU_ROWS + r * CSA_VL);
+      CSA__UNROLL for (int r = 0; r < R; r++) bv[r] = GT_BLOAD(b + k * CSA__CPU_LD + r * CSA_VL);
       CSA__UNROLL for (int j = 0; j < JT; j++) {
         GT_AV av = GT_BCAST(aj[j] + k * GT_E);
         CSA__UNROLL for (int r = 0; r < R; r++) acc[j][r] = GT_STEP(acc[j][r], av, bv[r]);
@@ -73,7 +73,7 @@ static CSA__ALWAYS_INLINE void GT_BODY(const int pv, const int R, const int JT, 
     for (int64_t k = 0; k < K; k++) {
       const GT_A *ak = a + k * sk;
       GT_BV bv[CSA_RMAX];
-      CSA__UNROLL for (int r = 0; r < R; r++) bv[r] = GT_BLOAD(b + k * CSA__CPU_ROWS + r * CSA_VL);
+      CSA__UNROLL for (int r = 0; r < R; r++) bv[r] = GT_BLOAD(b + k * CSA__CPU_LD + r * CSA_VL);
       CSA__UNROLL for (int j = 0; j < JT; j++) {
         GT_AV av = GT_BCAST(ak + j * GT_E);
         CSA__UNROLL for (int r = 0; r < R; r++) acc[j][r] = GT_STEP(acc[j][r], av, bv[r]);
@@ -83,7 +83,7 @@ static CSA__ALWAYS_INLINE void GT_BODY(const int pv, const int R, const int JT, 
 
   CSA__UNROLL for (int j = 0; j < JT; j++) {
     CSA__UNROLL for (int r = 0; r < R; r++) {
-      float *cp = c + j * CSA__CPU_ROWS + r * CSA_VL;
+      float *cp = c + j * CSA__CPU_LD + r * CSA_VL;
       csa_v v = acc[j][r];
       if (cs)
         v = csa_v_fma(csa_v_load(cp), csa_v_load(cs + r * CSA_VL), v);
@@ -144,7 +144,7 @@ static void GT_RUN(int pv, int64_t J, GT_ARGS, int nrv) {
       const int slot = rem >= jmax ? 0 : rem >= 4 ? 1 : rem >= 2 ? 2 : 3;
       const int jt = slot == 0 ? jmax : slot == 1 ? 4 : slot == 2 ? 2 : 1;
       const GT_A *aa = pv ? a + j0 * GT_E : a + j0 * sj;
-      float *cj = c + j0 * CSA__CPU_ROWS + rv0 * CSA_VL;
+      float *cj = c + j0 * CSA__CPU_LD + rv0 * CSA_VL;
       if (pv)
         GT_TILE_OUTPUT(R, slot, K, aa, sj, sk, bb, cj, cc);
       else

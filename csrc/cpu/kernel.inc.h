@@ -32,11 +32,15 @@
  *   qt [D][ROWS]    Q^T (or, for bf16 products, [D/2][ROWS] bf16 pairs)
  *   s  [KEYS][ROWS] S^T, then P^T in place
  *   ot [Dv][ROWS]   O^T accumulator
+ *                   (rows of these three CSA__CPU_LD floats apart)
  *   m, l, corr      [ROWS] running max, running sum, this block's rescale
  *   kc, vc          the key / value block as the hooks pack it
+ *   kv              the head cache: the blocks of a whole kv head, packed
+ *                   as kc / vc, for the thread's next items of that head
  *
  * so memory stays O(TILES * ROWS * (D + Dv) + KEYS * (ROWS + D + Dv)) per
- * thread, whatever the lengths.
+ * thread, whatever the lengths, plus the head cache where a head fits
+ * CSA__CPU_KV_CACHE_BYTES.
  */
 
 #ifndef CSA_K_MODE
@@ -76,7 +80,7 @@ static void csa__k_mask_causal(float *s, int64_t cn, int64_t kj0, int64_t first_
     if (t <= 0)
       continue;
     for (int rv = 0; rv < nrv && rv * CSA_VL < t; rv++) {
-      float *p = s + j * CSA__CPU_ROWS + rv * CSA_VL;
+      float *p = s + j * CSA__CPU_LD + rv * CSA_VL;
       csa_v row = csa_v_add(csa_v_iota(), csa_v_set1((float)(rv * CSA_VL)));
       csa_v_store(p, csa_v_lt_select(row, csa_v_set1((float)t), ninf, csa_v_load(p)));
     }
@@ -96,7 +100,7 @@ static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, float
   for (int rv = 0; rv < t->nrv; rv++) {
     float *s = s0 + rv * CSA_VL;
     csa_v mx = csa_v_set1(-INFINITY);
-    for (int64_t j = 0; j < cn; j++) mx = csa_v_max(mx, csa_v_load(s + j * CSA__CPU_ROWS));
+    for (int64_t j = 0; j < cn; j++) mx = csa_v_max(mx, csa_v_load(s + j * CSA__CPU_LD));
     csa_v m_old = csa_v_load(t->m + rv * CSA_VL);
     csa_v m_new = csa_v_max(m_old, csa_v_mul(mx, k));
     csa_v corr = csa__k_exp2(csa_v_sub(m_old, m_new), half);
@@ -108,16 +112,16 @@ static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, float
     int64_t j = 0;
     for (; j + CSA__K_EXPN <= cn; j += CSA__K_EXPN) {
       CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++)
-        x[u] = csa_v_fma(csa_v_load(s + (j + u) * CSA__CPU_ROWS), k, neg_m);
+        x[u] = csa_v_fma(csa_v_load(s + (j + u) * CSA__CPU_LD), k, neg_m);
       csa__k_exp2_n(x, CSA__K_EXPN, half);
       CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++) {
-        csa_v_store(s + (j + u) * CSA__CPU_ROWS, x[u]);
+        csa_v_store(s + (j + u) * CSA__CPU_LD, x[u]);
         sums[u] = csa_v_add(sums[u], x[u]);
       }
     }
     for (; j < cn; j++) {
-      csa_v p = csa__k_exp2(csa_v_fma(csa_v_load(s + j * CSA__CPU_ROWS), k, neg_m), half);
-      csa_v_store(s + j * CSA__CPU_ROWS, p);
+      csa_v p = csa__k_exp2(csa_v_fma(csa_v_load(s + j * CSA__CPU_LD), k, neg_m), half);
+      csa_v_store(s + j * CSA__CPU_LD, p);
       sums[0] = csa_v_add(sums[0], p);
     }
     csa_v sum = sums[0];
@@ -151,7 +155,7 @@ static void csa__k_finish(const csa__cpu_call *c, const csa__k_tile *t, float *r
   const int64_t dvp = (int64_t)CSA__VROUND(c->dv);
   for (int64_t r0 = 0; r0 < nr; r0 += CSA_VL) {
     for (int64_t j = 0; j < dvp; j += CSA_VL)
-      csa_v_transpose(t->ot + j * CSA__CPU_ROWS + r0, CSA__CPU_ROWS, row + j, dvp);
+      csa_v_transpose(t->ot + j * CSA__CPU_LD + r0, CSA__CPU_LD, row + j, dvp);
     for (int64_t i = 0; i < CSA_VL && r0 + i < nr; i++) {
       float *o = row + i * dvp;
       const csa_v s = csa_v_set1(inv[r0 + i]);
@@ -214,9 +218,46 @@ static void csa__k_prefetch_kv(const csa__cpu_call *c, const char *kb, const cha
   }
 }
 
+/* Asks for rows [r0, r1) of an item's query rows (write 0) or output rows
+ * (write 1).  An item of several key blocks spends its last one asking for
+ * the next item's Q rows and its own output rows: both are one page per row
+ * in a packed [T, H, D] tensor, so packing Q^T and writing out would
+ * otherwise wait on a page walk and a miss per row, with nothing to overlap
+ * them. */
+static void csa__k_prefetch_item_rows(const csa__cpu_call *c, const csa__cpu_item *it, int write,
+                                      int64_t r0, int64_t r1) {
+  const size_t esz = csa_dtype_size(c->dtype);
+  const int64_t t0 = c->cu_q[it->b] + it->r0;
+  const char *base = write ? c->out + (size_t)(t0 * c->o_st + it->h * c->o_sh) * esz
+                           : c->q + (size_t)(t0 * c->q_st + it->h * c->q_sh) * esz;
+  const size_t st = (size_t)(write ? c->o_st : c->q_st) * esz;
+  const size_t bytes = (size_t)(write ? c->dv : c->d) * esz;
+  for (int64_t r = r0; r < r1; r++)
+    for (size_t b = 0; b < bytes; b += 64) {
+      if (write)
+        CSA__PREFETCH(base + (size_t)r * st + b, 1);
+      else
+        CSA__PREFETCH(base + (size_t)r * st + b, 0);
+    }
+}
+
+/* Whether the item packs its K/V blocks into the thread's head cache (and
+ * reuses what an earlier item of the same head left there): where the head
+ * fits it and other items may share it, i.e. the sequence has more row
+ * tiles than one item holds, or several query heads read this kv head.  A
+ * head that only this item reads packs into the one block buffer, which
+ * stays in L1/L2. */
+static int csa__k_use_cache(const csa__cpu_call *c, const csa__k_scratch *sp,
+                            const csa__cpu_item *it) {
+  const int64_t lq = c->cu_q[it->b + 1] - c->cu_q[it->b];
+  return sp->cache_blocks > 0 && (it->nr < lq || c->group > 1);
+}
+
 /* One item: its row tiles walk the key blocks together, so each block of K
- * and V is packed once and read from L1/L2 by every tile. */
-static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it, void *scratch) {
+ * and V is packed once (per item, or once per head and thread through the
+ * head cache) and read from cache by every tile. */
+static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it,
+                        const csa__cpu_item *next, void *scratch) {
   csa__k_scratch sp;
   csa__k_mode mode;
   csa__k_layout(c, &sp, scratch);
@@ -228,6 +269,14 @@ static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it, void *s
   const int64_t off = lkv - lq; /* causal: row i sees keys j <= i + off */
   const int ntile = (int)CSA_CEIL_DIV(it->nr, (int64_t)CSA__CPU_ROWS);
   csa__k_tile tiles[CSA__CPU_MAX_TILES];
+  /* keys already packed where this item reads its blocks (none without the
+   * cache); the cache is taken over for this head if it held another */
+  const int cached = csa__k_use_cache(c, &sp, it);
+  csa__k_cache *hc = sp.cache;
+  if (cached && !(hc->valid && hc->b == it->b && hc->hk == hk)) {
+    hc->valid = 1, hc->b = it->b, hc->hk = hk;
+    hc->keys = 0;
+  }
 
   CSA_K_BEGIN(&mode);
   const int64_t kv_end = csa__k_tiles_init(c, &mode, it, &sp, tiles, ntile);
@@ -235,23 +284,45 @@ static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it, void *s
     const int64_t cn = CSA_MIN((int64_t)CSA__CPU_KEYS, kv_end - j0);
     const char *kb = c->k + (size_t)((k0 + j0) * c->k_st + hk * c->k_sh) * esz;
     const char *vb = c->v + (size_t)((k0 + j0) * c->v_st + hk * c->v_sh) * esz;
-    CSA_K_PACK_KV(c, &mode, kb, vb, cn, &sp);
-    /* the next block's rows, a share before each tile */
-    const int64_t nn = CSA_MAX((int64_t)0, CSA_MIN((int64_t)CSA__CPU_KEYS, kv_end - j0 - cn));
+    csa__k_scratch bsp = sp; /* this block's K/V: the block buffer or the cache's */
+    int64_t packed = 0;
+    if (cached) {
+      bsp.kc = sp.kv + (size_t)(j0 / CSA__CPU_KEYS) * (sp.kc_size + sp.vc_size);
+      bsp.vc = bsp.kc + sp.kc_size;
+      packed = hc->keys;
+    }
+    /* a cached block packed for fewer keys (an earlier causal item's last
+     * block) is packed again */
+    if (j0 + cn > packed) {
+      CSA_K_PACK_KV(c, &mode, kb, vb, cn, &bsp);
+      if (cached)
+        hc->keys = packed = j0 + cn;
+    }
+    /* the next block's rows, a share before each tile, where it is still to
+     * be packed */
+    int64_t nn = CSA_MAX((int64_t)0, CSA_MIN((int64_t)CSA__CPU_KEYS, kv_end - j0 - cn));
+    if (j0 + cn + nn <= packed)
+      nn = 0;
     const char *kn = kb + (size_t)(cn * c->k_st) * esz, *vn = vb + (size_t)(cn * c->v_st) * esz;
+    const int last = j0 > 0 && j0 + cn >= kv_end;
     for (int i = 0; i < ntile; i++) {
       const csa__k_tile *t = &tiles[i];
       csa__k_prefetch_kv(c, kn, vn, nn * i / ntile, nn * (i + 1) / ntile);
+      if (last) {
+        if (next)
+          csa__k_prefetch_item_rows(c, next, 0, next->nr * i / ntile, next->nr * (i + 1) / ntile);
+        csa__k_prefetch_item_rows(c, it, 1, it->nr * i / ntile, it->nr * (i + 1) / ntile);
+      }
       if (j0 >= t->kv_end)
         continue;
       const int64_t tn = CSA_MIN(cn, t->kv_end - j0);
-      CSA_K_SCORES(c, &mode, kb, &sp, t, tn);
+      CSA_K_SCORES(c, &mode, kb, &bsp, t, tn);
       if (c->causal && j0 + tn - 1 > t->r0 + off)
-        csa__k_mask_causal(sp.s, tn, j0, t->r0 + off, t->nrv);
-      csa__k_softmax_block(c, sp.s, t, tn);
+        csa__k_mask_causal(bsp.s, tn, j0, t->r0 + off, t->nrv);
+      csa__k_softmax_block(c, bsp.s, t, tn);
       /* the first block writes O^T (rows it masks entirely have P = 0, so
        * they start at 0 too) */
-      CSA_K_OUTPUT(c, &mode, &sp, t, tn, j0 == 0 ? NULL : t->corr);
+      CSA_K_OUTPUT(c, &mode, &bsp, t, tn, j0 == 0 ? NULL : t->corr);
     }
   }
   CSA_K_END(&mode);

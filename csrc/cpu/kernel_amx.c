@@ -46,7 +46,7 @@ void csa__amx_begin(void) {
 
 void csa__amx_end(void) { _tile_release(); }
 
-#define CSA__AMX_ROWS_STRIDE (CSA__CPU_ROWS * 4)
+#define CSA__AMX_ROWS_STRIDE (CSA__CPU_LD * 4)
 /* C tile r (row vector r) += A (tile 4) x B rows at b + r*16 lanes */
 #define CSA__AMX_STEP(r, b)                                                    \
   do {                                                                         \
@@ -71,10 +71,10 @@ void csa__amx_scores(const uint16_t *kb, int64_t dp32, const float *qp, float *s
     CSA__AMX_EACH(nrv, CSA__AMX_ZERO, 0);
     for (int64_t k = 0; k < dp32; k += CSA__AMX_TILE_K) {
       _tile_loadd(4, (const void *)(kb + kg * dp32 + k), (int)(dp32 * 2));
-      const float *b = qp + (k / 2) * CSA__CPU_ROWS;
+      const float *b = qp + (k / 2) * CSA__CPU_LD;
       CSA__AMX_EACH(nrv, CSA__AMX_STEP, b);
     }
-    float *c = s + kg * CSA__CPU_ROWS;
+    float *c = s + kg * CSA__CPU_LD;
     CSA__AMX_EACH(nrv, CSA__AMX_STOREC, c);
   }
 }
@@ -86,18 +86,18 @@ void csa__amx_out(const uint16_t *vt, const float *pp, float *ot, int64_t dvp, i
   if (corr)
     for (int64_t x = 0; x < dvp; x++)
       for (int rv = 0; rv < nrv; rv++) {
-        float *o = ot + x * CSA__CPU_ROWS + rv * 16;
+        float *o = ot + x * CSA__CPU_LD + rv * 16;
         _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_loadu_ps(o), _mm512_loadu_ps(corr + rv * 16)));
       }
   for (int64_t dg = 0; dg < dvp; dg += 16) {
-    float *c = ot + dg * CSA__CPU_ROWS;
+    float *c = ot + dg * CSA__CPU_LD;
     if (corr)
       CSA__AMX_EACH(nrv, CSA__AMX_LOADC, c);
     else
       CSA__AMX_EACH(nrv, CSA__AMX_ZERO, 0);
     for (int64_t k = 0; k < nkeys32; k += CSA__AMX_TILE_K) {
       _tile_loadd(4, (const void *)(vt + dg * CSA__CPU_KEYS + k), CSA__CPU_KEYS * 2);
-      const float *b = pp + (k / 2) * CSA__CPU_ROWS;
+      const float *b = pp + (k / 2) * CSA__CPU_LD;
       CSA__AMX_EACH(nrv, CSA__AMX_STEP, b);
     }
     CSA__AMX_EACH(nrv, CSA__AMX_STOREC, c);

@@ -56,11 +56,11 @@ static inline __m512i csa__bf16_pairs(__m512 lo, __m512 hi) {
  * written only after rows 2i, 2i+1 are read, and rows < 2i are consumed. */
 static void csa__pack_p_pairs(float *s, int64_t cn, int nrv) {
   for (int64_t i = 0; 2 * i < cn; i++) {
-    const float *lo = s + 2 * i * CSA__CPU_ROWS;
+    const float *lo = s + 2 * i * CSA__CPU_LD;
     for (int rv = 0; rv < nrv; rv++) {
       __m512 a = _mm512_loadu_ps(lo + rv * 16);
-      __m512 b = 2 * i + 1 < cn ? _mm512_loadu_ps(lo + CSA__CPU_ROWS + rv * 16) : _mm512_setzero_ps();
-      _mm512_storeu_si512((void *)(s + i * CSA__CPU_ROWS + rv * 16), csa__bf16_pairs(a, b));
+      __m512 b = 2 * i + 1 < cn ? _mm512_loadu_ps(lo + CSA__CPU_LD + rv * 16) : _mm512_setzero_ps();
+      _mm512_storeu_si512((void *)(s + i * CSA__CPU_LD + rv * 16), csa__bf16_pairs(a, b));
     }
   }
 }
@@ -125,7 +125,7 @@ static void csa__bf16_pack_q(const csa__cpu_call *c, const csa__k_mode *m, const
       uint32_t w = 0;
       if (r < t->nr && p < half)
         memcpy(&w, row + (size_t)p * 4, 4);
-      qp[p * CSA__CPU_ROWS + r] = w;
+      qp[p * CSA__CPU_LD + r] = w;
     }
   }
 }
@@ -172,7 +172,7 @@ static void csa__bf16_output(const csa__cpu_call *c, const csa__k_mode *m,
   }
   const int64_t n32 = (tn + 31) / 32 * 32;
   for (int64_t i = (tn + 1) / 2; i < n32 / 2; i++) /* pairs past the keys: 0 */
-    memset(sp->s + i * CSA__CPU_ROWS, 0, CSA__CPU_ROWS * sizeof(float));
+    memset(sp->s + i * CSA__CPU_LD, 0, CSA__CPU_ROWS * sizeof(float));
   csa__amx_out((const uint16_t *)sp->vc, sp->s, t->ot, (int64_t)CSA__VROUND(c->dv), n32, t->nrv,
                corr);
 }

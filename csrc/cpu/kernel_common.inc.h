@@ -17,6 +17,17 @@
  * vectors so that the transposes move whole CSA_VL x CSA_VL blocks. */
 #define CSA__VROUND(n) (((size_t)(n) + CSA_VL - 1) / CSA_VL * CSA_VL)
 
+/* Floats from one value row of a packed float32 V block to the next: D_v
+ * rounded up to 64-byte lines, plus one if that makes an even number of
+ * lines.  The output product walks down a column of the block (one element
+ * of every key's row per broadcast); rows an even number of lines apart
+ * (512 bytes at D_v = 128) share a few L1 sets and evict each other and the
+ * P^T rows read beside them. */
+static inline size_t csa__k_ldv(const csa__cpu_call *c) {
+  const size_t lines = ((size_t)c->dv + 15) / 16;
+  return (lines | 1) * 16;
+}
+
 /* How a call computes its two products (chosen once per call, CSA_K_MODE). */
 enum {
   CSA__K_F32 = 0, /* K, V widened to float32 rows, float32 FMA */
@@ -28,12 +39,26 @@ typedef struct csa__k_mode {
   int64_t pairs; /* bf16 kinds: rows of Q^T pairs to pack (d / 2, or whole tiles) */
 } csa__k_mode;
 
-/* Per-thread scratch: the shared block buffers, and per row tile (an item
- * has up to c->tiles of them) its Q^T, O^T and softmax state. */
+/* What the head cache of a thread holds: keys [0, keys) of kv head hk of
+ * sequence b, packed (valid 0: nothing; the driver zeroes it per call). */
+typedef struct csa__k_cache {
+  int64_t valid, b, hk, keys;
+} csa__k_cache;
+/* it lives in the bytes the driver zeroes */
+typedef char csa__k_cache_fits_head[sizeof(csa__k_cache) <= CSA__CPU_SCRATCH_HEAD ? 1 : -1];
+
+/* Per-thread scratch: the head cache's record, the shared block buffers,
+ * per row tile (an item has up to c->tiles of them) its Q^T, O^T and
+ * softmax state, and the head cache: cache_blocks blocks of kc_size + vc_size
+ * floats, block i's K at kv + i * (kc_size + vc_size) and its V after it
+ * (cache_blocks 0: the head does not fit CSA__CPU_KV_CACHE_BYTES). */
 typedef struct csa__k_scratch {
+  csa__k_cache *cache;
   float *s, *kc, *vc;
   float *qt, *ot, *m, *l, *corr; /* tile t at + t * (its size) */
-  size_t qt_size, ot_size;
+  float *kv;
+  size_t qt_size, ot_size, kc_size, vc_size;
+  int64_t cache_blocks;
 } csa__k_scratch;
 
 /* One row tile of an item: rows [r0, r0 + nr) of the sequence. */
@@ -146,23 +171,36 @@ static void csa__k_from_f32(void *dst, const float *src, int64_t n, int dtype) {
 
 /* The scratch of one thread, laid out from base (or only sized: base NULL). */
 static size_t csa__k_layout(const csa__cpu_call *c, csa__k_scratch *sp, void *base) {
-  const size_t R = CSA__CPU_ROWS, NK = CSA__CPU_KEYS, NT = (size_t)c->tiles;
+  const size_t R = CSA__CPU_ROWS, LD = CSA__CPU_LD, NK = CSA__CPU_KEYS, NT = (size_t)c->tiles;
   const size_t dp = CSA__VROUND(c->d), dvp = CSA__VROUND(c->dv);
-  const size_t qt = CSA__ROUND16(dp * R), ot = CSA__ROUND16(dvp * R);
+  const size_t qt = CSA__ROUND16(dp * LD), ot = CSA__ROUND16(dvp * LD);
+  /* kc doubles as the row buffer of pack_q and finish ([CSA_VL][dp or dvp]);
+   * a cached block needs only its keys */
+  const size_t kc = CSA__ROUND16(NK * CSA_MAX(dp, dvp));
+  const size_t vc = CSA__ROUND16(NK * CSA_MAX(dvp, csa__k_ldv(c)));
+  const size_t kblk = CSA__ROUND16(NK * dp);
+  const size_t nblk = (size_t)CSA_CEIL_DIV(c->max_kv, (int64_t)CSA__CPU_KEYS);
+  const size_t cache = nblk * (kblk + vc) * sizeof(float) <= CSA__CPU_KV_CACHE_BYTES ? nblk : 0;
   /* s also serves the AMX path as [KEYS][dv rounded to 32] bf16 (pack_vt) */
-  size_t sizes[8] = {CSA__ROUND16(NK * CSA_MAX(R, (dvp + 16) / 2)), CSA__ROUND16(NK * CSA_MAX(dp, dvp)),
-                     CSA__ROUND16(NK * dvp), NT * qt, NT * ot, NT * R, NT * R, NT * R};
+  size_t sizes[10] = {CSA__CPU_SCRATCH_HEAD / sizeof(float),
+                      CSA__ROUND16(NK * CSA_MAX(LD, (dvp + 16) / 2)), kc, vc, NT * qt, NT * ot,
+                      NT * R, NT * R, NT * R, cache * (kblk + vc)};
   size_t off = 0;
-  for (int i = 0; i < 8; i++) {
+  for (int i = 0; i < 10; i++) {
     if (base) {
       float *at = (float *)base + off;
-      float **slot[8] = {&sp->s, &sp->kc, &sp->vc, &sp->qt, &sp->ot, &sp->m, &sp->l, &sp->corr};
-      *slot[i] = at;
+      float **slot[10] = {NULL, &sp->s, &sp->kc, &sp->vc, &sp->qt, &sp->ot, &sp->m, &sp->l,
+                          &sp->corr, &sp->kv};
+      if (slot[i])
+        *slot[i] = at;
     }
     off += sizes[i];
   }
-  if (base)
-    sp->qt_size = qt, sp->ot_size = ot;
+  if (base) {
+    sp->cache = (csa__k_cache *)base;
+    sp->qt_size = qt, sp->ot_size = ot, sp->kc_size = kblk, sp->vc_size = vc;
+    sp->cache_blocks = (int64_t)cache;
+  }
   return off * sizeof(float);
 }
 
@@ -197,20 +235,21 @@ static void csa__f32_pack_q(const csa__cpu_call *c, const csa__k_mode *m, const 
       memset(row + done, 0, (size_t)(dp - done) * sizeof(float));
     }
     for (int64_t j = 0; j < dp; j += CSA_VL)
-      csa_v_transpose(tmp + j, dp, t->qt + j * CSA__CPU_ROWS + r0, CSA__CPU_ROWS);
+      csa_v_transpose(tmp + j, dp, t->qt + j * CSA__CPU_LD + r0, CSA__CPU_LD);
   }
 }
 
-/* The key / value block as contiguous float32 rows (also for float32
- * inputs: rows of a packed [T, H, D] tensor lie H*D apart, often a multiple
- * of 4 KiB, and 64 of them would fight over the same L1 sets). */
+/* The key / value block as float32 rows, keys D apart and values
+ * csa__k_ldv apart (also for float32 inputs: rows of a packed [T, H, D]
+ * tensor lie H*D apart, often a multiple of 4 KiB, and 64 of them would
+ * fight over the same L1 sets). */
 static void csa__f32_pack_kv(const csa__cpu_call *c, const csa__k_mode *m, const char *kb,
                              const char *vb, int64_t cn, const csa__k_scratch *sp) {
   (void)m;
-  const size_t esz = csa_dtype_size(c->dtype);
+  const size_t esz = csa_dtype_size(c->dtype), ldv = csa__k_ldv(c);
   for (int64_t j = 0; j < cn; j++) {
     csa__k_to_f32(sp->kc + j * c->d, kb + (size_t)(j * c->k_st) * esz, c->d, c->dtype);
-    csa__k_to_f32(sp->vc + j * c->dv, vb + (size_t)(j * c->v_st) * esz, c->dv, c->dtype);
+    csa__k_to_f32(sp->vc + (size_t)j * ldv, vb + (size_t)(j * c->v_st) * esz, c->dv, c->dtype);
   }
 }
 
@@ -226,7 +265,7 @@ static void csa__f32_output(const csa__cpu_call *c, const csa__k_mode *m,
                             const csa__k_scratch *sp, const csa__k_tile *t, int64_t tn,
                             const float *corr) {
   (void)m;
-  csa__gemmt_f32_run(1, c->dv, tn, sp->vc, 0, c->dv, sp->s, t->ot, corr, t->nrv);
+  csa__gemmt_f32_run(1, c->dv, tn, sp->vc, 0, (ptrdiff_t)csa__k_ldv(c), sp->s, t->ot, corr, t->nrv);
 }
 
 /* Kernels without tile state to set up. */
