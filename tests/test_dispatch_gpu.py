@@ -361,7 +361,8 @@ def _sanitized_auto(q, k, v, cq, ck, mq, mk, **kw):
 
 def test_remembered_call_on_a_second_stream():
     """Each stream sanitizes into its own scratch: calls queued on two streams
-    at once never read each other's clamped cu_seqlens."""
+    at once never read each other's clamped cu_seqlens.  A remembered native
+    call makes no copies at all (its kernel checks the raw values)."""
     from comfy_sparse_attn import _native
 
     a = build("basic", torch.float16, seed=1)
@@ -383,7 +384,9 @@ def test_remembered_call_on_a_second_stream():
         ref, _ = reference(x[0], x[1], x[2], x[3].cpu(), x[4].cpu())
         assert rel_err(out, ref) < TOL[torch.float16], (i, csa.get_varlen_backend().backend)
     keys = {key for key in _native._scratch if key[0] == a[0].device.index}
-    if csa.get_varlen_backend().backend == "native" or len(keys) > 0:
+    if csa.get_varlen_backend().backend == "native":
+        assert (a[0].device.index, s.cuda_stream) not in keys, keys
+    elif len(keys) > 0:
         assert len(keys) >= 2, keys
 
 
@@ -447,10 +450,11 @@ def test_remembered_call_has_zero_syncs_and_reports_violations_later():
 
 @pytest.mark.parametrize("form", ["plain", "out", "lse", "second stream"])
 def test_remembered_native_cuda_call_runs_in_c_with_zero_syncs(monkeypatch, form):
-    """A remembered native CUDA call is done by C alone (sanitizer + kernel on
-    the current stream, output from torch's allocator), with no sync, and
-    gives the reference result; a different T_q in the same rows class and
-    fresh values reuse the decision."""
+    """A remembered native CUDA call is done by C alone (one kernel on the
+    current stream, which checks cu_seqlens itself; output from torch's
+    allocator), with no sync, and gives the reference result; a different
+    T_q in the same rows class, fresh values and another stream reuse the
+    decision."""
     from comfy_sparse_attn import _C, _native
 
     if not _native.have_sanitizer():
@@ -474,18 +478,14 @@ def test_remembered_native_cuda_call_runs_in_c_with_zero_syncs(monkeypatch, form
     torch.cuda.set_sync_debug_mode("error")
     try:
         with torch.cuda.stream(s):
-            for i, (x, out) in enumerate(inputs):
-                if form == "second stream" and i == 0:
-                    # the first call on this stream has no scratch yet: the full path
-                    monkeypatch.undo()
+            for x, out in inputs:
                 res = csa.dispatch_varlen_attention(*x, out=out, **kw)
                 outs.append((x, res, out))
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.current_stream().wait_stream(s)
     torch.cuda.synchronize()
-    runs = _C.fast_stats()[0]
-    assert runs == (1 if form == "second stream" else 2)
+    assert _C.fast_stats()[0] == 2
     assert csa.get_varlen_backend() is choice or csa.get_varlen_backend() == choice
     for x, res, out in outs:
         o, lse = res if form == "lse" else (res, None)
@@ -499,8 +499,9 @@ def test_remembered_native_cuda_call_runs_in_c_with_zero_syncs(monkeypatch, form
 
 
 def test_remembered_native_cuda_call_reports_a_violation_at_the_next_call():
-    """The C path sanitizes: a bad cu_seqlens on a remembered call is clamped,
-    reported by the next call (which the full path then takes), once."""
+    """The C path's kernel checks cu_seqlens itself: a bad value on a
+    remembered call is clamped where it is read, reported by the next call
+    (which the full path then takes), once."""
     from comfy_sparse_attn import _C, _native
 
     if not _native.have_sanitizer():
@@ -523,3 +524,80 @@ def test_remembered_native_cuda_call_reports_a_violation_at_the_next_call():
     torch.cuda.synchronize()
     ref, _ = reference(q, k, v, cq.cpu(), ck.cpu())
     assert rel_err(out, ref) < TOL[torch.float16]
+
+
+# Each violation alone and a few together, for q and for kv: (B = 3, T = 60)
+FLAG_CASES = {
+    "valid": ([0, 10, 30, 60], [0, 10, 30, 60]),
+    "q start": ([2, 10, 30, 60], [0, 10, 30, 60]),
+    "q decreases": ([0, 30, 10, 60], [0, 10, 30, 60]),
+    "q total": ([0, 10, 30, 59], [0, 10, 30, 60]),
+    "q too long": ([0, 10, 50, 60], [0, 10, 30, 60]),
+    "kv start": ([0, 10, 30, 60], [-4, 10, 30, 60]),
+    "kv decreases": ([0, 10, 30, 60], [0, 40, 30, 60]),
+    "kv total": ([0, 10, 30, 60], [0, 10, 30, 61]),
+    "kv too long": ([0, 10, 30, 60], [0, 35, 40, 60]),
+    "both garbage": ([7, -3, 2 ** 31 - 1, -2 ** 31], [60, 0, 99999, 5]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLAG_CASES))
+def test_kernel_check_records_what_the_sanitizer_records(name):
+    """The native kernel's own cu_seqlens check (RUN_CUDA_FLAGGED, what a
+    remembered native call runs) ORs exactly the violation bits the
+    sanitizer kernel does, for every kind of violation of q and kv, with
+    max_seqlen = 30; valid input records nothing and every row is written.
+    Both read the same raw values; the flag word is read after a
+    synchronize."""
+    from comfy_sparse_attn import _C, _native
+
+    if not _native.have_sanitizer():
+        pytest.skip("this build has no device sanitizer")
+    lq, lk = FLAG_CASES[name]
+    q, k, v, _, _, _, _ = make_case([10, 20, 30], dtype=torch.float16, device=DEV, seed=31)
+    cq = torch.tensor(lq, dtype=torch.int32, device=DEV)
+    ck = torch.tensor(lk, dtype=torch.int32, device=DEV)
+    _, word, cap = _native._flag(q.device.index)
+    torch.cuda.synchronize()
+    word.value = 0
+    bits = []
+    for kind in (_C.RUN_SANITIZE, _C.RUN_CUDA_FLAGGED):
+        out = poisoned(q, v)
+        scratch = torch.empty(8, dtype=torch.int32, device=DEV)
+        _C.run(kind, q, k, v, cq, ck, out if kind == _C.RUN_CUDA_FLAGGED else None, None,
+               None, None, 30, 30, 0.0, False, 0, _native.raw_stream(q.device.index),
+               scratch, cap)
+        torch.cuda.synchronize()
+        bits.append(word.value)
+        word.value = 0
+        if kind == _C.RUN_CUDA_FLAGGED and name == "valid":
+            ref, _ = reference(q, k, v, cq.cpu(), ck.cpu())
+            assert rel_err(out, ref) < TOL[torch.float16]
+    assert bits[0] == bits[1], [hex(b) for b in bits]
+    assert (bits[0] == 0) == (name == "valid"), hex(bits[0])
+
+
+def test_kernel_check_covers_thousands_of_sequences():
+    """One bad entry among 2 x 5001 is found by the grid-stride check of
+    whichever thread owns it (the first, a middle and the last entry)."""
+    from comfy_sparse_attn import _C, _native
+
+    if not _native.have_sanitizer():
+        pytest.skip("this build has no device sanitizer")
+    q, k, v, cq, ck, mq, mk = make_case([1 + i % 5 for i in range(5000)], dtype=torch.float16,
+                                        device=DEV, seed=32)
+    _, word, cap = _native._flag(q.device.index)
+    stream = _native.raw_stream(q.device.index)
+    for which, at, expect in (("q", 0, 0x1), ("kv", 2500, 0x200), ("kv", 5000, 0x400),
+                              ("q", 4999, 0x2)):
+        bad_q, bad_k = cq.clone(), ck.clone()
+        t = bad_q if which == "q" else bad_k
+        t[at] = t[at] + 3 if at in (0, 5000) else -1
+        torch.cuda.synchronize()
+        word.value = 0
+        out = poisoned(q, v)
+        _C.run(_C.RUN_CUDA_FLAGGED, q, k, v, bad_q, bad_k, out, None, None, None, mq, mk, 0.0,
+               False, 0, stream, None, cap)
+        torch.cuda.synchronize()
+        assert word.value & expect, (which, at, hex(word.value))
+        word.value = 0

@@ -4,7 +4,9 @@ the loop), top functions by own time, plus the mean host time per call with
 and without the profiler.  Where the build has ``_C.run``, the host time
 of the C calls alone (arguments exported once, output preallocated) splits
 what is C's from what is Python's: the attention launch, the sanitizer
-launch, both in one call, validation, and torch.empty of the output.  Where
+launch, both in one call, the attention launch checking cu_seqlens itself
+(what a remembered native call runs), validation, torch.empty of the
+output, and torch's own FA2 varlen op for scale.  Where
 the build has ``_C.fast_call`` (the remembered call done in C), it also
 times that call without the Python function around it, and says how many
 of the timed auto calls C served (``_C.fast_stats``).
@@ -49,6 +51,8 @@ def c_split(q, k, v, cq, ck, mq, mk, n=50):
     stream = torch.cuda.current_stream(dev).cuda_stream
     flag = _native._flag(dev.index)[2]
     scap = _native.scratch(dev, stream, cq.shape[0])[0]
+    # the violation word on the device, as the fast path passes it (address resolved)
+    dflag = x(torch.zeros(1, dtype=torch.int32, device=dev))
     fns = {
         "C attention launch": lambda: _C.attention(
             "cuda", q=a[0], k=a[1], v=a[2], cu_seqlens_q=a[3], cu_seqlens_kv=a[4], out=a[5],
@@ -56,6 +60,9 @@ def c_split(q, k, v, cq, ck, mq, mk, n=50):
         "C run: sanitize + attention": lambda: _C.run(
             _C.RUN_CUDA_SANITIZED, *a, None, None, None, mq, mk, 0.0, False, 0, stream, scap,
             flag),
+        "C run: attention checking cu_q/kv": lambda: _C.run(
+            _C.RUN_CUDA_FLAGGED, *a, None, None, None, mq, mk, 0.0, False, 0, stream, None,
+            dflag),
         "C run: validate + sanitize": lambda: _C.run(
             _C.RUN_SANITIZE, *a, None, None, None, mq, mk, 0.0, False, 0, stream, scap, flag),
         "C run: validate": lambda: _C.run(
@@ -64,6 +71,10 @@ def c_split(q, k, v, cq, ck, mq, mk, n=50):
                                                     dtype=q.dtype, device=dev),
         "6 DLPack exports": lambda: [x(t) for t in (q, k, v, cq, ck, out)],
     }
+    if q.dtype in (torch.float16, torch.bfloat16):
+        # what a peer's host side costs: torch's FA2 varlen op, called directly
+        fns["torch FA2 varlen op (peer)"] = lambda: torch.ops.aten._flash_attention_forward(
+            q, k, v, cq, ck, mq, mk, 0.0, False, False)
     if hasattr(_C, "fast_call"):
         # the whole remembered call, entered from C (no Python function around it)
         fns["C fast_call (whole call)"] = lambda: _C.fast_call(

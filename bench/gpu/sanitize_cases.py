@@ -79,3 +79,22 @@ for bad in ([0, -50, 400, 300], [5, 2**31 - 1, -(2**31), 7], [3]):
     torch.cuda.synchronize()
     assert int(f[0]) != 0
 print("sanitizer cases done")
+
+# The kernels' own cu_seqlens check (RUN_CUDA_FLAGGED, what a remembered native
+# call runs): garbage read raw by every tile kind and the Hopper kernel, the
+# violation word on the device.
+# 3000 rows in 3 sequences: the default plan takes the Hopper kernel there.
+for tile in ("big", "small", "smallw", None):
+    knobs(**({"TILE": tile} if tile else {}))
+    for d in (64, 128):
+        qd = torch.randn(3000, 1, d, device=dev, dtype=torch.bfloat16)
+        for bad in ([0, -50, 4000, 3000], [0, 2500, 1000, 3000], [5, 2**31 - 1, -(2**31), 7]):
+            c = torch.tensor(bad, dtype=torch.int32, device=dev)
+            f = torch.zeros(1, dtype=torch.int32, device=dev)
+            o = torch.empty_like(qd)
+            _C.run(_C.RUN_CUDA_FLAGGED, qd, qd, qd, c, c, o, None, None, None, 1200, 1200, 0.0,
+                   True, 0, 0, None, f)
+            torch.cuda.synchronize()
+            assert int(f[0]) != 0
+knobs()
+print("kernel check cases done")

@@ -22,19 +22,8 @@ import sys
 import torch
 
 from comfy_sparse_attn import dispatch_varlen_attention
+from attn_args import Args  # the kernels' args struct
 from knobs import inputs  # same inputs as the knob sweeps
-
-
-class Args(ctypes.Structure):
-    """csa__cuda_attn_args (csrc/cuda/attn_args.h), field for field."""
-    _fields_ = [(n, ctypes.c_void_p) for n in ("q", "k", "v", "out", "lse", "cu_q", "cu_kv")] + \
-        [(n, ctypes.c_int64) for n in ("q_st_t", "q_st_h", "k_st_t", "k_st_h", "v_st_t", "v_st_h",
-                                       "o_st_t", "o_st_h", "lse_st_h", "lse_st_t")] + \
-        [(n, ctypes.c_int32) for n in ("t_q", "t_kv", "heads", "heads_kv", "d", "dv", "batch",
-                                       "max_q", "max_kv", "causal", "vec", "small", "hpc",
-                                       "stages")] + \
-        [("scale", ctypes.c_float), ("scale_log2", ctypes.c_float)]
-
 
 cuda = ctypes.CDLL("libcuda.so.1")
 

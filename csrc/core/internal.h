@@ -45,8 +45,13 @@ int csa__attn_check(const csa_attn_params *p, int require_device,
                     csa__attn_dims *dims);
 
 /* csa_attn_cuda after its check: dims from csa__attn_check on exactly
- * these params (the caller's own check, so a call is checked once). */
-int csa__attn_cuda_checked(const csa_attn_params *p, const csa__attn_dims *dims);
+ * these params (the caller's own check, so a call is checked once).
+ * cu_flags: NULL, or the device-visible address of a violation word
+ * (csa_cuda.h's CSA_CU_* bits): the kernel then checks the values of
+ * cu_seqlens itself and ORs what is wrong into it (cu_check.cuh), which
+ * stands in for the sanitizer launch of a call that reads them raw. */
+int csa__attn_cuda_checked(const csa_attn_params *p, const csa__attn_dims *dims,
+                           int32_t *cu_flags);
 
 /* Half-precision conversions (exact for bf16 -> f32 and f16 -> f32;
  * round-to-nearest-even for f32 -> bf16 / f16). */

@@ -29,6 +29,13 @@ typedef struct csa__cuda_attn_args {
   int32_t hpc;   /* query heads per CTA, run one after another (>= 1) */
   int32_t stages; /* K/V ring depth, 1..3 (chosen by the launch plan) */
   float scale, scale_log2;
+  /* cu_seqlens check done by the kernel itself (cu_check.cuh): NULL = none
+   * (host-checked or sanitized input); else the device-visible address of
+   * the violation word the sanitizer would write (CSA_CU_* bits of
+   * csa_cuda.h), and the unclamped max_seqlen_q / _kv (>= 0) the lengths
+   * are held against. */
+  int32_t *cu_flags;
+  int32_t cu_max_q, cu_max_kv;
 } csa__cuda_attn_args;
 
 #ifdef __cplusplus

@@ -79,6 +79,7 @@ static void csa__plan_key_make(const csa__cuda_call *c, const csa__cuda_attn_arg
   k->args.q = k->args.k = k->args.v = NULL;
   k->args.out = NULL;
   k->args.cu_q = k->args.cu_kv = NULL;
+  k->args.cu_flags = a->cu_flags != NULL ? (int32_t *)(uintptr_t)1 : NULL;
   k->args.lse = a->lse != NULL ? (float *)(uintptr_t)1 : NULL;
 }
 
@@ -101,7 +102,7 @@ static int csa__attn_plan_get(csa__cuda_call *c, csa__cuda_attn_args *a, int dty
     csa__cuda_attn_args mine = *a;
     *a = s->args;
     a->q = mine.q, a->k = mine.k, a->v = mine.v, a->out = mine.out, a->lse = mine.lse;
-    a->cu_q = mine.cu_q, a->cu_kv = mine.cu_kv;
+    a->cu_q = mine.cu_q, a->cu_kv = mine.cu_kv, a->cu_flags = mine.cu_flags;
     plan->fn = s->fn;
     memcpy(plan->grid, s->grid, sizeof plan->grid);
     plan->block = s->block;
@@ -140,10 +141,15 @@ int csa_attn_cuda(const csa_attn_params *p) {
   int st = csa__attn_check(p, CSA_DEVICE_CUDA, &dims);
   if (st != CSA_OK)
     return st;
-  return csa__attn_cuda_checked(p, &dims);
+  return csa__attn_cuda_checked(p, &dims, NULL);
 }
 
-int csa__attn_cuda_checked(const csa_attn_params *p, const csa__attn_dims *d) {
+static int32_t csa__clamp_nonneg32(int64_t x) {
+  return (int32_t)(x < 0 ? 0 : (x > INT32_MAX ? INT32_MAX : x));
+}
+
+int csa__attn_cuda_checked(const csa_attn_params *p, const csa__attn_dims *d,
+                           int32_t *cu_flags) {
   if (csa__n_fatbins == 0)
     return csa__no_kernels();
   if (p->q.device_type != CSA_DEVICE_CUDA)
@@ -196,6 +202,9 @@ int csa__attn_cuda_checked(const csa_attn_params *p, const csa__attn_dims *d) {
           csa__rows_aligned16(&p->v) && csa__rows_aligned16(&p->out);
   a.scale = dims.scale;
   a.scale_log2 = dims.scale * 1.4426950408889634f; /* scale * log2(e): exp(x) = 2^(x log2 e) */
+  a.cu_flags = cu_flags;
+  a.cu_max_q = cu_flags != NULL ? csa__clamp_nonneg32(p->max_seqlen_q) : 0;
+  a.cu_max_kv = cu_flags != NULL ? csa__clamp_nonneg32(p->max_seqlen_kv) : 0;
 
   /* Plan and launch in the tensors' device's primary context; the caller's
    * context is current again afterwards. */

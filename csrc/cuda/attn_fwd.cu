@@ -62,6 +62,7 @@
 
 #include "attn_args.h"
 #include "attn_kernels.h"
+#include "cu_check.cuh"
 #include "ptx.cuh"
 #include "seq_rows.cuh"
 
@@ -963,6 +964,7 @@ static __device__ __forceinline__ void csa__attn_fwd_body(const csa__cuda_attn_a
 #define CSA__DEFV(dt, TIn, kind, DP, BN, MT, QREG, MINB, MH, VAR, sfx)               \
   extern "C" __global__ void __launch_bounds__(CSA__ATTN_THREADS, MINB)              \
       csa_attn_fwd_##dt##_d##DP##_##kind##sfx(const csa__cuda_attn_args a) {          \
+    csa__cu_check(a);                                                                \
     csa__attn_fwd_body<TIn, DP, BN, MT, QREG != 0, MH != 0, VAR>(a);                 \
   }
 #define CSA__DEF(dt, TIn, kind, DP, BN, MT, QREG, MINB, MH) \

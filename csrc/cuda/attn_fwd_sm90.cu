@@ -72,6 +72,7 @@
 
 #include "attn_args.h"
 #include "attn_sm90_plan.h"
+#include "cu_check.cuh"
 #include "ptx_sm90.cuh"
 #include "seq_rows.cuh"
 
@@ -711,6 +712,7 @@ static __device__ __forceinline__ void csa__sm90_fwd(const csa__cuda_attn_args &
 #define CSA__SM90_ENTRY(NAME, T, C, K)                                                         \
   extern "C" __global__ void __launch_bounds__(CSA__SM90_THREADS(C), 1)                        \
       NAME(const __grid_constant__ csa__cuda_attn_args a) {                                    \
+    csa__cu_check(a);                                                                          \
     csa__sm90_fwd<T, C, CSA__SM90_OVERLAP_##K != 0, CSA__SM90_PINGPONG_##K != 0,               \
                   CSA__SM90_PRODUCER_REGS_##K>(a);                                             \
   }

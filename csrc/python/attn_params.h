@@ -50,13 +50,18 @@ void csa__py_describe_missing_out(csa_attn_params *p);
  *                       copies into scratch[0 : B+1] (q) and
  *                       scratch[B+1 : 2(B+1)] (kv); no attention kernel
  *   RUN_CUDA_SANITIZED  RUN_SANITIZE, then the CUDA kernel reading the clamped
- *                       copies: two launches on p->stream, one check */
+ *                       copies: two launches on p->stream, one check
+ *   RUN_CUDA_FLAGGED    validate, then the CUDA kernel reading cu_seqlens as
+ *                       given and checking their values itself into flags
+ *                       (cu_check.cuh): one launch.  A call with T_q = 0
+ *                       launches no kernel: RUN_CUDA_SANITIZED instead. */
 enum {
   CSA__RUN_VALIDATE = 0,
   CSA__RUN_CPU = 1,
   CSA__RUN_CUDA = 2,
   CSA__RUN_SANITIZE = 3,
-  CSA__RUN_CUDA_SANITIZED = 4
+  CSA__RUN_CUDA_SANITIZED = 4,
+  CSA__RUN_CUDA_FLAGGED = 5
 };
 
 /* Runs `kind` on filled params (GIL held; dropped while a kernel runs or

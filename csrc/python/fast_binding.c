@@ -7,8 +7,8 @@
  * remembered decisions and, for a call whose key it has, runs the call
  * without entering Python: the tensors are read through torch's DLPack C
  * exchange table (no capsule, no allocation), the output is allocated by a
- * cached torch.empty, and the native kernel (CPU; CUDA: sanitizer + kernel)
- * runs from here.  Anything unusual hands the call back to the full Python
+ * cached torch.empty, and the native kernel (CPU; CUDA: one launch that also
+ * checks the values of cu_seqlens, csrc/cuda/cu_check.cuh) runs from here.  Anything unusual hands the call back to the full Python
  * path, which is the reference: every error and report is the full path's.
  *
  *   fast_call(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q,
@@ -57,7 +57,7 @@
 enum {
   CSA__FAST_PY = 0,   /* return the record: the adapter runs in Python */
   CSA__FAST_CPU = 1,  /* native CPU kernel, here */
-  CSA__FAST_CUDA = 2, /* native CUDA: sanitizer + kernel, here */
+  CSA__FAST_CUDA = 2, /* native CUDA: the kernel, checking cu_seqlens itself, here */
   CSA__FAST_BUCKETS = 1024,
   CSA__FAST_MAX = 4096,
   CSA__FAST_NARGS = 14
@@ -97,7 +97,7 @@ typedef struct csa__fast_entry {
   PyObject *out_kw;    /* {"dtype": q.dtype, "device": q.device} for torch.empty */
   PyObject *lse_kw;    /* {"dtype": torch.float32, "device": q.device} */
   PyObject *flag_keep; /* CUDA: owner of the sanitizer's flag word */
-  csa_tensor flag;     /* CUDA: the flag word as the sanitizer writes it */
+  csa_tensor flag;     /* CUDA: the violation word, at its device address */
   const volatile int32_t *flag_host; /* CUDA: the same word, read on the host */
 } csa__fast_entry;
 
@@ -113,14 +113,12 @@ static struct {
   PyObject *num_threads;             /* torch.get_num_threads */
   PyObject *grad_enabled;            /* torch.is_grad_enabled */
   PyObject *raw_stream;              /* (index) -> current stream handle, no table */
-  PyObject *capturing;               /* () -> current stream is capturing */
   PyObject *dispatch_ns;             /* dispatch's globals: _last */
-  PyObject *native_ns;               /* _native's globals: _scratch */
   PyObject *comfy_ns;                /* _comfy's globals: _cached */
   PyObject *comfy_flags;             /* _comfy.comfy_flags */
   PyObject *env;                     /* os.environ's mapping (dict) */
   PyObject *env_backend_key, *env_exact_key;
-  PyObject *s_requires_grad, *s_run, *s_last, *s_scratch, *s_cached, *s_cli_args;
+  PyObject *s_requires_grad, *s_run, *s_last, *s_cached, *s_cli_args;
   PyObject *s_failed; /* dispatch's _fast_failed(record, err, device), looked up when used */
 } csa__fx;
 
@@ -533,44 +531,6 @@ static int csa__fast_stream(int32_t id, void **stream) {
   return PyErr_Occurred() ? -1 : 0;
 }
 
-/* The stream's sanitizer scratch buffer from _native._scratch (which owns
- * it) as a view: 0; 1 when there is none large enough for 2(B+1) entries or
- * a graph is being captured (the full path makes one: a buffer of its own
- * while capturing, as the graph must keep it); -1 with an exception. */
-static int csa__fast_scratch(int32_t id, void *stream, int64_t n, csa_tensor *view,
-                             csa__py_keepalive *ka) {
-  PyObject *cap = PyObject_CallNoArgs(csa__fx.capturing);
-  if (cap == NULL)
-    return -1;
-  const int capturing = PyObject_IsTrue(cap);
-  Py_DECREF(cap);
-  if (capturing != 0)
-    return capturing < 0 ? -1 : 1;
-  PyObject *table = PyDict_GetItemWithError(csa__fx.native_ns, csa__fx.s_scratch);
-  if (table == NULL)
-    return PyErr_Occurred() ? -1 : 1;
-  PyObject *k = Py_BuildValue("(lN)", (long)id, PyLong_FromVoidPtr(stream));
-  if (k == NULL)
-    return -1;
-  PyObject *got = PyDict_Check(table) ? PyDict_GetItemWithError(table, k) : NULL;
-  Py_DECREF(k);
-  if (got == NULL)
-    return PyErr_Occurred() ? -1 : 1;
-  /* (tensor, capsule, entries, views) */
-  if (!PyTuple_Check(got) || PyTuple_Size(got) < 3)
-    return 1;
-  const long long size = PyLong_AsLongLong(PyTuple_GetItem(got, 2));
-  if (size == -1 && PyErr_Occurred())
-    return -1;
-  if (size < 2 * n)
-    return 1;
-  PyObject *keep = NULL;
-  if (csa__py_tensor_view(PyTuple_GetItem(got, 1), "scratch", 1, view, &keep) < 0)
-    return -1;
-  ka->keep[ka->n++] = keep;
-  return 0;
-}
-
 /* A native kernel failed on valid input: a ValueError / TypeError (the
  * check refused the input) propagates; anything else goes to dispatch's
  * _fast_failed (looked up there, so a replaced one is the one called),
@@ -613,15 +573,15 @@ static PyObject *csa__fast_run(const csa__fast_hit *h, PyObject *const *args, cs
      * (plain read of pinned host memory, as _native.raise_pending does). */
     if (*h->flag_host != 0)
       return Py_NewRef(csa__fx.slow);
+    /* T_q = 0 launches no kernel to check cu_seqlens in: the full path
+     * runs the sanitizer for it. */
+    if (p->q.shape[0] == 0)
+      return Py_NewRef(csa__fx.slow);
     void *stream = NULL;
     if (csa__fast_stream(p->q.device_id, &stream) < 0)
       return NULL;
-    const int got = csa__fast_scratch(p->q.device_id, stream, p->cu_seqlens_q.shape[0],
-                                      &scratch, ka);
-    if (got != 0)
-      return got < 0 ? NULL : Py_NewRef(csa__fx.slow);
     p->stream = stream;
-    run_kind = CSA__RUN_CUDA_SANITIZED;
+    run_kind = CSA__RUN_CUDA_FLAGGED;
   } else {
     PyObject *n = PyObject_CallNoArgs(csa__fx.num_threads);
     if (n == NULL)
@@ -769,9 +729,9 @@ static PyObject *csa__py_fast_remember(PyObject *self, PyObject *args, PyObject 
     Py_DECREF(flag_keep);
     flag_keep = Py_NewRef(flag);
     flag_host = (const volatile int32_t *)flag_view.data;
-    /* The sanitizer writes the word through its device address, which it
-     * would otherwise look up on every call (pinned memory has one; the
-     * entry keeps the memory alive, so the answer stays true). */
+    /* The kernel writes the word through its device address, which the
+     * run step would otherwise look up on every call (pinned memory has
+     * one; the entry keeps the memory alive, so the answer stays true). */
     void *dev = NULL;
     if (flag_view.device_type == CSA_DEVICE_CPU &&
         csa__cuda_device_address(k->facts.q_dev_id, flag_view.data, &dev) == CSA_OK) {
@@ -846,23 +806,23 @@ static PyObject *csa__py_fast_fail_next(PyObject *self, PyObject *args) {
 }
 
 /* fast_init(*, tensor_type, exchange_api, to_dlpack, empty, num_threads,
- *           grad_enabled, raw_stream, capturing, dispatch_ns, native_ns,
- *           comfy_ns, comfy_flags, env, env_backend_key, env_exact_key)
+ *           grad_enabled, raw_stream, dispatch_ns, comfy_ns, comfy_flags,
+ *           env, env_backend_key, env_exact_key)
  * -> None.  Binds torch's and dispatch's objects once;
  * exchange_api: torch.Tensor.__dlpack_c_exchange_api__ (a capsule of a
  * DLPack 1.x table) or None; anything else leaves the exporter in use. */
 static PyObject *csa__py_fast_init(PyObject *self, PyObject *args, PyObject *kwargs) {
   (void)self;
   static char *kwlist[] = {"tensor_type", "exchange_api", "to_dlpack",   "empty",
-                           "num_threads", "grad_enabled", "raw_stream",  "capturing",
-                           "dispatch_ns", "native_ns",    "comfy_ns",    "comfy_flags",
-                           "env",         "env_backend_key", "env_exact_key", NULL};
-  enum { N = 15 };
+                           "num_threads", "grad_enabled", "raw_stream",  "dispatch_ns",
+                           "comfy_ns",    "comfy_flags",  "env",         "env_backend_key",
+                           "env_exact_key", NULL};
+  enum { N = 13 };
   PyObject *o[N];
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$O!OOOOOOOO!O!O!OO!OO:fast_init", kwlist,
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$O!OOOOOOO!O!OO!OO:fast_init", kwlist,
                                    &PyType_Type, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6],
-                                   &o[7], &PyDict_Type, &o[8], &PyDict_Type, &o[9], &PyDict_Type,
-                                   &o[10], &o[11], &PyDict_Type, &o[12], &o[13], &o[14]))
+                                   &PyDict_Type, &o[7], &PyDict_Type, &o[8], &o[9], &PyDict_Type,
+                                   &o[10], &o[11], &o[12]))
     return NULL;
   const int n_given = (int)(kwargs != NULL ? PyDict_Size(kwargs) : 0);
   if (n_given != N || PyTuple_Size(args) != 0) {
@@ -882,8 +842,8 @@ static PyObject *csa__py_fast_init(PyObject *self, PyObject *args, PyObject *kwa
   csa__fx.ready = 0;
   PyObject **slots[] = {(PyObject **)&csa__fx.tensor_type, &csa__fx.xapi_owner,
                         &csa__fx.to_dlpack, &csa__fx.empty, &csa__fx.num_threads,
-                        &csa__fx.grad_enabled, &csa__fx.raw_stream, &csa__fx.capturing,
-                        &csa__fx.dispatch_ns, &csa__fx.native_ns, &csa__fx.comfy_ns,
+                        &csa__fx.grad_enabled, &csa__fx.raw_stream, &csa__fx.dispatch_ns,
+                        &csa__fx.comfy_ns,
                         &csa__fx.comfy_flags, &csa__fx.env, &csa__fx.env_backend_key,
                         &csa__fx.env_exact_key};
   for (int i = 0; i < N; i++) {
@@ -938,7 +898,6 @@ int csa__py_fast_add_methods(PyObject *m) {
   if (csa__fast_intern(&csa__fx.s_requires_grad, "requires_grad") < 0 ||
       csa__fast_intern(&csa__fx.s_run, "run") < 0 ||
       csa__fast_intern(&csa__fx.s_last, "_last") < 0 ||
-      csa__fast_intern(&csa__fx.s_scratch, "_scratch") < 0 ||
       csa__fast_intern(&csa__fx.s_cached, "_cached") < 0 ||
       csa__fast_intern(&csa__fx.s_cli_args, "comfy.cli_args") < 0 ||
       csa__fast_intern(&csa__fx.s_failed, "_fast_failed") < 0)

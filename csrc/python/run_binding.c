@@ -20,6 +20,7 @@
 
 #include "csa/csa_cuda.h"
 #include "core/internal.h"
+#include "cuda/loader.h"
 #include "attn_params.h"
 #include "dlpack.h"
 #include "errors.h"
@@ -46,22 +47,51 @@ static int csa__run_scratch_views(const csa_attn_params *p, const csa_tensor *sc
   return 0;
 }
 
+/* The device-visible address of the violation word `flags` (int32, >= 1
+ * element, on q's CUDA device or in pinned host memory), or NULL with the
+ * error recorded. */
+static int32_t *csa__run_flag_address(const csa_attn_params *p, const csa_tensor *flags,
+                                      int *st) {
+  if (flags == NULL || flags->data == NULL || flags->dtype != CSA_INT32 || flags->ndim < 1 ||
+      flags->shape[0] < 1) {
+    *st = csa__error(CSA_EINVAL, "flags must be an int32 tensor with at least one element");
+    return NULL;
+  }
+  if (flags->device_type == CSA_DEVICE_CUDA) {
+    if (flags->device_id == p->q.device_id)
+      return (int32_t *)flags->data;
+    *st = csa__error(CSA_EDEVICE, "flags must be on CUDA device %d or in pinned host memory",
+                     p->q.device_id);
+    return NULL;
+  }
+  void *dev = NULL;
+  *st = csa__cuda_device_address(p->q.device_id, flags->data, &dev);
+  return *st == CSA_OK ? (int32_t *)dev : NULL;
+}
+
 int csa__py_run_params(int kind, csa_attn_params *p, const csa_tensor *scratch,
                        const csa_tensor *flags, int *status) {
   /* The kernels' entry points validate first themselves (csa.h); only a
    * call that sanitizes (or only validates) needs the check done here.  A
-   * sanitized CUDA call checks once (the same check as csa_attn_validate,
-   * keeping its dims): the clamped copies the kernel then reads are int32
-   * [B+1] views on the same device (csa__run_scratch_views), so what the
-   * check found holds for them too, and the sanitizer has refused anything
-   * not on a CUDA device. */
+   * sanitized or flagged CUDA call checks once (the same check as
+   * csa_attn_validate, keeping its dims): the clamped copies a sanitized
+   * kernel then reads are int32 [B+1] views on the same device
+   * (csa__run_scratch_views), so what the check found holds for them too,
+   * and the sanitizer has refused anything not on a CUDA device. */
   csa__attn_dims dims;
   memset(&dims, 0, sizeof dims);
   int st = CSA_OK;
-  if (kind == CSA__RUN_CUDA_SANITIZED)
-    st = csa__attn_check(p, 0, &dims);
+  int32_t *cu_flags = NULL;
+  if (kind == CSA__RUN_CUDA_SANITIZED || kind == CSA__RUN_CUDA_FLAGGED)
+    st = csa__attn_check(p, kind == CSA__RUN_CUDA_FLAGGED ? CSA_DEVICE_CUDA : 0, &dims);
   else if (kind == CSA__RUN_VALIDATE || kind == CSA__RUN_SANITIZE)
     st = csa_attn_validate(p);
+  if (st == CSA_OK && kind == CSA__RUN_CUDA_FLAGGED) {
+    if (dims.total_q == 0)
+      kind = CSA__RUN_CUDA_SANITIZED; /* no launch to check in: the sanitizer does it */
+    else
+      cu_flags = csa__run_flag_address(p, flags, &st);
+  }
   if (st == CSA_OK && (kind == CSA__RUN_SANITIZE || kind == CSA__RUN_CUDA_SANITIZED)) {
     csa_tensor oq, okv;
     if (csa__run_scratch_views(p, scratch, &oq, &okv) < 0) {
@@ -84,7 +114,7 @@ int csa__py_run_params(int kind, csa_attn_params *p, const csa_tensor *scratch,
     else if (kind == CSA__RUN_CUDA)
       st = csa_attn_cuda(p);
     else
-      st = csa__attn_cuda_checked(p, &dims);
+      st = csa__attn_cuda_checked(p, &dims, cu_flags);
     Py_END_ALLOW_THREADS
   }
   if (status != NULL)
@@ -126,7 +156,7 @@ static PyObject *csa__py_run(PyObject *self, PyObject *const *args, Py_ssize_t n
   const int causal = PyObject_IsTrue(args[13]);
   if (causal < 0)
     return NULL;
-  if (kind < CSA__RUN_VALIDATE || kind > CSA__RUN_CUDA_SANITIZED) {
+  if (kind < CSA__RUN_VALIDATE || kind > CSA__RUN_CUDA_FLAGGED) {
     PyErr_Format(PyExc_ValueError, "run(): unknown kind %lld", kind);
     return NULL;
   }
@@ -191,7 +221,8 @@ int csa__py_run_add_methods(PyObject *m) {
                {"RUN_CPU", CSA__RUN_CPU},
                {"RUN_CUDA", CSA__RUN_CUDA},
                {"RUN_SANITIZE", CSA__RUN_SANITIZE},
-               {"RUN_CUDA_SANITIZED", CSA__RUN_CUDA_SANITIZED}};
+               {"RUN_CUDA_SANITIZED", CSA__RUN_CUDA_SANITIZED},
+               {"RUN_CUDA_FLAGGED", CSA__RUN_CUDA_FLAGGED}};
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
     if (PyModule_AddIntConstant(m, kinds[i].name, kinds[i].v) < 0)
       return -1;

@@ -18,8 +18,10 @@ Order of work in a call the full path decides:
    - on the CPU with q on a GPU: checked on the host (no sync) and copied to
      the device asynchronously;
    - on a CUDA device, by default: sanitized on the device by one small
-     kernel (no sync); every backend reads the clamped copies; a violation
-     raises ``ValueError`` at the next call on that device (or from
+     kernel (no sync); every backend reads the clamped copies; a remembered
+     native call skips that kernel, its attention kernel checks the raw
+     values itself (it clamps every bound it reads); a violation raises
+     ``ValueError`` at the next call on that device (or from
      ``check_cu_seqlens_errors``).  When the chosen backend needs the lengths
      on the host anyway, or ``check_cu_seqlens=True``, or there is no
      sanitizer (a build without CUDA kernels, ROCm, mps, ...): one copy to
@@ -708,13 +710,15 @@ def _clear_pending(device):
 # which lists the key's facts): _C.fast_call is the first thing a call does.
 # For a remembered native call it does the whole call there (reads the
 # tensors through torch's DLPack C table, allocates the output, validates,
-# sanitizes CUDA cu_seqlens, runs the kernel); for another backend it
-# returns the remembered record and _fast_run validates (and sanitizes) in
-# one C call and runs the adapter.  Anything unusual -- a key never seen, a
-# tensor C cannot read (meta tensors), an argument of an unusual type, a
-# backend that needs host lengths this time, a patched adapter, a pending
-# device-side report, a CUDA graph being captured -- takes the full path,
-# so every error and report is the full path's.  A recorded failure clears
+# runs the kernel, which on CUDA checks the values of cu_seqlens itself
+# (csrc/cuda/cu_check.cuh: one launch, no sanitizer kernel before it); for
+# another backend it returns the remembered record and _fast_run validates
+# (and sanitizes) in one C call and runs the adapter.  Anything unusual --
+# a key never seen, a tensor C cannot read (meta tensors), an argument of
+# an unusual type, a backend that needs host lengths this time, a patched
+# adapter, a pending device-side report, a native call with T_q = 0 on
+# CUDA (no launch to check in) -- takes the full path, so every error and
+# report is the full path's.  A recorded failure clears
 # the remembered decisions, so does _reset_for_tests.
 # ---------------------------------------------------------------------------
 _SLOW = _C.FAST_SLOW      # "take the full path"
@@ -788,8 +792,7 @@ def _bind_fast(torch, api):
         to_dlpack=_export, empty=torch.empty, num_threads=torch.get_num_threads,
         grad_enabled=torch.is_grad_enabled,
         raw_stream=lambda index: _native.raw_stream(index),
-        capturing=getattr(torch._C, "_cuda_isCurrentStreamCapturing", None) or _native.capturing,
-        dispatch_ns=globals(), native_ns=vars(_native), comfy_ns=vars(_comfy),
+        dispatch_ns=globals(), comfy_ns=vars(_comfy),
         comfy_flags=_comfy.comfy_flags, env=_env_data, env_backend_key=_ENV_BACKEND_KEY,
         env_exact_key=_ENV_EXACT_KEY)
 
@@ -804,7 +807,7 @@ def _remember(fkey, plan, name, mode, device, lengths_equal, same_cu, causal, dt
         kind = _C.RUN_CPU if name == "native" else _C.RUN_VALIDATE
         flag = flag_cap = None
     elif mode == "sanitize" and device.type == "cuda":
-        kind = _C.RUN_CUDA_SANITIZED if name == "native" else _C.RUN_SANITIZE
+        kind = _C.RUN_CUDA_FLAGGED if name == "native" else _C.RUN_SANITIZE
         _, flag, flag_cap = _native._flag(device.index)
     else:
         return  # host copies: per call anyway

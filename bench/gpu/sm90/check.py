@@ -26,18 +26,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-class Args(ctypes.Structure):
-    """csa__cuda_attn_args (csrc/cuda/attn_args.h), field for field."""
-    _fields_ = [(n, ctypes.c_void_p) for n in ("q", "k", "v", "out", "lse", "cu_q", "cu_kv")] + \
-        [(n, ctypes.c_int64) for n in ("q_st_t", "q_st_h", "k_st_t", "k_st_h", "v_st_t", "v_st_h",
-                                       "o_st_t", "o_st_h", "lse_st_h", "lse_st_t")] + \
-        [(n, ctypes.c_int32) for n in ("t_q", "t_kv", "heads", "heads_kv", "d", "dv", "batch",
-                                       "max_q", "max_kv", "causal", "vec", "small", "hpc",
-                                       "stages")] + \
-        [("scale", ctypes.c_float), ("scale_log2", ctypes.c_float)]
-
+sys.path.insert(0, os.path.dirname(HERE))  # bench/gpu: the shared ctypes args
+from attn_args import Args  # noqa: E402
 
 DT = {torch.float16: 2, torch.bfloat16: 3}
 
