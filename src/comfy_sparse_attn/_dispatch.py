@@ -584,7 +584,7 @@ def _run(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, soft
     if mode == "host":
         cu_q, cu_kv, hq, hk = _host_to_device(device, cu_q, cu_kv, same_cu)
     elif mode == "copied":
-        hq, hk = _native.host_copies(cu_q, cu_kv)
+        hq, hk = _native.host_copies(cu_q, cu_kv, fresh=bool(check_cu_seqlens))
     if causal and not lengths_equal:
         lengths_equal = _lengths_equal(mode, hq, hk, cu_q, cu_kv)
 

@@ -18,6 +18,7 @@ are kept from reading out of bounds:
 from __future__ import annotations
 
 import ctypes
+import weakref
 
 from . import _C
 
@@ -52,9 +53,24 @@ def _exporter():
 # ---------------------------------------------------------------------------
 # Host copies (one D2H copy for both arrays).
 # ---------------------------------------------------------------------------
-def host_copies(cu_seqlens_q, cu_seqlens_kv):
-    """CPU copies of both cu_seqlens in one device-to-host copy (a sync), or
-    (None, None) when they are not int32 device tensors (validation then
+# Host copies of device cu_seqlens, remembered per pair of tensors: inside a
+# model every layer passes the same cu_seqlens tensors, and a path that reads
+# the lengths on the host (per-sequence SDPA, xformers) would otherwise copy
+# them -- a sync that drains the GPU queue -- at every layer.  A copy is
+# reused only for the very same tensor objects (weak references: a new
+# tensor at a recycled address is another object) whose version counters
+# have not moved: torch bumps a tensor's (and its views') counter on every
+# in-place write it performs, so a changed value is copied again.  Writes
+# torch does not see (through a raw pointer or a DLPack consumer) are not
+# noticed: check_cu_seqlens=True always copies afresh.
+_host_cache = {}  # (id(cu_q), id(cu_kv)) -> (weakref q, weakref kv, versions, host q, host kv)
+_HOST_CACHE_MAX = 64
+
+
+def host_copies(cu_seqlens_q, cu_seqlens_kv, fresh=False):
+    """CPU copies of both cu_seqlens in one device-to-host copy (a sync; none
+    when the same tensors, unchanged, were copied before and not ``fresh``),
+    or (None, None) when they are not int32 device tensors (validation then
     names what is wrong with them) or a CUDA graph is being captured."""
     import torch
 
@@ -66,9 +82,23 @@ def host_copies(cu_seqlens_q, cu_seqlens_kv):
         return cu_seqlens_q.contiguous(), cu_seqlens_kv.contiguous()
     if cu_seqlens_q.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         return None, None
+    key = (id(cu_seqlens_q), id(cu_seqlens_kv))
+    versions = (cu_seqlens_q._version, cu_seqlens_kv._version)
+    got = None if fresh else _host_cache.get(key)
+    if (got is not None and got[0]() is cu_seqlens_q and got[1]() is cu_seqlens_kv
+            and got[2] == versions):
+        return got[3], got[4]
     both = torch.cat([cu_seqlens_q, cu_seqlens_kv.to(cu_seqlens_q.device)]).cpu()
     n = cu_seqlens_q.shape[0]
-    return both[:n], both[n:]
+    hq, hk = both[:n], both[n:]
+    if len(_host_cache) >= _HOST_CACHE_MAX:
+        _host_cache.clear()
+    try:
+        _host_cache[key] = (weakref.ref(cu_seqlens_q), weakref.ref(cu_seqlens_kv), versions,
+                            hq, hk)
+    except TypeError:  # a tensor subclass without weak references: not remembered
+        pass
+    return hq, hk
 
 
 # ---------------------------------------------------------------------------
@@ -257,7 +287,7 @@ def validate(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seqlen_kv, 
         host_q = host_kv = None
         if check_cu_seqlens and getattr(getattr(cu_seqlens_q, "device", None), "type",
                                         "cpu") != "cpu":
-            host_q, host_kv = host_copies(cu_seqlens_q, cu_seqlens_kv)
+            host_q, host_kv = host_copies(cu_seqlens_q, cu_seqlens_kv, fresh=True)
     x = _exporter()
     _C.attention("validate", q=x(q), k=x(k), v=x(v), out=None if out is None else x(out),
                  cu_seqlens_q=x(cu_seqlens_q), cu_seqlens_kv=x(cu_seqlens_kv),
@@ -304,7 +334,7 @@ def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_kv, max_seqlen_q, max_seq
     if q.device.type == "cuda":
         hq, hk = cu_seqlens_q_host, cu_seqlens_kv_host
         if hq is None and check_cu_seqlens:
-            hq, hk = host_copies(cu_seqlens_q, cu_seqlens_kv)
+            hq, hk = host_copies(cu_seqlens_q, cu_seqlens_kv, fresh=True)
         stream = raw_stream(q.device.index)
         _C.attention("cuda", q=x(q), k=x(k), v=x(v), out=x(out), cu_seqlens_q=x(cu_seqlens_q),
                      cu_seqlens_kv=x(cu_seqlens_kv), max_seqlen_q=int(max_seqlen_q),
