@@ -41,6 +41,30 @@ def _supported_isas():
 DEFAULT_ISA, ISAS = _supported_isas()
 
 
+def _amx_usable():
+    """Whether this process may run AMX bf16 tiles: the CPU lists them and
+    Linux grants the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM for
+    XTILEDATA, as isa.c asks; asking twice is harmless).  Where it holds, the
+    avx512bf16 kernel runs its bf16 products on tiles unless
+    COMFY_SPARSE_ATTN_CPU_AMX=0."""
+    if not sys.platform.startswith("linux") or os.uname().machine != "x86_64":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        return False
+    if "amx_bf16" not in flags or "amx_tile" not in flags:
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(158, 0x1023, 18) == 0  # SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XTILEDATA
+
+
+AMX = _amx_usable()
+
+
 @pytest.fixture(params=ALL_ISAS)
 def isa(request):
     if request.param not in ISAS:
@@ -50,7 +74,13 @@ def isa(request):
     _C.cpu_isa_force(DEFAULT_ISA)
 
 
-def check(q, k, v, lq, lkv=None, *, causal=False, scale=None, out=None, threads=2):
+# float64 references of inputs that every ISA sees alike (fixed seeds), kept
+# across the ISA variants: the reference of 2000 sequences costs more than
+# the kernel calls
+_REF = {}
+
+
+def check(q, k, v, lq, lkv=None, *, causal=False, scale=None, out=None, threads=2, ref_key=None):
     lkv = lq if lkv is None else lkv
     cq, ckv = cu(lq), cu(lkv)
     if out is None:
@@ -60,7 +90,12 @@ def check(q, k, v, lq, lkv=None, *, causal=False, scale=None, out=None, threads=
                                         softmax_scale=scale, causal=causal, return_lse=True,
                                         num_threads=threads, out=out)
     assert got.data_ptr() == out.data_ptr(), "the output goes into the caller's tensor"
-    ref, ref_lse = reference(q, k, v, cq, ckv, softmax_scale=scale, causal=causal)
+    if ref_key is not None and ref_key in _REF:
+        ref, ref_lse = _REF[ref_key]
+    else:
+        ref, ref_lse = reference(q, k, v, cq, ckv, softmax_scale=scale, causal=causal)
+        if ref_key is not None:
+            _REF[ref_key] = ref, ref_lse
     assert not torch.isnan(got).any(), "rows left unwritten (NaN poison survived)"
     assert rel_err(got, ref) < TOL[q.dtype], rel_err(got, ref)
     no_key = torch.isinf(ref_lse)
@@ -129,7 +164,7 @@ def test_many_tiny_sequences(isa):
     t = sum(lq)
     dtype = torch.bfloat16 if isa != "scalar" else torch.float32
     check(rand(t, 2, 32, dtype=dtype, g=g), rand(t, 2, 32, dtype=dtype, g=g),
-          rand(t, 2, 32, dtype=dtype, g=g), lq, threads=2)
+          rand(t, 2, 32, dtype=dtype, g=g), lq, threads=2, ref_key=("tiny", dtype))
 
 
 def test_random_sweep(isa):
@@ -166,23 +201,49 @@ def test_head_cache_across_items_heads_and_sequences(isa, dtype):
         pytest.skip("the scalar kernel is covered in float32")
     g = torch.Generator().manual_seed(7)
     lq, lkv = [1100, 300, 600], [700, 1029, 600]
-    for d, dv, h, hkv in [(128, 128, 4, 2), (64, 40, 3, 1), (16, 16, 2, 2)]:
+    for n, (d, dv, h, hkv) in enumerate([(128, 128, 4, 2), (64, 40, 3, 1), (16, 16, 2, 2)]):
         q = rand(sum(lq), h, d, dtype=dtype, g=g)
         k = rand(sum(lkv), hkv, d, dtype=dtype, g=g)
         v = rand(sum(lkv), hkv, dv, dtype=dtype, g=g)
         for causal in (True, False):
             for threads in (1, 3):
-                check(q, k, v, lq, lkv, causal=causal, threads=threads)
+                check(q, k, v, lq, lkv, causal=causal, threads=threads,
+                      ref_key=("head cache", dtype, n, causal))
     lq, lkv = [300], [2200]
     q = rand(300, 1, 256, dtype=dtype, g=g)
     k, v = rand(2200, 1, 256, dtype=dtype, g=g), rand(2200, 1, 256, dtype=dtype, g=g)
-    check(q, k, v, lq, lkv, causal=True, threads=2)
+    check(q, k, v, lq, lkv, causal=True, threads=2, ref_key=("head cache", dtype, "d256"))
 
 
 def test_head_dim_above_256_is_refused():
     q = torch.randn(4, 1, 300)
     with pytest.raises(NotImplementedError, match="256"):
         _native.varlen_attention(q, q, q, cu([4]), cu([4]), 4, 4)
+
+
+def test_amx_cpu_defaults_to_the_tile_kernel():
+    """Where AMX tiles may run, the automatic choice is the avx512bf16 kernel
+    (whose bf16 products then run on tiles); elsewhere on Intel it is avx512."""
+    if not AMX:
+        pytest.skip("no AMX tiles usable in this process")
+    if os.environ.get("COMFY_SPARSE_ATTN_CPU_ISA") or os.environ.get("COMFY_SPARSE_ATTN_CPU_AMX"):
+        pytest.skip("the environment picks the kernel")
+    assert DEFAULT_ISA == "avx512bf16"
+
+
+def test_avx512bf16_without_amx_in_a_fresh_process():
+    """Where AMX runs, the avx512bf16 cases above test its tile path; this runs
+    them again in a fresh process with COMFY_SPARSE_ATTN_CPU_AMX=0 (read once
+    per process), so that its vdpbf16ps path is tested on the same CPU."""
+    if "avx512bf16" not in ISAS or not AMX:
+        pytest.skip("the avx512bf16 cases above already run vdpbf16ps here (no AMX)")
+    env = dict(os.environ, COMFY_SPARSE_ATTN_CPU_AMX="0")
+    proc = subprocess.run([sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-x",
+                           "-p", "no:cacheprovider", "-k", "avx512bf16 and not fresh_process"],
+                          env=env, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout, proc.stdout[-2000:]
 
 
 def test_env_var_picks_the_isa():
