@@ -2,7 +2,7 @@
 
     python3 bench/bench_cpu.py [--only NAME ...] [--dtype float32|bfloat16] [--reps N]
                                [--max-time S] [--drop-slower X] [--threads N] [--md FILE]
-                               [--isa NAME] [--dense-limit-gb G]
+                               [--isa NAME] [--native-only] [--dense-limit-gb G]
 
 For every "cpu" workload of workloads.json and each of its dtypes, times
   native      comfy_sparse_attn._native.varlen_attention (num_threads = torch's)
@@ -213,10 +213,10 @@ def probe_inputs(inputs, n=2):
     return (q[:int(cq[-1])], k[:int(ckv[-1])], v[:int(ckv[-1])], cq, ckv, mq, mkv)
 
 
-def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0):
+def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0, paths=PATHS):
     inputs = W.make_inputs(w, dtype)
     fns, notes, outs, kern = {}, {}, {}, {}
-    for name, make in PATHS:
+    for name, make in paths:
         try:
             if name != "native":
                 probe = make(*probe_inputs(inputs), threads)
@@ -331,6 +331,8 @@ def main():
     ap.add_argument("--md", help="also write the table (markdown) to this file")
     ap.add_argument("--isa", help="force the native kernel's ISA (scalar, avx2, avx512, "
                     "avx512bf16, neon; default: the automatic choice)")
+    ap.add_argument("--native-only", action="store_true",
+                    help="time the native kernel alone (to compare ISAs / AMX on and off)")
     ap.add_argument("--dense-limit-gb", type=float, default=DENSE_LIMIT_BYTES / 2**30,
                     help="time the dense-mask peer only where its [T_q, T_kv] mask takes at "
                     "most this many GiB (it runs far slower than the per-sequence peer on "
@@ -374,8 +376,9 @@ def main():
         for dt in w.dtypes:
             if args.dtype and dt != args.dtype:
                 continue
-            ms, notes, kern, ratio, err, cpu_s = bench_one(w, dt, args.reps, args.threads,
-                                                    args.max_time, args.drop_slower)
+            ms, notes, kern, ratio, err, cpu_s = bench_one(
+                w, dt, args.reps, args.threads, args.max_time, args.drop_slower,
+                PATHS[:1] if args.native_only else PATHS)
 
             def cell(name):
                 if name not in ms:
