@@ -2,7 +2,7 @@
 
     python3 bench/bench_cpu.py [--only NAME ...] [--dtype float32|bfloat16] [--reps N]
                                [--max-time S] [--drop-slower X] [--threads N] [--md FILE]
-                               [--isa NAME] [--native-only] [--dense-limit-gb G]
+                               [--isa NAME] [--native-only] [--dense-limit-gb G] [--peak-runs N]
 
 For every "cpu" workload of workloads.json and each of its dtypes, times
   native      comfy_sparse_attn._native.varlen_attention (num_threads = torch's)
@@ -81,16 +81,16 @@ def _run_peak(src, flags, threads, runs, best, notes):
         os.remove(exe)
 
 
-def measure_peak(threads):
+def measure_peak(threads, runs=20):
     """GFLOP/s of the register-only peak loops (per CPU second of their
     threads), best of a few runs: peak_cpu.c (float32 FMA, vdpbf16ps) and,
     where the CPU has AMX and the OS grants the tile state, peak_amx.c (bf16
     TDPBF16PS).  Returns ({kind: GFLOP/s}, [notes])."""
     best, notes = {}, []
-    _run_peak(os.path.join(HERE, "peak_cpu.c"), ["-march=native"], threads, 20, best, notes)
+    _run_peak(os.path.join(HERE, "peak_cpu.c"), ["-march=native"], threads, runs, best, notes)
     if platform.machine() in ("x86_64", "AMD64"):
-        _run_peak(os.path.join(HERE, "peak_amx.c"), ["-mamx-tile", "-mamx-bf16"], threads, 10,
-                  best, notes)
+        _run_peak(os.path.join(HERE, "peak_amx.c"), ["-mamx-tile", "-mamx-bf16"], threads,
+                  max(1, runs // 2), best, notes)
     for n in notes:
         print("# " + n, file=sys.stderr)
     return best, notes
@@ -331,6 +331,8 @@ def main():
     ap.add_argument("--md", help="also write the table (markdown) to this file")
     ap.add_argument("--isa", help="force the native kernel's ISA (scalar, avx2, avx512, "
                     "avx512bf16, neon; default: the automatic choice)")
+    ap.add_argument("--peak-runs", type=int, default=20,
+                    help="runs of the peak loops, best of 3 x this many (fewer: a quicker start)")
     ap.add_argument("--native-only", action="store_true",
                     help="time the native kernel alone (to compare ISAs / AMX on and off)")
     ap.add_argument("--dense-limit-gb", type=float, default=DENSE_LIMIT_BYTES / 2**30,
@@ -350,7 +352,7 @@ def main():
 
     if args.isa:
         _C.cpu_isa_force(args.isa)
-    peak, peak_notes = measure_peak(args.threads)
+    peak, peak_notes = measure_peak(args.threads, args.peak_runs)
     isa = _C.cpu_isa()
     amx = isa == "avx512bf16" and uses_amx(peak)
     try:
@@ -360,7 +362,8 @@ def main():
     head = ["# %s (%s), %d threads, torch %s (CPU capability %s), native ISA %s%s, %s" % (
         cpu_model(), cpu_flags(), args.threads, torch.__version__, torch_cap, isa,
         " + AMX tiles for bf16" if amx else "", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
-        "# peak (peak_cpu.c / peak_amx.c, %d threads, best of 3): %s" % (args.threads, ", ".join(
+        "# peak (peak_cpu.c / peak_amx.c, %d threads, best of 3 x %d runs): %s" % (
+            args.threads, args.peak_runs, ", ".join(
             "%s %.0f GFLOP/s" % kv for kv in sorted(peak.items())) or "n/a"),
         "# dense-mask peer only where its mask is <= %.2f GiB" % args.dense_limit_gb]
     head += ["# " + n for n in peak_notes]
