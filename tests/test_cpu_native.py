@@ -7,6 +7,7 @@ fp32 1e-5, fp16/bf16 1e-2.  The C-level tests (tests/c/test_cpu_*.c) cover the
 same ground under ASan/UBSan; these check the Python path and torch layouts.
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -244,6 +245,67 @@ def test_avx512bf16_without_amx_in_a_fresh_process():
                           cwd=os.path.dirname(os.path.abspath(__file__)))
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and " failed" not in proc.stdout, proc.stdout[-2000:]
+
+
+def _cc_has_simde_avx512():
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None or os.uname().machine != "x86_64" or not sys.platform.startswith("linux"):
+        return None
+    probe = subprocess.run([cc, "-x", "c", "-fsyntax-only", "-mavx2", "-"], input=(
+        "#include <simde/x86/avx512.h>\nint main(void) { return 0; }\n"), text=True,
+        capture_output=True)
+    return cc if probe.returncode == 0 else None
+
+
+def test_avx512_vdpbf16ps_and_amx_paths_emulated(tmp_path):
+    """The avx512, avx512bf16 (vdpbf16ps) and AMX paths on any AVX2 machine:
+    tests/c/test_cpu_attn.c (every ISA, float64 reference, NaN poison,
+    sentinels) and test_cpu_attn_dot.c (vdpbf16ps), built with the AVX-512 /
+    AMX kernel files compiled against tests/c/emu/emu_avx512_amx.h (SIMDe's
+    AVX-512, AMX tiles in C that check their configuration and shapes), under
+    AddressSanitizer + UBSan, which see every byte a tile reads or writes.
+    Needs gcc and the SIMDe headers (Debian/Ubuntu: libsimde-dev)."""
+    cc = _cc_has_simde_avx512()
+    if cc is None:
+        pytest.skip("needs gcc on x86-64 Linux and the SIMDe headers (libsimde-dev)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src, emu = os.path.join(root, "csrc"), os.path.join(root, "tests", "c", "emu")
+    flags = ["-O1", "-g", "-std=gnu11", "-pthread", "-I" + src, "-I" + os.path.join(root, "include"),
+             "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+    avx2 = ["-mavx2", "-mfma", "-mf16c"]
+    units = [(os.path.join(src, "core", f), []) for f in sorted(os.listdir(os.path.join(src, "core")))
+             if f.endswith(".c")]
+    units += [(os.path.join(src, "cpu", f + ".c"), []) for f in ("attn_cpu", "threads", "kernel_scalar")]
+    units += [(os.path.join(src, "cpu", "kernel_avx2.c"), avx2), (os.path.join(emu, "isa_emu.c"), [])]
+    units += [(os.path.join(src, "cpu", f + ".c"),
+               avx2 + ["-include", os.path.join(emu, "emu_avx512_amx.h")])
+              for f in ("kernel_avx512", "kernel_avx512bf16", "kernel_amx")]
+    objs, procs = [], []
+    for i, (path, extra) in enumerate(units):
+        obj = str(tmp_path / ("%d.o" % i))
+        objs.append(obj)
+        procs.append((path, subprocess.Popen([cc] + flags + extra + ["-c", path, "-o", obj],
+                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                             text=True)))
+        if len(procs) >= (os.cpu_count() or 2):
+            path0, p0 = procs.pop(0)
+            assert p0.wait() == 0, path0 + ": " + p0.stdout.read()[-3000:]
+    for path0, p0 in procs:
+        assert p0.wait() == 0, path0 + ": " + p0.stdout.read()[-3000:]
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1", UBSAN_OPTIONS="print_stacktrace=1")
+    env.pop("COMFY_SPARSE_ATTN_CPU_AMX", None)
+    for name in ("test_cpu_attn", "test_cpu_attn_dot"):
+        exe = str(tmp_path / name)
+        subprocess.run([cc] + flags + ["-I" + os.path.join(root, "tests", "c"),
+                        os.path.join(root, "tests", "c", name + ".c")] + objs + ["-lm", "-o", exe],
+                       check=True, capture_output=True)
+        proc = subprocess.run([exe, "12", "avx512"], capture_output=True, text=True, env=env,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+        assert "isa avx512bf16 (bf16 on %s)" % ("AMX tiles" if name == "test_cpu_attn" else "vdpbf16ps") \
+            in proc.stdout, proc.stdout[-2000:]
+        if name == "test_cpu_attn":
+            assert "isa avx512\n" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_env_var_picks_the_isa():

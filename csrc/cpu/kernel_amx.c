@@ -42,11 +42,15 @@ typedef struct csa__tilecfg {
  * declares no memory read at all, so stores to a buffer just before a tile
  * load of it may legally move after the load.  "memory" orders a tile load
  * after every store the compiler has seen. */
+#ifndef CSA__TILE_LOADD /* (an emulation for tests may stand in for the three below) */
 #define CSA__TILE_LOADD(t, base, stride)                                                     \
   __asm__ volatile("tileloadd\t(%0,%1,1), %%tmm" #t                                          \
                    :                                                                        \
                    : "r"((const void *)(base)), "r"((int64_t)(stride))                      \
                    : "memory")
+#define CSA__TILE_CONFIG(cfg) __asm__ volatile("ldtilecfg\t%0" : : "m"(*(cfg)))
+#define CSA__TILE_RELEASE() _tile_release()
+#endif
 
 void csa__amx_begin(void) {
   csa__tilecfg cfg;
@@ -56,10 +60,10 @@ void csa__amx_begin(void) {
     cfg.colsb[t] = 64;
     cfg.rows[t] = 16;
   }
-  __asm__ volatile("ldtilecfg\t%0" : : "m"(cfg));
+  CSA__TILE_CONFIG(&cfg);
 }
 
-void csa__amx_end(void) { _tile_release(); }
+void csa__amx_end(void) { CSA__TILE_RELEASE(); }
 
 #define CSA__AMX_ROWS_STRIDE (CSA__CPU_LD * 4)
 /* C tile r (row vector r) += A (tile 4) x B rows at b + r*16 lanes */

@@ -446,7 +446,10 @@ int main(int argc, char **argv) {
     printf("no avx512bf16 here: nothing to test\n");
   nsweep /= 2;
 #else
-  for (int isa = 0; isa <= CSA_ISA_NEON; isa++)
+  /* argv[2]: the first ISA to test (e.g. "avx512": its kernels and those above) */
+  int from = 0;
+  while (argc > 2 && from <= CSA_ISA_NEON && strcmp(csa_cpu_isa_name(from), argv[2]) != 0) from++;
+  for (int isa = from; isa <= CSA_ISA_NEON; isa++)
     if (csa_cpu_isa_force(isa) == CSA_OK)
       isas[nisa++] = isa;
   CSA_CHECK(nisa >= 1, "at least the scalar kernel runs");
