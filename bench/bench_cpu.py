@@ -2,6 +2,7 @@
 
     python3 bench/bench_cpu.py [--only NAME ...] [--dtype float32|bfloat16] [--reps N]
                                [--max-time S] [--drop-slower X] [--threads N] [--md FILE]
+                               [--isa NAME] [--native-only] [--dense-limit-gb G] [--peak-runs N]
 
 For every "cpu" workload of workloads.json and each of its dtypes, times
   native      comfy_sparse_attn._native.varlen_attention (num_threads = torch's)
@@ -17,7 +18,10 @@ torch path (median over rounds of the per-round ratio), and native's % of
 this machine's peak: FLOPs per CPU second of native's threads against the
 same measure of a register-only loop (peak_cpu.c: float32 FMA, or vdpbf16ps
 for bfloat16 under the avx512bf16 kernel, the only one that computes in
-bf16), so that other load on a shared machine does not count as slowness.
+bf16; peak_amx.c: TDPBF16PS, where that kernel runs bf16 on AMX tiles, and
+every bf16 row's share of it wherever it was measured), so that other load
+on a shared machine does not count as slowness.  A last table gives native
+bf16 speed over native float32 speed per workload.
 The machines are shared VMs whose speed drifts, so the paths of one workload
 are timed interleaved, round-robin (at least 3 rounds), and the median kept.
 """
@@ -53,38 +57,52 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def measure_peak(threads):
-    """GFLOP/s of peak_cpu.c (per CPU second of its threads): the best of a few runs."""
-    src = os.path.join(HERE, "peak_cpu.c")
-    exe = os.path.join(tempfile.gettempdir(), "csa_peak_cpu_%d" % os.getpid())
+def _run_peak(src, flags, threads, runs, best, notes):
+    """Builds and runs one peak program (lines "kind GFLOPS" or "kind
+    unavailable (why)"), keeping the best of 3 runs per kind."""
+    exe = os.path.join(tempfile.gettempdir(), "csa_%s_%d" % (os.path.basename(src)[:-2], os.getpid()))
     try:
-        subprocess.run(["cc", "-O2", "-march=native", "-pthread", src, "-o", exe], check=True,
+        subprocess.run(["cc", "-O2"] + flags + ["-pthread", src, "-o", exe], check=True,
                        capture_output=True)
     except (OSError, subprocess.CalledProcessError) as e:
-        print("peak_cpu.c did not build (%s): no %% of peak" % e, file=sys.stderr)
-        return {}
-    best = {}
+        notes.append("%s did not build (%s)" % (os.path.basename(src), e))
+        return
     try:
         for _ in range(3):
-            out = subprocess.run([exe, str(threads), "20"], check=True, capture_output=True,
+            out = subprocess.run([exe, str(threads), str(runs)], check=True, capture_output=True,
                                  text=True).stdout
             for line in out.splitlines():
-                kind, val = line.split()
+                kind, val = line.split(None, 1)
+                if val.startswith("unavailable"):
+                    notes.append("%s %s" % (kind, val))
+                    return
                 best[kind] = max(best.get(kind, 0.0), float(val))
     finally:
         os.remove(exe)
-    return best
 
 
-def uses_amx():
-    """Whether the avx512bf16 kernel runs its bf16 products on AMX tiles here."""
-    if os.environ.get("COMFY_SPARSE_ATTN_CPU_AMX") == "0" or not sys.platform.startswith("linux"):
+def measure_peak(threads, runs=20):
+    """GFLOP/s of the register-only peak loops (per CPU second of their
+    threads), best of a few runs: peak_cpu.c (float32 FMA, vdpbf16ps) and,
+    where the CPU has AMX and the OS grants the tile state, peak_amx.c (bf16
+    TDPBF16PS).  Returns ({kind: GFLOP/s}, [notes])."""
+    best, notes = {}, []
+    _run_peak(os.path.join(HERE, "peak_cpu.c"), ["-march=native"], threads, runs, best, notes)
+    if platform.machine() in ("x86_64", "AMD64"):
+        _run_peak(os.path.join(HERE, "peak_amx.c"), ["-mamx-tile", "-mamx-bf16"], threads,
+                  max(1, runs // 2), best, notes)
+    for n in notes:
+        print("# " + n, file=sys.stderr)
+    return best, notes
+
+
+def uses_amx(peak):
+    """Whether the avx512bf16 kernel runs its bf16 products on AMX tiles here:
+    the kernel asks the OS for the tile state as peak_amx.c does (isa.c), so
+    AMX is used where peak_amx.c could measure it, unless turned off."""
+    if os.environ.get("COMFY_SPARSE_ATTN_CPU_AMX") == "0":
         return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            return " amx_bf16" in f.read()
-    except OSError:
-        return False
+    return "bf16_amx" in peak
 
 
 # ---- the paths -------------------------------------------------------------
@@ -195,10 +213,10 @@ def probe_inputs(inputs, n=2):
     return (q[:int(cq[-1])], k[:int(ckv[-1])], v[:int(ckv[-1])], cq, ckv, mq, mkv)
 
 
-def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0):
+def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0, paths=PATHS):
     inputs = W.make_inputs(w, dtype)
     fns, notes, outs, kern = {}, {}, {}, {}
-    for name, make in PATHS:
+    for name, make in paths:
         try:
             if name != "native":
                 probe = make(*probe_inputs(inputs), threads)
@@ -299,6 +317,7 @@ def cpu_flags():
 
 
 def main():
+    global DENSE_LIMIT_BYTES
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", nargs="*", help="workload names (default: all of the cpu section)")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="one dtype only")
@@ -310,9 +329,20 @@ def main():
                          "first round is not timed again (its one time is reported)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--md", help="also write the table (markdown) to this file")
+    ap.add_argument("--isa", help="force the native kernel's ISA (scalar, avx2, avx512, "
+                    "avx512bf16, neon; default: the automatic choice)")
+    ap.add_argument("--peak-runs", type=int, default=20,
+                    help="runs of the peak loops, best of 3 x this many (fewer: a quicker start)")
+    ap.add_argument("--native-only", action="store_true",
+                    help="time the native kernel alone (to compare ISAs / AMX on and off)")
+    ap.add_argument("--dense-limit-gb", type=float, default=DENSE_LIMIT_BYTES / 2**30,
+                    help="time the dense-mask peer only where its [T_q, T_kv] mask takes at "
+                    "most this many GiB (it runs far slower than the per-sequence peer on "
+                    "many sequences)")
     ap.add_argument("--cost-model", action="store_true",
                     help="only check the work split's cost model against measured time per item")
     args = ap.parse_args()
+    DENSE_LIMIT_BYTES = int(args.dense_limit_gb * 2**30)
     torch.set_num_threads(args.threads)
     if args.cost_model:
         cost_model_check(args.threads)
@@ -320,27 +350,38 @@ def main():
 
     from comfy_sparse_attn import _C
 
-    peak = measure_peak(args.threads)
+    if args.isa:
+        _C.cpu_isa_force(args.isa)
+    peak, peak_notes = measure_peak(args.threads, args.peak_runs)
     isa = _C.cpu_isa()
-    head = ["# %s (%s), %d threads, torch %s, native ISA %s, %s" % (
-        cpu_model(), cpu_flags(), args.threads, torch.__version__, isa,
-        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
-        "# peak (peak_cpu.c, %d threads, best of 3): %s" % (args.threads, ", ".join(
+    amx = isa == "avx512bf16" and uses_amx(peak)
+    try:
+        torch_cap = torch.backends.cpu.get_cpu_capability()
+    except AttributeError:
+        torch_cap = "?"
+    head = ["# %s (%s), %d threads, torch %s (CPU capability %s), native ISA %s%s, %s" % (
+        cpu_model(), cpu_flags(), args.threads, torch.__version__, torch_cap, isa,
+        " + AMX tiles for bf16" if amx else "", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
+        "# peak (peak_cpu.c / peak_amx.c, %d threads, best of 3 x %d runs): %s" % (
+            args.threads, args.peak_runs, ", ".join(
             "%s %.0f GFLOP/s" % kv for kv in sorted(peak.items())) or "n/a"),
-        "",
+        "# dense-mask peer only where its mask is <= %.2f GiB" % args.dense_limit_gb]
+    head += ["# " + n for n in peak_notes]
+    head += ["",
         "| workload | dtype | native | per-seq SDPA 4-D | nested SDPA | dense-mask SDPA 4-D | "
         "native vs fastest torch | % of peak | rel. err |",
         "|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(head), flush=True)
-    rows = []
+    rows, native_ms = [], {}
     for w in W.load("cpu"):
         if args.only and w.name not in args.only:
             continue
         for dt in w.dtypes:
             if args.dtype and dt != args.dtype:
                 continue
-            ms, notes, kern, ratio, err, cpu_s = bench_one(w, dt, args.reps, args.threads,
-                                                    args.max_time, args.drop_slower)
+            ms, notes, kern, ratio, err, cpu_s = bench_one(
+                w, dt, args.reps, args.threads, args.max_time, args.drop_slower,
+                PATHS[:1] if args.native_only else PATHS)
 
             def cell(name):
                 if name not in ms:
@@ -351,26 +392,43 @@ def main():
                 return txt + (" (1 round)" if name in notes else "")
 
             rtxt = "%.2fx (%s)" % (ratio[1], ratio[0]) if ratio else "—"
-            # the peak of the arithmetic the kernel runs: bf16 dot products
-            # only under the avx512bf16 kernel (AMX tiles where present: no
-            # peak measured for those), float32 FMA otherwise
-            pk = peak.get("bf16_dot" if dt == "bfloat16" and isa == "avx512bf16" else "fp32_fma")
-            if dt == "bfloat16" and isa == "avx512bf16" and uses_amx():
-                pk = None
+            # the peak of the arithmetic the kernel runs: under the
+            # avx512bf16 kernel bf16 inputs run on AMX tiles (where the OS
+            # grants them) or vdpbf16ps; everything else is float32 FMA.  bf16
+            # rows also give their share of the AMX peak where it was measured.
+            kind = "fp32_fma"
+            if dt == "bfloat16" and isa == "avx512bf16":
+                kind = "bf16_amx" if amx else "bf16_dot"
+            kinds = [kind] + (["bf16_amx"] if dt == "bfloat16" and kind != "bf16_amx"
+                              and "bf16_amx" in peak else [])
             # FLOPs per CPU second of native's threads against the peak per
-            # core (peak_cpu.c measures per CPU second too): the share of
+            # core (the peak loops measure per CPU second too): the share of
             # the cores it had that it used, whatever else ran on them
             pct = "—"
-            if pk and cpu_s:
-                pct = "%.0f%%" % (100 * w.flops / cpu_s * 1e-9 / (pk / args.threads))
+            if cpu_s:
+                pct = ", ".join("%.0f%% of %s" % (100 * w.flops / cpu_s * 1e-9 / (peak[k] / args.threads), k)
+                                for k in kinds if peak.get(k)) or "—"
+            if "native" in ms:
+                native_ms[(w.name, dt)] = ms["native"]
             row = "| %s (%s) | %s | %s | %s | %s | %s | %s | %s | %.1e |" % (
                 w.name, w.describe(), dt, cell("native"), cell("per-seq"), cell("nested"),
                 cell("dense-mask"), rtxt, pct, err)
             print(row, flush=True)
             rows.append(row)
+    # bf16 against float32, native, per workload (wall time of the same run)
+    tail = []
+    names = [w.name for w in W.load("cpu") if (w.name, "float32") in native_ms
+             and (w.name, "bfloat16") in native_ms]
+    if names:
+        tail = ["", "| workload | native float32 | native bfloat16 | bf16 speed / fp32 speed |",
+                "|---|---|---|---|"]
+        for n in names:
+            a, b = native_ms[(n, "float32")], native_ms[(n, "bfloat16")]
+            tail.append("| %s | %.1f ms | %.1f ms | %.2fx |" % (n, a, b, a / b))
+        print("\n".join(tail), flush=True)
     if args.md:
         with open(args.md, "w") as f:
-            f.write("\n".join(head + rows) + "\n")
+            f.write("\n".join(head + rows + tail) + "\n")
 
 
 if __name__ == "__main__":

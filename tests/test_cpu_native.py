@@ -7,6 +7,7 @@ fp32 1e-5, fp16/bf16 1e-2.  The C-level tests (tests/c/test_cpu_*.c) cover the
 same ground under ASan/UBSan; these check the Python path and torch layouts.
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -41,6 +42,30 @@ def _supported_isas():
 DEFAULT_ISA, ISAS = _supported_isas()
 
 
+def _amx_usable():
+    """Whether this process may run AMX bf16 tiles: the CPU lists them and
+    Linux grants the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM for
+    XTILEDATA, as isa.c asks; asking twice is harmless).  Where it holds, the
+    avx512bf16 kernel runs its bf16 products on tiles unless
+    COMFY_SPARSE_ATTN_CPU_AMX=0."""
+    if not sys.platform.startswith("linux") or os.uname().machine != "x86_64":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
+    except OSError:
+        return False
+    if "amx_bf16" not in flags or "amx_tile" not in flags:
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.syscall(158, 0x1023, 18) == 0  # SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XTILEDATA
+
+
+AMX = _amx_usable()
+
+
 @pytest.fixture(params=ALL_ISAS)
 def isa(request):
     if request.param not in ISAS:
@@ -50,7 +75,13 @@ def isa(request):
     _C.cpu_isa_force(DEFAULT_ISA)
 
 
-def check(q, k, v, lq, lkv=None, *, causal=False, scale=None, out=None, threads=2):
+# float64 references of inputs that every ISA sees alike (fixed seeds), kept
+# across the ISA variants: the reference of 2000 sequences costs more than
+# the kernel calls
+_REF = {}
+
+
+def check(q, k, v, lq, lkv=None, *, causal=False, scale=None, out=None, threads=2, ref_key=None):
     lkv = lq if lkv is None else lkv
     cq, ckv = cu(lq), cu(lkv)
     if out is None:
@@ -60,7 +91,12 @@ def check(q, k, v, lq, lkv=None, *, causal=False, scale=None, out=None, threads=
                                         softmax_scale=scale, causal=causal, return_lse=True,
                                         num_threads=threads, out=out)
     assert got.data_ptr() == out.data_ptr(), "the output goes into the caller's tensor"
-    ref, ref_lse = reference(q, k, v, cq, ckv, softmax_scale=scale, causal=causal)
+    if ref_key is not None and ref_key in _REF:
+        ref, ref_lse = _REF[ref_key]
+    else:
+        ref, ref_lse = reference(q, k, v, cq, ckv, softmax_scale=scale, causal=causal)
+        if ref_key is not None:
+            _REF[ref_key] = ref, ref_lse
     assert not torch.isnan(got).any(), "rows left unwritten (NaN poison survived)"
     assert rel_err(got, ref) < TOL[q.dtype], rel_err(got, ref)
     no_key = torch.isinf(ref_lse)
@@ -129,7 +165,7 @@ def test_many_tiny_sequences(isa):
     t = sum(lq)
     dtype = torch.bfloat16 if isa != "scalar" else torch.float32
     check(rand(t, 2, 32, dtype=dtype, g=g), rand(t, 2, 32, dtype=dtype, g=g),
-          rand(t, 2, 32, dtype=dtype, g=g), lq, threads=2)
+          rand(t, 2, 32, dtype=dtype, g=g), lq, threads=2, ref_key=("tiny", dtype))
 
 
 def test_random_sweep(isa):
@@ -166,23 +202,110 @@ def test_head_cache_across_items_heads_and_sequences(isa, dtype):
         pytest.skip("the scalar kernel is covered in float32")
     g = torch.Generator().manual_seed(7)
     lq, lkv = [1100, 300, 600], [700, 1029, 600]
-    for d, dv, h, hkv in [(128, 128, 4, 2), (64, 40, 3, 1), (16, 16, 2, 2)]:
+    for n, (d, dv, h, hkv) in enumerate([(128, 128, 4, 2), (64, 40, 3, 1), (16, 16, 2, 2)]):
         q = rand(sum(lq), h, d, dtype=dtype, g=g)
         k = rand(sum(lkv), hkv, d, dtype=dtype, g=g)
         v = rand(sum(lkv), hkv, dv, dtype=dtype, g=g)
         for causal in (True, False):
             for threads in (1, 3):
-                check(q, k, v, lq, lkv, causal=causal, threads=threads)
+                check(q, k, v, lq, lkv, causal=causal, threads=threads,
+                      ref_key=("head cache", dtype, n, causal))
     lq, lkv = [300], [2200]
     q = rand(300, 1, 256, dtype=dtype, g=g)
     k, v = rand(2200, 1, 256, dtype=dtype, g=g), rand(2200, 1, 256, dtype=dtype, g=g)
-    check(q, k, v, lq, lkv, causal=True, threads=2)
+    check(q, k, v, lq, lkv, causal=True, threads=2, ref_key=("head cache", dtype, "d256"))
 
 
 def test_head_dim_above_256_is_refused():
     q = torch.randn(4, 1, 300)
     with pytest.raises(NotImplementedError, match="256"):
         _native.varlen_attention(q, q, q, cu([4]), cu([4]), 4, 4)
+
+
+def test_amx_cpu_defaults_to_the_tile_kernel():
+    """Where AMX tiles may run, the automatic choice is the avx512bf16 kernel
+    (whose bf16 products then run on tiles); elsewhere on Intel it is avx512."""
+    if not AMX:
+        pytest.skip("no AMX tiles usable in this process")
+    if os.environ.get("COMFY_SPARSE_ATTN_CPU_ISA") or os.environ.get("COMFY_SPARSE_ATTN_CPU_AMX"):
+        pytest.skip("the environment picks the kernel")
+    assert DEFAULT_ISA == "avx512bf16"
+
+
+def test_avx512bf16_without_amx_in_a_fresh_process():
+    """Where AMX runs, the avx512bf16 cases above test its tile path; this runs
+    them again in a fresh process with COMFY_SPARSE_ATTN_CPU_AMX=0 (read once
+    per process), so that its vdpbf16ps path is tested on the same CPU."""
+    if "avx512bf16" not in ISAS or not AMX:
+        pytest.skip("the avx512bf16 cases above already run vdpbf16ps here (no AMX)")
+    env = dict(os.environ, COMFY_SPARSE_ATTN_CPU_AMX="0")
+    proc = subprocess.run([sys.executable, "-m", "pytest", os.path.abspath(__file__), "-q", "-x",
+                           "-p", "no:cacheprovider", "-k", "avx512bf16 and not fresh_process"],
+                          env=env, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout, proc.stdout[-2000:]
+
+
+def _cc_has_simde_avx512():
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None or os.uname().machine != "x86_64" or not sys.platform.startswith("linux"):
+        return None
+    probe = subprocess.run([cc, "-x", "c", "-fsyntax-only", "-mavx2", "-"], input=(
+        "#include <simde/x86/avx512.h>\nint main(void) { return 0; }\n"), text=True,
+        capture_output=True)
+    return cc if probe.returncode == 0 else None
+
+
+def test_avx512_vdpbf16ps_and_amx_paths_emulated(tmp_path):
+    """The avx512, avx512bf16 (vdpbf16ps) and AMX paths on any AVX2 machine:
+    tests/c/test_cpu_attn.c (every ISA, float64 reference, NaN poison,
+    sentinels) and test_cpu_attn_dot.c (vdpbf16ps), built with the AVX-512 /
+    AMX kernel files compiled against tests/c/emu/emu_avx512_amx.h (SIMDe's
+    AVX-512, AMX tiles in C that check their configuration and shapes), under
+    AddressSanitizer + UBSan, which see every byte a tile reads or writes.
+    Needs gcc and the SIMDe headers (Debian/Ubuntu: libsimde-dev)."""
+    cc = _cc_has_simde_avx512()
+    if cc is None:
+        pytest.skip("needs gcc on x86-64 Linux and the SIMDe headers (libsimde-dev)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    src, emu = os.path.join(root, "csrc"), os.path.join(root, "tests", "c", "emu")
+    flags = ["-O1", "-g", "-std=gnu11", "-pthread", "-I" + src, "-I" + os.path.join(root, "include"),
+             "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+    avx2 = ["-mavx2", "-mfma", "-mf16c"]
+    units = [(os.path.join(src, "core", f), []) for f in sorted(os.listdir(os.path.join(src, "core")))
+             if f.endswith(".c")]
+    units += [(os.path.join(src, "cpu", f + ".c"), []) for f in ("attn_cpu", "threads", "kernel_scalar")]
+    units += [(os.path.join(src, "cpu", "kernel_avx2.c"), avx2), (os.path.join(emu, "isa_emu.c"), [])]
+    units += [(os.path.join(src, "cpu", f + ".c"),
+               avx2 + ["-include", os.path.join(emu, "emu_avx512_amx.h")])
+              for f in ("kernel_avx512", "kernel_avx512bf16", "kernel_amx")]
+    objs, procs = [], []
+    for i, (path, extra) in enumerate(units):
+        obj = str(tmp_path / ("%d.o" % i))
+        objs.append(obj)
+        procs.append((path, subprocess.Popen([cc] + flags + extra + ["-c", path, "-o", obj],
+                                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                             text=True)))
+        if len(procs) >= (os.cpu_count() or 2):
+            path0, p0 = procs.pop(0)
+            assert p0.wait() == 0, path0 + ": " + p0.stdout.read()[-3000:]
+    for path0, p0 in procs:
+        assert p0.wait() == 0, path0 + ": " + p0.stdout.read()[-3000:]
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1", UBSAN_OPTIONS="print_stacktrace=1")
+    env.pop("COMFY_SPARSE_ATTN_CPU_AMX", None)
+    for name in ("test_cpu_attn", "test_cpu_attn_dot"):
+        exe = str(tmp_path / name)
+        subprocess.run([cc] + flags + ["-I" + os.path.join(root, "tests", "c"),
+                        os.path.join(root, "tests", "c", name + ".c")] + objs + ["-lm", "-o", exe],
+                       check=True, capture_output=True)
+        proc = subprocess.run([exe, "12", "avx512"], capture_output=True, text=True, env=env,
+                              timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+        assert "isa avx512bf16 (bf16 on %s)" % ("AMX tiles" if name == "test_cpu_attn" else "vdpbf16ps") \
+            in proc.stdout, proc.stdout[-2000:]
+        if name == "test_cpu_attn":
+            assert "isa avx512\n" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_env_var_picks_the_isa():

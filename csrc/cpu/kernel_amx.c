@@ -33,6 +33,25 @@ typedef struct csa__tilecfg {
   uint8_t rows[16];
 } csa__tilecfg;
 
+/* The tile configuration and tile loads in inline assembly of our own, with
+ * the memory they read declared: GCC's _tile_loadconfig (amxtileintrin.h
+ * of GCC 12) hands ldtilecfg an 8-byte memory operand, so the compiler
+ * deletes the stores that fill the other 56 bytes of the configuration as
+ * dead (GCC 12 -O2 kept the palette byte and a 32-byte clear, leaving the
+ * row counts as stack garbage: the CPU faults on ldtilecfg), and its _tile_loadd
+ * declares no memory read at all, so stores to a buffer just before a tile
+ * load of it may legally move after the load.  "memory" orders a tile load
+ * after every store the compiler has seen. */
+#ifndef CSA__TILE_LOADD /* (an emulation for tests may stand in for the three below) */
+#define CSA__TILE_LOADD(t, base, stride)                                                     \
+  __asm__ volatile("tileloadd\t(%0,%1,1), %%tmm" #t                                          \
+                   :                                                                        \
+                   : "r"((const void *)(base)), "r"((int64_t)(stride))                      \
+                   : "memory")
+#define CSA__TILE_CONFIG(cfg) __asm__ volatile("ldtilecfg\t%0" : : "m"(*(cfg)))
+#define CSA__TILE_RELEASE() _tile_release()
+#endif
+
 void csa__amx_begin(void) {
   csa__tilecfg cfg;
   memset(&cfg, 0, sizeof cfg);
@@ -41,16 +60,16 @@ void csa__amx_begin(void) {
     cfg.colsb[t] = 64;
     cfg.rows[t] = 16;
   }
-  _tile_loadconfig(&cfg);
+  CSA__TILE_CONFIG(&cfg);
 }
 
-void csa__amx_end(void) { _tile_release(); }
+void csa__amx_end(void) { CSA__TILE_RELEASE(); }
 
 #define CSA__AMX_ROWS_STRIDE (CSA__CPU_LD * 4)
 /* C tile r (row vector r) += A (tile 4) x B rows at b + r*16 lanes */
 #define CSA__AMX_STEP(r, b)                                                    \
   do {                                                                         \
-    _tile_loadd(5, (const void *)((b) + (r) * 16), CSA__AMX_ROWS_STRIDE);     \
+    CSA__TILE_LOADD(5, (b) + (r) * 16, CSA__AMX_ROWS_STRIDE);                \
     _tile_dpbf16ps(r, 4, 5);                                                   \
   } while (0)
 #define CSA__AMX_EACH(nrv, MACRO, ...) \
@@ -61,7 +80,7 @@ void csa__amx_end(void) { _tile_release(); }
     if ((nrv) > 3) MACRO(3, __VA_ARGS__); \
   } while (0)
 #define CSA__AMX_ZERO(r, unused) _tile_zero(r)
-#define CSA__AMX_LOADC(r, c) _tile_loadd(r, (const void *)((c) + (r) * 16), CSA__AMX_ROWS_STRIDE)
+#define CSA__AMX_LOADC(r, c) CSA__TILE_LOADD(r, (c) + (r) * 16, CSA__AMX_ROWS_STRIDE)
 #define CSA__AMX_STOREC(r, c) _tile_stored(r, (void *)((c) + (r) * 16), CSA__AMX_ROWS_STRIDE)
 
 /* S^T[key][rows] for keys [0, nkeys16) of kb ([keys][dp32] bf16). */
@@ -70,7 +89,7 @@ void csa__amx_scores(const uint16_t *kb, int64_t dp32, const float *qp, float *s
   for (int64_t kg = 0; kg < nkeys16; kg += 16) {
     CSA__AMX_EACH(nrv, CSA__AMX_ZERO, 0);
     for (int64_t k = 0; k < dp32; k += CSA__AMX_TILE_K) {
-      _tile_loadd(4, (const void *)(kb + kg * dp32 + k), (int)(dp32 * 2));
+      CSA__TILE_LOADD(4, kb + kg * dp32 + k, dp32 * 2);
       const float *b = qp + (k / 2) * CSA__CPU_LD;
       CSA__AMX_EACH(nrv, CSA__AMX_STEP, b);
     }
@@ -96,7 +115,7 @@ void csa__amx_out(const uint16_t *vt, const float *pp, float *ot, int64_t dvp, i
     else
       CSA__AMX_EACH(nrv, CSA__AMX_ZERO, 0);
     for (int64_t k = 0; k < nkeys32; k += CSA__AMX_TILE_K) {
-      _tile_loadd(4, (const void *)(vt + dg * CSA__CPU_KEYS + k), CSA__CPU_KEYS * 2);
+      CSA__TILE_LOADD(4, vt + dg * CSA__CPU_KEYS + k, CSA__CPU_KEYS * 2);
       const float *b = pp + (k / 2) * CSA__CPU_LD;
       CSA__AMX_EACH(nrv, CSA__AMX_STEP, b);
     }

@@ -263,6 +263,9 @@ static void check_case(const tcase *tc, const char *what) {
             r.nan, r.bad_rows, r.bad_sentinel);
 }
 
+/* isa.c: whether the avx512bf16 kernel runs its bf16 products on AMX tiles */
+int csa__cpu_amx_ready(void);
+
 static tcase base_case(int dtype) {
   tcase tc;
   memset(&tc, 0, sizeof tc);
@@ -443,14 +446,23 @@ int main(int argc, char **argv) {
     printf("no avx512bf16 here: nothing to test\n");
   nsweep /= 2;
 #else
-  for (int isa = 0; isa <= CSA_ISA_NEON; isa++)
+  /* argv[2]: the first ISA to test (e.g. "avx512": its kernels and those above) */
+  int from = 0;
+  while (argc > 2 && from <= CSA_ISA_NEON && strcmp(csa_cpu_isa_name(from), argv[2]) != 0) from++;
+  for (int isa = from; isa <= CSA_ISA_NEON; isa++)
     if (csa_cpu_isa_force(isa) == CSA_OK)
       isas[nisa++] = isa;
   CSA_CHECK(nisa >= 1, "at least the scalar kernel runs");
 #endif
+#ifdef CSA_TEST_NO_AMX
+  CSA_CHECK(csa__cpu_amx_ready() == 0, "COMFY_SPARSE_ATTN_CPU_AMX=0 keeps AMX tiles off");
+#endif
   for (int i = 0; i < nisa; i++) {
     csa_cpu_isa_force(isas[i]);
-    printf("isa %s\n", csa_cpu_isa_name(isas[i]));
+    printf("isa %s%s\n", csa_cpu_isa_name(isas[i]),
+           isas[i] == CSA_ISA_AVX512BF16
+               ? (csa__cpu_amx_ready() ? " (bf16 on AMX tiles)" : " (bf16 on vdpbf16ps)")
+               : "");
     for (int dt = 0; dt < 3; dt++) named_cases(dtypes[dt]);
     sweep(nsweep);
     concurrent_calls();
