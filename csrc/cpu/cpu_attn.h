@@ -134,6 +134,9 @@ extern const csa__cpu_kernel csa__cpu_kernel_neon;
  * tiles. */
 int csa__cpu_amx_ready(void);
 
+/* 1 where vdpbf16ps beats float32 FMAs per FLOP (AMD Zen 4/5; see isa.c). */
+int csa__cpu_bf16dot_fast(void);
+
 /* The kernel of an ISA this build has (NULL otherwise). */
 const csa__cpu_kernel *csa__cpu_kernel_get(int isa);
 

@@ -184,8 +184,11 @@ static int csa__isa_supported(int isa) {
   return isa == top;
 #endif
 }
-#if !defined(CSA__CPU_X86)
+#if defined(CSA__CPU_X86)
+int csa__cpu_bf16dot_fast(void) { return csa__bf16dot_is_fast(); }
+#else
 int csa__cpu_amx_ready(void) { return 0; }
+int csa__cpu_bf16dot_fast(void) { return 0; }
 #endif
 
 const csa__cpu_kernel *csa__cpu_kernel_get(int isa) {

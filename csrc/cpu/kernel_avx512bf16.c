@@ -87,13 +87,30 @@ static void csa__pack_v_pairs(uint32_t *dst, const uint16_t *v, int64_t v_st, in
 /* ---- The hooks of kernel.inc.h: float32 for fp32 / fp16 inputs and odd D,
  * pairs (vdpbf16ps) or AMX tiles for bf16 inputs with even D. */
 
+/* Where AMX tiles lose to float32 FMAs (measured on an Emerald Rapids Xeon,
+ * bench/RESULTS.md "Intel Xeon with AMX"): head dims below 32, where a tile
+ * product holds one 16-pair K step and the softmax (one exp per score)
+ * outweighs it, and calls whose sequences are all at most one 64-key block,
+ * where each item pays the tile configuration, the K/V packing into tile
+ * layout and a partly empty block for a single step.  There the bf16 inputs
+ * are widened to float32 (or, on CPUs where vdpbf16ps is fast, paired). */
+#define CSA__AMX_MIN_D 32
+#define CSA__AMX_MIN_KEYS CSA__CPU_KEYS /* tiles only when some sequence has more keys */
+
 static void csa__bf16_mode(const csa__cpu_call *c, csa__k_mode *m) {
   csa__f32_mode(c, m);
   if (c->dtype != CSA_BFLOAT16 || c->d % 2 != 0)
     return; /* a pair would straddle the end of a key row */
   if (csa__cpu_amx_ready()) {
-    m->kind = CSA__K_TILES;
-    m->pairs = (c->d + 31) / 32 * 16; /* AMX reads whole tiles of 16 pairs */
+    if (c->d >= CSA__AMX_MIN_D && c->max_kv > CSA__AMX_MIN_KEYS) {
+      m->kind = CSA__K_TILES;
+      m->pairs = (c->d + 31) / 32 * 16; /* AMX reads whole tiles of 16 pairs */
+      return;
+    }
+    if (!csa__cpu_bf16dot_fast())
+      return; /* float32 FMAs */
+    m->kind = CSA__K_PAIRS;
+    m->pairs = c->d / 2;
   } else {
     m->kind = CSA__K_PAIRS;
     m->pairs = c->d / 2;

@@ -11,6 +11,8 @@ static int choice = CSA_ISA_AVX512BF16;
 static const char *const names[5] = {"scalar", "avx2", "avx512", "avx512bf16", "neon"};
 const char *csa_cpu_isa_name(int isa) { return isa >= 0 && isa < 5 ? names[isa] : "unknown"; }
 int csa__cpu_amx_ready(void) { const char *e = getenv("COMFY_SPARSE_ATTN_CPU_AMX"); return !(e && strcmp(e, "0") == 0); }
+/* as on the Intel CPUs that have AMX: vdpbf16ps is not the fast bf16 path */
+int csa__cpu_bf16dot_fast(void) { return 0; }
 const csa__cpu_kernel *csa__cpu_kernel_get(int isa) {
   switch (isa) {
   case CSA_ISA_SCALAR: return &csa__cpu_kernel_scalar;
