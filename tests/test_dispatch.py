@@ -1132,6 +1132,27 @@ def test_fast_key_leaves_out_what_decides_nothing(name):
     assert rel_err(out, ref) < TOL[torch.float32]
 
 
+def _outcome(fn):
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - compared by the caller
+        return e
+
+
+def _assert_fast_path_matches_full_path(fn):
+    """fn() once on the remembered (C) path, then again with every decision
+    forgotten (the full path): the same result, or the same exception class
+    and text."""
+    fast = _outcome(fn)
+    _dispatch._reset_for_tests()
+    full = _outcome(fn)
+    if isinstance(full, Exception):
+        assert type(fast) is type(full) and str(fast) == str(full), (fast, full)
+    else:
+        assert not isinstance(fast, Exception), fast
+        assert torch.equal(fast, full)
+
+
 @pytest.mark.parametrize("arg", ["softmax_scale", "max_seqlen_q", "max_seqlen_kv"])
 @pytest.mark.parametrize("value", ["zero", "negative", "nan", "float", "numpy", "str", "huge"])
 def test_scalar_arguments_on_a_remembered_call_behave_as_on_the_full_path(arg, value):
@@ -1149,21 +1170,8 @@ def test_scalar_arguments_on_a_remembered_call_behave_as_on_the_full_path(arg, v
     kw[arg] = {"zero": 0, "negative": -1, "nan": float("nan"), "float": float(base),
                "numpy": np.int32(base) if arg != "softmax_scale" else np.float32(base),
                "str": "x", "huge": 10 ** 30}[value]
-
-    def call():
-        try:
-            return csa.dispatch_varlen_attention(q, k, v, cq, ck, **kw)
-        except Exception as e:  # noqa: BLE001 - compared below
-            return e
-
-    fast = call()
-    _dispatch._reset_for_tests()
-    full = call()
-    if isinstance(full, Exception):
-        assert type(fast) is type(full) and str(fast) == str(full)
-    else:
-        assert not isinstance(fast, Exception), fast
-        assert torch.equal(fast, full)
+    _assert_fast_path_matches_full_path(lambda: csa.dispatch_varlen_attention(q, k, v, cq, ck,
+                                                                               **kw))
 
 
 @pytest.mark.parametrize("form", ["numpy", "meta", "int64", "rank", "dtype", "device-kind",
@@ -1196,21 +1204,7 @@ def test_bad_tensors_on_a_remembered_call_say_what_the_full_path_says(form, arg)
         out = x
     else:
         args[arg] = x
-
-    def call():
-        try:
-            return csa.dispatch_varlen_attention(*args, out=out)
-        except Exception as e:  # noqa: BLE001 - compared below
-            return e
-
-    fast = call()
-    _dispatch._reset_for_tests()
-    full = call()
-    if isinstance(full, Exception):
-        assert type(fast) is type(full) and str(fast) == str(full), (fast, full)
-    else:
-        assert not isinstance(fast, Exception), fast
-        assert torch.equal(fast, full)
+    _assert_fast_path_matches_full_path(lambda: csa.dispatch_varlen_attention(*args, out=out))
 
 
 def test_fast_table_is_bounded_and_cleared_by_reset():
