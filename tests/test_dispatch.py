@@ -1285,3 +1285,39 @@ def test_fast_path_while_another_thread_clears_the_table():
     assert not errors, errors[:3]
     runs, records, misses = _stats()
     assert misses > 0 and (runs + records) > 0, "both the C path and the full path ran"
+
+
+def test_host_copies_are_remembered_per_tensor_pair_and_version():
+    """The rule behind the host-length cache (_native.remembered_host_copies,
+    used for device cu_seqlens): the same tensor objects, unchanged, reuse
+    their copy; an in-place write (version counter), new tensor objects, or
+    fresh=True copy again; inference tensors, which keep no version counter,
+    are copied every time."""
+    from comfy_sparse_attn import _native
+
+    copies = []
+
+    def copy(a, b):
+        copies.append((a.tolist(), b.tolist()))
+        return a.clone(), b.clone()
+
+    cq = torch.tensor([0, 3, 8], dtype=torch.int32)
+    ck = torch.tensor([0, 4, 9], dtype=torch.int32)
+    first = _native.remembered_host_copies(cq, ck, False, copy)
+    again = _native.remembered_host_copies(cq, ck, False, copy)
+    assert len(copies) == 1 and again[0] is first[0] and again[1] is first[1]
+    cq[1] = 5  # in place: the version moves
+    got = _native.remembered_host_copies(cq, ck, False, copy)
+    assert len(copies) == 2 and got[0].tolist() == [0, 5, 8]
+    _native.remembered_host_copies(cq.clone(), ck, False, copy)  # another object
+    assert len(copies) == 3
+    _native.remembered_host_copies(cq, ck, True, copy)  # fresh
+    assert len(copies) == 4
+    with torch.inference_mode():
+        iq = torch.tensor([0, 3, 8], dtype=torch.int32)
+        ik = torch.tensor([0, 4, 9], dtype=torch.int32)
+        _native.remembered_host_copies(iq, ik, False, copy)
+        iq[1] = 6  # no version counter would show this
+        got = _native.remembered_host_copies(iq, ik, False, copy)
+    assert len(copies) == 6 and got[0].tolist() == [0, 6, 8]
+    assert len(_native._host_cache) <= _native._HOST_CACHE_MAX

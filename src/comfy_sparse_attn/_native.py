@@ -62,7 +62,9 @@ def _exporter():
 # have not moved: torch bumps a tensor's (and its views') counter on every
 # in-place write it performs, so a changed value is copied again.  Writes
 # torch does not see (through a raw pointer or a DLPack consumer) are not
-# noticed: check_cu_seqlens=True always copies afresh.
+# noticed: check_cu_seqlens=True always copies afresh.  Inference tensors
+# (made under torch.inference_mode(), as in ComfyUI) keep no version
+# counter, so nothing would tell a change: they are copied at every call.
 _host_cache = {}  # (id(cu_q), id(cu_kv)) -> (weakref q, weakref kv, versions, host q, host kv)
 _HOST_CACHE_MAX = 64
 
@@ -82,22 +84,36 @@ def host_copies(cu_seqlens_q, cu_seqlens_kv, fresh=False):
         return cu_seqlens_q.contiguous(), cu_seqlens_kv.contiguous()
     if cu_seqlens_q.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
         return None, None
-    key = (id(cu_seqlens_q), id(cu_seqlens_kv))
-    versions = (cu_seqlens_q._version, cu_seqlens_kv._version)
-    got = None if fresh else _host_cache.get(key)
-    if (got is not None and got[0]() is cu_seqlens_q and got[1]() is cu_seqlens_kv
-            and got[2] == versions):
-        return got[3], got[4]
+    return remembered_host_copies(cu_seqlens_q, cu_seqlens_kv, fresh, _copy_to_host)
+
+
+def _copy_to_host(cu_seqlens_q, cu_seqlens_kv):
+    import torch
+
     both = torch.cat([cu_seqlens_q, cu_seqlens_kv.to(cu_seqlens_q.device)]).cpu()
     n = cu_seqlens_q.shape[0]
-    hq, hk = both[:n], both[n:]
-    if len(_host_cache) >= _HOST_CACHE_MAX:
-        _host_cache.clear()
+    return both[:n], both[n:]
+
+
+def remembered_host_copies(cu_q, cu_kv, fresh, copy):
+    """copy(cu_q, cu_kv), or what it gave for these very tensors, unchanged
+    since (see above); fresh: always copy (and remember the new copy)."""
+    key = (id(cu_q), id(cu_kv))
     try:
-        _host_cache[key] = (weakref.ref(cu_seqlens_q), weakref.ref(cu_seqlens_kv), versions,
-                            hq, hk)
-    except TypeError:  # a tensor subclass without weak references: not remembered
-        pass
+        versions = (cu_q._version, cu_kv._version)
+    except RuntimeError:  # inference tensors: no version counter, nothing remembered
+        versions = None
+    got = None if fresh or versions is None else _host_cache.get(key)
+    if got is not None and got[0]() is cu_q and got[1]() is cu_kv and got[2] == versions:
+        return got[3], got[4]
+    hq, hk = copy(cu_q, cu_kv)
+    if versions is not None:
+        if len(_host_cache) >= _HOST_CACHE_MAX:
+            _host_cache.clear()
+        try:
+            _host_cache[key] = (weakref.ref(cu_q), weakref.ref(cu_kv), versions, hq, hk)
+        except TypeError:  # a tensor subclass without weak references: not remembered
+            pass
     return hq, hk
 
 
