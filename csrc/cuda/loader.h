@@ -22,7 +22,9 @@
 #define CSA_CUDA_LOADER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "csa/csa.h"
 #include "cuda/driver.h"
 
 #ifdef __cplusplus
@@ -79,6 +81,11 @@ int csa__cuda_launch(csa__cuda_call *c, const csa__cuda_kernel *k, const unsigne
  * long as the memory stays allocated and pinned: a caller that keeps the
  * answer keeps the memory alive with it. */
 int csa__cuda_device_address(int ordinal, const void *host, void **dev);
+
+/* The device-visible address of a cu_seqlens violation word (csa_cuda.h):
+ * flags is int32 with >= 1 element, on CUDA device `ordinal` or in pinned
+ * host memory.  CSA_EINVAL / CSA_EDEVICE (with the reason) otherwise. */
+int csa__cuda_flags_address(const csa_tensor *flags, int ordinal, int32_t **dev);
 
 /* The loader's lock, for caches of its callers that must stay consistent
  * with the kernels it hands out (e.g. attn_cuda.c's launch plans); held

@@ -49,9 +49,10 @@ int csa_cuda_sanitize_cu_seqlens(const csa_tensor *cu_q, const csa_tensor *cu_kv
     st = csa__check_cu(out_kv, "out_kv", dev, n);
   if (st != CSA_OK)
     return st;
-  if (flags->data == NULL || flags->dtype != CSA_INT32 || flags->ndim < 1 ||
-      flags->shape[0] < 1)
-    return csa__error(CSA_EINVAL, "flags must be an int32 tensor with at least one element");
+  int32_t *flag_addr = NULL;
+  st = csa__cuda_flags_address(flags, dev, &flag_addr);
+  if (st != CSA_OK)
+    return st;
   if (total_q < 0 || total_kv < 0 || total_q > INT32_MAX || total_kv > INT32_MAX)
     return csa__error(CSA_EINVAL, "total_q and total_kv must be in [0, 2^31)");
 
@@ -61,27 +62,9 @@ int csa_cuda_sanitize_cu_seqlens(const csa_tensor *cu_q, const csa_tensor *cu_kv
     return st;
   csa__cu_sanitize_args a;
   memset(&a, 0, sizeof a);
-  if (flags->device_type == CSA_DEVICE_CUDA) {
-    if (flags->device_id != dev)
-      st = csa__error(CSA_EDEVICE, "flags must be on CUDA device %d or in pinned host memory",
-                      dev);
-    a.flags = (int32_t *)flags->data;
-  } else {
-    /* Host memory: only pinned (page-locked) memory has a device address;
-     * under unified addressing it is the host address itself.  Pageable
-     * memory would fault inside the kernel, so it is refused here. */
-    csa__CUdeviceptr dp = 0;
-    csa__CUresult e = c.api->PointerGetAttribute(&dp, CSA__CU_POINTER_ATTR_DEVICE_POINTER,
-                                                 (csa__CUdeviceptr)(uintptr_t)flags->data);
-    if (e != CSA__CUDA_SUCCESS || dp == 0)
-      st = csa__error(CSA_EDEVICE,
-                      "flags must be in device memory or pinned host memory (torch: "
-                      "pin_memory=True)");
-    a.flags = (int32_t *)(uintptr_t)dp;
-  }
+  a.flags = flag_addr;
   csa__cuda_kernel k;
-  if (st == CSA_OK)
-    st = csa__cuda_find(&c, "sanitize", "csa_sanitize_cu_seqlens", &k);
+  st = csa__cuda_find(&c, "sanitize", "csa_sanitize_cu_seqlens", &k);
   if (st == CSA_OK) {
     a.cu[0] = (const int32_t *)cu_q->data;
     a.cu[1] = (const int32_t *)cu_kv->data;

@@ -732,9 +732,8 @@ static PyObject *csa__py_fast_remember(PyObject *self, PyObject *args, PyObject 
     /* The kernel writes the word through its device address, which the
      * run step would otherwise look up on every call (pinned memory has
      * one; the entry keeps the memory alive, so the answer stays true). */
-    void *dev = NULL;
-    if (flag_view.device_type == CSA_DEVICE_CPU &&
-        csa__cuda_device_address(k->facts.q_dev_id, flag_view.data, &dev) == CSA_OK) {
+    int32_t *dev = NULL;
+    if (csa__cuda_flags_address(&flag_view, k->facts.q_dev_id, &dev) == CSA_OK) {
       flag_view.data = dev;
       flag_view.device_type = CSA_DEVICE_CUDA;
       flag_view.device_id = k->facts.q_dev_id;

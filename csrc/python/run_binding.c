@@ -47,28 +47,6 @@ static int csa__run_scratch_views(const csa_attn_params *p, const csa_tensor *sc
   return 0;
 }
 
-/* The device-visible address of the violation word `flags` (int32, >= 1
- * element, on q's CUDA device or in pinned host memory), or NULL with the
- * error recorded. */
-static int32_t *csa__run_flag_address(const csa_attn_params *p, const csa_tensor *flags,
-                                      int *st) {
-  if (flags == NULL || flags->data == NULL || flags->dtype != CSA_INT32 || flags->ndim < 1 ||
-      flags->shape[0] < 1) {
-    *st = csa__error(CSA_EINVAL, "flags must be an int32 tensor with at least one element");
-    return NULL;
-  }
-  if (flags->device_type == CSA_DEVICE_CUDA) {
-    if (flags->device_id == p->q.device_id)
-      return (int32_t *)flags->data;
-    *st = csa__error(CSA_EDEVICE, "flags must be on CUDA device %d or in pinned host memory",
-                     p->q.device_id);
-    return NULL;
-  }
-  void *dev = NULL;
-  *st = csa__cuda_device_address(p->q.device_id, flags->data, &dev);
-  return *st == CSA_OK ? (int32_t *)dev : NULL;
-}
-
 int csa__py_run_params(int kind, csa_attn_params *p, const csa_tensor *scratch,
                        const csa_tensor *flags, int *status) {
   /* The kernels' entry points validate first themselves (csa.h); only a
@@ -90,7 +68,7 @@ int csa__py_run_params(int kind, csa_attn_params *p, const csa_tensor *scratch,
     if (dims.total_q == 0)
       kind = CSA__RUN_CUDA_SANITIZED; /* no launch to check in: the sanitizer does it */
     else
-      cu_flags = csa__run_flag_address(p, flags, &st);
+      st = csa__cuda_flags_address(flags, p->q.device_id, &cu_flags);
   }
   if (st == CSA_OK && (kind == CSA__RUN_SANITIZE || kind == CSA__RUN_CUDA_SANITIZED)) {
     csa_tensor oq, okv;
