@@ -117,7 +117,7 @@ int main(int argc, char **argv) {
           if (step == STEP_SCORES || step == STEP_ALL)
             csa__f32_scores(&c, &mode, NULL, &sp, t, cn);
           if (step == STEP_SOFTMAX || step == STEP_ALL)
-            csa__k_softmax_block(&c, sp.s, t, cn);
+            csa__k_softmax_block(&c, &mode, sp.s, t, cn);
           if (step == STEP_OUTPUT || step == STEP_ALL)
             csa__f32_output(&c, &mode, &sp, t, cn, t->corr);
         }

@@ -17,6 +17,9 @@
  *   CSA_K_OUTPUT(c, &mode, &sp, tile, tn, corr)
  *                                             O^T = O^T corr + V^T P^T (P^T
  *                                             in sp.s; corr NULL: no O^T yet)
+ *   CSA_K_P_PAIR(lo, hi)                      (optional) two float32 P^T
+ *                                             rows as one row of bf16 pairs,
+ *                                             for modes with p_pairs set
  *
  * Math (per query row i, keys j of its sequence, scale s, all in float32):
  *
@@ -92,51 +95,89 @@ static void csa__k_mask_causal(float *s, int64_t cn, int64_t kj0, int64_t first_
 #define CSA__K_EXPN 4
 #endif
 
-/* Online-softmax step over one block of cn scores per row: new max, corr,
- * P^T in place of S^T, running sums. */
-static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, float *s0,
-                                                const csa__k_tile *t, int64_t cn, const int half) {
+/* bf16 pairs from two float32 P^T rows (the includer's CSA_K_P_PAIR, where
+ * its products read pairs; never called elsewhere). */
+#ifdef CSA_K_P_PAIR
+#define CSA__K_HAS_PAIRS 1
+#else
+#define CSA__K_HAS_PAIRS 0
+#define CSA_K_P_PAIR(lo, hi) (lo)
+#endif
+
+/* Online-softmax step over one block of cn scores for the rows of row
+ * vector rv: new max, corr, P^T in place of S^T (float32 rows, or bf16 pair
+ * rows: keys 2i, 2i+1 into row i, written only after rows 2i..2i+3 are read,
+ * every row below 2i already consumed), running sums. */
+static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, const csa__k_mode *md,
+                                                   float *s0, const csa__k_tile *t, int64_t cn,
+                                                   int rv, const int half, const int pairs) {
   const csa_v k = csa_v_set1(c->scale_log2);
-  for (int rv = 0; rv < t->nrv; rv++) {
-    float *s = s0 + rv * CSA_VL;
-    csa_v mx = csa_v_set1(-INFINITY);
-    for (int64_t j = 0; j < cn; j++) mx = csa_v_max(mx, csa_v_load(s + j * CSA__CPU_LD));
-    csa_v m_old = csa_v_load(t->m + rv * CSA_VL);
-    csa_v m_new = csa_v_max(m_old, csa_v_mul(mx, k));
-    csa_v corr = csa__k_exp2(csa_v_sub(m_old, m_new), half);
-    csa_v neg_m = csa_v_sub(csa_v_zero(), m_new);
-    /* CSA__K_EXPN keys at a time, their exponentials interleaved (see
-     * csa__k_exp2_n), each with its own partial sum */
-    csa_v x[CSA__K_EXPN], sums[CSA__K_EXPN];
-    CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++) sums[u] = csa_v_zero();
-    int64_t j = 0;
-    for (; j + CSA__K_EXPN <= cn; j += CSA__K_EXPN) {
-      CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++)
-        x[u] = csa_v_fma(csa_v_load(s + (j + u) * CSA__CPU_LD), k, neg_m);
-      csa__k_exp2_n(x, CSA__K_EXPN, half);
-      CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++) {
-        csa_v_store(s + (j + u) * CSA__CPU_LD, x[u]);
-        sums[u] = csa_v_add(sums[u], x[u]);
-      }
+  float *s = s0 + rv * CSA_VL;
+  csa_v mx = csa_v_set1(-INFINITY);
+  for (int64_t j = 0; j < cn; j++) mx = csa_v_max(mx, csa_v_load(s + j * CSA__CPU_LD));
+  csa_v m_old = csa_v_load(t->m + rv * CSA_VL);
+  csa_v m_new = csa_v_max(m_old, csa_v_mul(mx, k));
+  if (md->slack > 0.0f) /* keep m where the block passes it by less than the slack */
+    m_new = csa_v_lt_select(csa_v_sub(m_new, m_old), csa_v_set1(md->slack), m_old, m_new);
+  csa_v corr = csa__k_exp2(csa_v_sub(m_old, m_new), half);
+  csa_v neg_m = csa_v_sub(csa_v_zero(), m_new);
+  /* CSA__K_EXPN keys at a time, their exponentials interleaved (see
+   * csa__k_exp2_n), each with its own partial sum */
+  csa_v x[CSA__K_EXPN], sums[CSA__K_EXPN];
+  CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++) sums[u] = csa_v_zero();
+  int64_t j = 0;
+  for (; j + CSA__K_EXPN <= cn; j += CSA__K_EXPN) {
+    CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++)
+      x[u] = csa_v_fma(csa_v_load(s + (j + u) * CSA__CPU_LD), k, neg_m);
+    csa__k_exp2_n(x, CSA__K_EXPN, half);
+    CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++) sums[u] = csa_v_add(sums[u], x[u]);
+    if (pairs) {
+      CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u += 2)
+        csa_v_store(s + (j + u) / 2 * CSA__CPU_LD, CSA_K_P_PAIR(x[u], x[u + 1]));
+    } else {
+      CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++) csa_v_store(s + (j + u) * CSA__CPU_LD, x[u]);
     }
-    for (; j < cn; j++) {
-      csa_v p = csa__k_exp2(csa_v_fma(csa_v_load(s + j * CSA__CPU_LD), k, neg_m), half);
-      csa_v_store(s + j * CSA__CPU_LD, p);
-      sums[0] = csa_v_add(sums[0], p);
-    }
-    csa_v sum = sums[0];
-    CSA__UNROLL for (int u = 1; u < CSA__K_EXPN; u++) sum = csa_v_add(sum, sums[u]);
-    csa_v_store(t->m + rv * CSA_VL, m_new);
-    csa_v_store(t->corr + rv * CSA_VL, corr);
-    csa_v_store(t->l + rv * CSA_VL, csa_v_fma(csa_v_load(t->l + rv * CSA_VL), corr, sum));
   }
+  for (; j < cn; j += pairs ? 2 : 1) { /* j is even here: CSA__K_EXPN is */
+    csa_v p = csa__k_exp2(csa_v_fma(csa_v_load(s + j * CSA__CPU_LD), k, neg_m), half);
+    sums[0] = csa_v_add(sums[0], p);
+    if (pairs) {
+      csa_v q = csa_v_zero();
+      if (j + 1 < cn)
+        q = csa__k_exp2(csa_v_fma(csa_v_load(s + (j + 1) * CSA__CPU_LD), k, neg_m), half);
+      sums[1] = csa_v_add(sums[1], q);
+      csa_v_store(s + j / 2 * CSA__CPU_LD, CSA_K_P_PAIR(p, q));
+    } else {
+      csa_v_store(s + j * CSA__CPU_LD, p);
+    }
+  }
+  if (pairs) { /* pair rows past the keys, to the products' whole tiles: 0 */
+    const int64_t np = (cn + 1) / 2, np_pad = (np + md->p_pad - 1) / md->p_pad * md->p_pad;
+    for (int64_t i = np; i < np_pad; i++) csa_v_store(s + i * CSA__CPU_LD, csa_v_zero());
+  }
+  csa_v sum = sums[0];
+  CSA__UNROLL for (int u = 1; u < CSA__K_EXPN; u++) sum = csa_v_add(sum, sums[u]);
+  csa_v_store(t->m + rv * CSA_VL, m_new);
+  csa_v_store(t->corr + rv * CSA_VL, corr);
+  csa_v_store(t->l + rv * CSA_VL, csa_v_fma(csa_v_load(t->l + rv * CSA_VL), corr, sum));
 }
 
-static void csa__k_softmax_block(const csa__cpu_call *c, float *s0, const csa__k_tile *t, int64_t cn) {
+/* The softmax of row vector rv: float32 (exp2 of degree 5) for float32
+ * inputs, degree 3 for 16-bit ones, whose outputs carry 2^-9 .. 2^-11
+ * rounding anyway. */
+static void csa__k_softmax_rv(const csa__cpu_call *c, const csa__k_mode *md, float *s0,
+                              const csa__k_tile *t, int64_t cn, int rv) {
   if (c->dtype == CSA_FLOAT32)
-    csa__k_softmax_body(c, s0, t, cn, 0);
+    csa__k_softmax_body(c, md, s0, t, cn, rv, 0, 0);
+  else if (CSA__K_HAS_PAIRS && md->p_pairs)
+    csa__k_softmax_body(c, md, s0, t, cn, rv, 1, CSA__K_HAS_PAIRS);
   else
-    csa__k_softmax_body(c, s0, t, cn, 1);
+    csa__k_softmax_body(c, md, s0, t, cn, rv, 1, 0);
+}
+
+static void csa__k_softmax_block(const csa__cpu_call *c, const csa__k_mode *md, float *s0,
+                                 const csa__k_tile *t, int64_t cn) {
+  for (int rv = 0; rv < t->nrv; rv++) csa__k_softmax_rv(c, md, s0, t, cn, rv);
 }
 
 /* out = O^T / l (zeros where l = 0: no visible key), lse = (m + log2 l) ln 2. */
@@ -319,7 +360,7 @@ static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it,
       CSA_K_SCORES(c, &mode, kb, &bsp, t, tn);
       if (c->causal && j0 + tn - 1 > t->r0 + off)
         csa__k_mask_causal(bsp.s, tn, j0, t->r0 + off, t->nrv);
-      csa__k_softmax_block(c, bsp.s, t, tn);
+      csa__k_softmax_block(c, &mode, bsp.s, t, tn);
       /* the first block writes O^T (rows it masks entirely have P = 0, so
        * they start at 0 too) */
       CSA_K_OUTPUT(c, &mode, &bsp, t, tn, j0 == 0 ? NULL : t->corr);

@@ -99,10 +99,18 @@ void csa__amx_scores(const uint16_t *kb, int64_t dp32, const float *qp, float *s
 }
 
 /* O^T[dv][rows] = O^T * corr + V^T P^T over keys [0, nkeys32) of vt
- * ([dvp][KEYS] bf16) and pp (P^T pairs); corr NULL: O^T starts at zero. */
+ * ([dvp][KEYS] bf16) and pp (P^T pairs); corr NULL: O^T starts at zero.
+ * The rescale is a pass over O^T of its own (the tiles accumulate from
+ * memory), skipped where every corr is 1: no row's running maximum moved
+ * (csa__k_mode.slack makes that the usual case). */
 void csa__amx_out(const uint16_t *vt, const float *pp, float *ot, int64_t dvp, int64_t nkeys32,
                   int nrv, const float *corr) {
+  int rescale = 0;
   if (corr)
+    for (int rv = 0; rv < nrv; rv++)
+      rescale |= _mm512_cmp_ps_mask(_mm512_loadu_ps(corr + rv * 16), _mm512_set1_ps(1.0f),
+                                    _CMP_NEQ_UQ) != 0;
+  if (rescale)
     for (int64_t x = 0; x < dvp; x++)
       for (int rv = 0; rv < nrv; rv++) {
         float *o = ot + x * CSA__CPU_LD + rv * 16;

@@ -52,18 +52,12 @@ static inline __m512i csa__bf16_pairs(__m512 lo, __m512 hi) {
   return _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
 }
 
-/* P^T rows 2i and 2i+1 (float32) -> row i of bf16 pairs, in place: row i is
- * written only after rows 2i, 2i+1 are read, and rows < 2i are consumed. */
-static void csa__pack_p_pairs(float *s, int64_t cn, int nrv) {
-  for (int64_t i = 0; 2 * i < cn; i++) {
-    const float *lo = s + 2 * i * CSA__CPU_LD;
-    for (int rv = 0; rv < nrv; rv++) {
-      __m512 a = _mm512_loadu_ps(lo + rv * 16);
-      __m512 b = 2 * i + 1 < cn ? _mm512_loadu_ps(lo + CSA__CPU_LD + rv * 16) : _mm512_setzero_ps();
-      _mm512_storeu_si512((void *)(s + i * CSA__CPU_LD + rv * 16), csa__bf16_pairs(a, b));
-    }
-  }
+/* The softmax's P^T pairs (kernel.inc.h, csa__k_mode.p_pairs): keys 2i
+ * and 2i+1 of 16 rows -> row i of (bf16 lo, bf16 hi) lanes. */
+static inline csa_v csa__p_pair(csa_v lo, csa_v hi) {
+  return _mm512_castsi512_ps(csa__bf16_pairs(lo, hi));
 }
+#define CSA_K_P_PAIR csa__p_pair
 
 /* Value rows 2i, 2i+1 -> dst[i][dv] = (v[2i][dv], v[2i+1][dv]); an odd last
  * key pairs with zero. */
@@ -88,33 +82,36 @@ static void csa__pack_v_pairs(uint32_t *dst, const uint16_t *v, int64_t v_st, in
  * pairs (vdpbf16ps) or AMX tiles for bf16 inputs with even D. */
 
 /* Where AMX tiles lose to float32 FMAs (measured on an Emerald Rapids Xeon,
- * bench/RESULTS.md "Intel Xeon with AMX"): head dims below 32, where a tile
- * product holds one 16-pair K step and the softmax (one exp per score)
- * outweighs it, and calls whose sequences are all at most one 64-key block,
- * where each item pays the tile configuration, the K/V packing into tile
- * layout and a partly empty block for a single step.  There the bf16 inputs
- * are widened to float32 (or, on CPUs where vdpbf16ps is fast, paired). */
-#define CSA__AMX_MIN_D 32
-#define CSA__AMX_MIN_KEYS CSA__CPU_KEYS /* tiles only when some sequence has more keys */
+ * bench/RESULTS.md "Intel Xeon with AMX"): head dims below 16, where a tile
+ * product pads K to 32 and the softmax (one exp per score) is nearly all of
+ * the work either way; there the bf16 inputs are widened to float32 (or, on
+ * CPUs where vdpbf16ps is fast, paired).  D = 16 and calls of short
+ * sequences (one partly empty 64-key block per item) lost to the float32
+ * path too until the softmax wrote P^T pairs itself and the rescale pass was
+ * skipped (csa__k_mode.p_pairs, .slack); now the tiles win on both. */
+#define CSA__AMX_MIN_D 16
+/* log2 of the factor by which P may exceed 1 before the running maximum
+ * moves (csa__k_mode.slack): 2^8, far inside float32 and bf16 range. */
+#define CSA__AMX_SLACK 8.0f
 
 static void csa__bf16_mode(const csa__cpu_call *c, csa__k_mode *m) {
   csa__f32_mode(c, m);
   if (c->dtype != CSA_BFLOAT16 || c->d % 2 != 0)
     return; /* a pair would straddle the end of a key row */
-  if (csa__cpu_amx_ready()) {
-    if (c->d >= CSA__AMX_MIN_D && c->max_kv > CSA__AMX_MIN_KEYS) {
-      m->kind = CSA__K_TILES;
-      m->pairs = (c->d + 31) / 32 * 16; /* AMX reads whole tiles of 16 pairs */
-      return;
-    }
-    if (!csa__cpu_bf16dot_fast())
-      return; /* float32 FMAs */
-    m->kind = CSA__K_PAIRS;
-    m->pairs = c->d / 2;
-  } else {
-    m->kind = CSA__K_PAIRS;
-    m->pairs = c->d / 2;
+  if (csa__cpu_amx_ready() && c->d >= CSA__AMX_MIN_D) {
+    m->kind = CSA__K_TILES;
+    m->pairs = (c->d + 31) / 32 * 16; /* AMX reads whole tiles of 16 pairs */
+    m->p_pairs = 1;
+    m->p_pad = 16; /* the output product reads whole tiles of 16 key pairs */
+    m->slack = CSA__AMX_SLACK;
+    return;
   }
+  if (csa__cpu_amx_ready() && !csa__cpu_bf16dot_fast())
+    return; /* float32 FMAs */
+  m->kind = CSA__K_PAIRS;
+  m->pairs = c->d / 2;
+  m->p_pairs = 1;
+  m->p_pad = 1;
 }
 
 static void csa__bf16_begin(const csa__k_mode *m) {
@@ -173,25 +170,18 @@ static void csa__bf16_scores(const csa__cpu_call *c, const csa__k_mode *m, const
                     t->nrv);
 }
 
-/* P^T goes to bf16 pairs in place first (both bf16 kinds). */
+/* P^T is in bf16 pairs already (the softmax wrote them, csa__k_mode.p_pairs). */
 static void csa__bf16_output(const csa__cpu_call *c, const csa__k_mode *m,
                              const csa__k_scratch *sp, const csa__k_tile *t, int64_t tn,
                              const float *corr) {
-  if (m->kind == CSA__K_F32) {
+  if (m->kind == CSA__K_F32)
     csa__f32_output(c, m, sp, t, tn, corr);
-    return;
-  }
-  csa__pack_p_pairs(sp->s, tn, t->nrv);
-  if (m->kind == CSA__K_PAIRS) {
+  else if (m->kind == CSA__K_PAIRS)
     csa__gemmt_bf16_run(1, c->dv, (tn + 1) / 2, (const uint16_t *)sp->vc, 0, 2 * c->dv, sp->s,
                         t->ot, corr, t->nrv);
-    return;
-  }
-  const int64_t n32 = (tn + 31) / 32 * 32;
-  for (int64_t i = (tn + 1) / 2; i < n32 / 2; i++) /* pairs past the keys: 0 */
-    memset(sp->s + i * CSA__CPU_LD, 0, CSA__CPU_ROWS * sizeof(float));
-  csa__amx_out((const uint16_t *)sp->vc, sp->s, t->ot, (int64_t)CSA__VROUND(c->dv), n32, t->nrv,
-               corr);
+  else
+    csa__amx_out((const uint16_t *)sp->vc, sp->s, t->ot, (int64_t)CSA__VROUND(c->dv),
+                 (tn + 31) / 32 * 32, t->nrv, corr);
 }
 
 #define CSA_K_MODE csa__bf16_mode

@@ -37,6 +37,18 @@ enum {
 typedef struct csa__k_mode {
   int kind;
   int64_t pairs; /* bf16 kinds: rows of Q^T pairs to pack (d / 2, or whole tiles) */
+  /* The softmax writes P^T as bf16 pairs over consecutive keys (CSA_K_P_PAIR)
+   * straight from its registers, zero pair rows up to a multiple of p_pad
+   * (the products read whole tiles), instead of float32 P^T for a second pass
+   * to pack. */
+  int p_pairs, p_pad;
+  /* How far (log2 units) a block's maximum may pass the running one before
+   * the running one moves (0: whenever it rises).  Products whose rescale of
+   * O^T is a pass of its own (AMX) skip it on the blocks where no row's
+   * maximum moved; P = 2^(x - m) is then at most 2^slack, which float32
+   * sums and bf16 pairs hold as exactly as values below 1, and out = O / l,
+   * lse = (m + log2 l) ln 2 are the same for any m. */
+  float slack;
 } csa__k_mode;
 
 /* What the head cache of a thread holds: keys [0, keys) of kv head hk of
@@ -211,8 +223,8 @@ static size_t csa__k_scratch_bytes(const csa__cpu_call *c) { return csa__k_layou
 
 static void csa__f32_mode(const csa__cpu_call *c, csa__k_mode *m) {
   (void)c;
+  memset(m, 0, sizeof *m);
   m->kind = CSA__K_F32;
-  m->pairs = 0;
 }
 
 /* The tile's Q rows transposed into qt; rows up to the vector boundary are
