@@ -3,6 +3,7 @@
     python3 bench/bench_cpu.py [--only NAME ...] [--dtype float32|bfloat16] [--reps N]
                                [--max-time S] [--drop-slower X] [--threads N] [--md FILE]
                                [--isa NAME] [--native-only] [--dense-limit-gb G] [--peak-runs N]
+                               [--settle S]
 
 For every "cpu" workload of workloads.json and each of its dtypes, times
   native      comfy_sparse_attn._native.varlen_attention (num_threads = torch's)
@@ -23,7 +24,9 @@ every bf16 row's share of it wherever it was measured), so that other load
 on a shared machine does not count as slowness.  A last table gives native
 bf16 speed over native float32 speed per workload.
 The machines are shared VMs whose speed drifts, so the paths of one workload
-are timed interleaved, round-robin (at least 3 rounds), and the median kept.
+are timed interleaved, round-robin (at least 3 rounds), and the median kept;
+each call starts after --settle seconds of idle (torch's OpenMP workers spin
+for a while after its calls, taking CPU from the next call on those cores).
 """
 from __future__ import annotations
 
@@ -213,7 +216,7 @@ def probe_inputs(inputs, n=2):
     return (q[:int(cq[-1])], k[:int(ckv[-1])], v[:int(ckv[-1])], cq, ckv, mq, mkv)
 
 
-def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0, paths=PATHS):
+def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0, paths=PATHS, settle=0.1):
     inputs = W.make_inputs(w, dtype)
     fns, notes, outs, kern = {}, {}, {}, {}
     for name, make in paths:
@@ -242,6 +245,11 @@ def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0, paths=PATHS):
         for name, fn in fns.items():
             if r > 0 and name in notes:
                 continue  # dropped after the first round
+            # torch's OpenMP workers spin-wait for a while after each of its
+            # parallel regions; on the cores this benchmark is pinned to they
+            # would take CPU from whichever call came next (ours after a torch
+            # path).  Each call starts once they have gone to sleep.
+            time.sleep(settle)
             c0, t0 = time.process_time(), time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
@@ -339,6 +347,9 @@ def main():
                     help="time the dense-mask peer only where its [T_q, T_kv] mask takes at "
                     "most this many GiB (it runs far slower than the per-sequence peer on "
                     "many sequences)")
+    ap.add_argument("--settle", type=float, default=0.1,
+                    help="seconds of idle before each timed call, so that the OpenMP "
+                    "workers of the previous torch call have stopped spinning")
     ap.add_argument("--cost-model", action="store_true",
                     help="only check the work split's cost model against measured time per item")
     args = ap.parse_args()
@@ -381,7 +392,7 @@ def main():
                 continue
             ms, notes, kern, ratio, err, cpu_s = bench_one(
                 w, dt, args.reps, args.threads, args.max_time, args.drop_slower,
-                PATHS[:1] if args.native_only else PATHS)
+                PATHS[:1] if args.native_only else PATHS, args.settle)
 
             def cell(name):
                 if name not in ms:
