@@ -30,6 +30,8 @@
 /* the kernel of the package, built into this file (its hooks are static) */
 #include "cpu/kernel_avx512bf16.c"
 
+#include "bench_tiles.h"
+
 #define SAMPLES 15
 
 static double thread_now(void) {
@@ -101,16 +103,9 @@ int main(int argc, char **argv) {
   uint16_t *qrows = (uint16_t *)malloc((size_t)(CSA__CPU_ROWS * d) * sizeof(uint16_t));
   if (qrows == NULL)
     return 1;
+  csa_bench_tiles(&sp, tiles, ntile, lkv);
   for (int i = 0; i < ntile; i++) {
     csa__k_tile *t = &tiles[i];
-    t->qt = sp.qt + i * sp.qt_size;
-    t->ot = sp.ot + i * sp.ot_size;
-    t->m = sp.m + i * CSA__CPU_ROWS;
-    t->l = sp.l + i * CSA__CPU_ROWS;
-    t->corr = sp.corr + i * CSA__CPU_ROWS;
-    t->r0 = i * CSA__CPU_ROWS, t->nr = CSA__CPU_ROWS, t->nrv = CSA__CPU_ROWS / CSA_VL;
-    t->kv_end = lkv;
-    for (int r = 0; r < CSA__CPU_ROWS; r++) t->m[r] = CSA__M_INIT, t->l[r] = 0.0f;
     for (int64_t x = 0; x < CSA__CPU_ROWS * d; x++) qrows[x] = bf16_rand(&seed);
     csa__bf16_pack_q(&c, &mode, (const char *)qrows, t, sp.kc);
     /* the scores each softmax sample starts from, and a first block so that

@@ -36,6 +36,7 @@
 const csa__cpu_kernel CSA_K_KERNEL;
 #include "cpu/kernel.inc.h"
 
+#include "bench_tiles.h"
 #include "cpu_peak.h"
 
 #define SAMPLES 15
@@ -88,17 +89,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < (size_t)nblk * blk; i++) kvs[i] = frand(&seed);
   csa__f32_mode(&c, &mode);
   csa__k_tile tiles[CSA__CPU_MAX_TILES];
-  for (int i = 0; i < ntile; i++) {
-    csa__k_tile *t = &tiles[i];
-    t->qt = sp.qt + i * sp.qt_size;
-    t->ot = sp.ot + i * sp.ot_size;
-    t->m = sp.m + i * CSA__CPU_ROWS;
-    t->l = sp.l + i * CSA__CPU_ROWS;
-    t->corr = sp.corr + i * CSA__CPU_ROWS;
-    t->r0 = i * CSA__CPU_ROWS, t->nr = CSA__CPU_ROWS, t->nrv = CSA__CPU_ROWS / CSA_VL;
-    t->kv_end = CSA__CPU_KEYS;
-    for (int r = 0; r < CSA__CPU_ROWS; r++) t->m[r] = CSA__M_INIT, t->l[r] = 0.0f;
-  }
+  csa_bench_tiles(&sp, tiles, ntile, CSA__CPU_KEYS);
   const int64_t cn = CSA__CPU_KEYS;
   const double flop = 2.0 * CSA__CPU_ROWS * CSA__CPU_KEYS * (double)d; /* one product */
   for (int step = 0; step < NSTEPS; step++) {
