@@ -11,11 +11,7 @@ static void csa_bench_tiles(const csa__k_scratch *sp, csa__k_tile *tiles, int nt
                             int64_t kv_end) {
   for (int i = 0; i < ntile; i++) {
     csa__k_tile *t = &tiles[i];
-    t->qt = sp->qt + i * sp->qt_size;
-    t->ot = sp->ot + i * sp->ot_size;
-    t->m = sp->m + i * CSA__CPU_ROWS;
-    t->l = sp->l + i * CSA__CPU_ROWS;
-    t->corr = sp->corr + i * CSA__CPU_ROWS;
+    csa__k_tile_bind(sp, t, i);
     t->r0 = i * CSA__CPU_ROWS, t->nr = CSA__CPU_ROWS, t->nrv = CSA__CPU_ROWS / CSA_VL;
     t->kv_end = kv_end;
     for (int r = 0; r < CSA__CPU_ROWS; r++) t->m[r] = CSA__M_INIT, t->l[r] = 0.0f;

@@ -219,11 +219,7 @@ static int64_t csa__k_tiles_init(const csa__cpu_call *c, const csa__k_mode *mode
   int64_t kv_end = 0;
   for (int i = 0; i < ntile; i++) {
     csa__k_tile *t = &tiles[i];
-    t->qt = sp->qt + i * sp->qt_size;
-    t->ot = sp->ot + i * sp->ot_size;
-    t->m = sp->m + i * CSA__CPU_ROWS;
-    t->l = sp->l + i * CSA__CPU_ROWS;
-    t->corr = sp->corr + i * CSA__CPU_ROWS;
+    csa__k_tile_bind(sp, t, i);
     t->r0 = it->r0 + (int64_t)i * CSA__CPU_ROWS;
     t->nr = CSA_MIN((int64_t)CSA__CPU_ROWS, it->r0 + it->nr - t->r0);
     t->nrv = (int)CSA_CEIL_DIV(t->nr, (int64_t)CSA_VL);

@@ -80,6 +80,15 @@ typedef struct csa__k_tile {
   int nrv;                /* row vectors: ceil(nr / CSA_VL) */
 } csa__k_tile;
 
+/* Row tile i of an item takes slot i of the scratch's per-tile buffers. */
+static inline void csa__k_tile_bind(const csa__k_scratch *sp, csa__k_tile *t, int i) {
+  t->qt = sp->qt + i * sp->qt_size;
+  t->ot = sp->ot + i * sp->ot_size;
+  t->m = sp->m + i * CSA__CPU_ROWS;
+  t->l = sp->l + i * CSA__CPU_ROWS;
+  t->corr = sp->corr + i * CSA__CPU_ROWS;
+}
+
 /* Scores and products in float32. */
 #define GT_BODY csa__gemmt_f32_body
 #define GT_TILE_SCORES csa__gemmt_f32_tile_scores
