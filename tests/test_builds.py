@@ -16,10 +16,42 @@
   libcuda.so.1 built here (no GPU needed).
 """
 import os
+import shutil
+import subprocess
+import tempfile
 
 import pytest
 
 from _tools import ROOT, require, run
+
+
+AARCH64_TOOLS = ("aarch64-linux-gnu-gcc", "qemu-aarch64", "cmake")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def aarch64_run(request):
+    """run_aarch64.sh, started in the background when this module's first
+    test starts, where test_aarch64_neon_cross_compile_and_run (the module's
+    last test) is selected: it is mostly one qemu process on one core, and
+    the compiles of the tests before it keep the other core busy meanwhile.
+    Every named case runs on NEON under qemu (~50x slower than native); the
+    random sweep is cut from 600 to 150 cases there (the x86 kernels run the
+    whole sweep natively), and the scalar kernel, which the native C tests
+    already cover, is left out ("neon": the first ISA tested)."""
+    wanted = any(item.name == "test_aarch64_neon_cross_compile_and_run"
+                 for item in request.session.items)
+    if not wanted or any(shutil.which(t) is None for t in AARCH64_TOOLS):
+        yield None  # the test itself says what is missing
+        return
+    log = tempfile.TemporaryFile(mode="w+")
+    env = dict(os.environ, CSA_AARCH64_ARGS=os.environ.get("CSA_AARCH64_ARGS", "150 neon"))
+    proc = subprocess.Popen(["bash", _script("run_aarch64.sh")], cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    yield proc, log
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()
 
 
 def _script(name):
@@ -32,16 +64,6 @@ def _script(name):
 def test_windows_cross_compile():
     require("x86_64-w64-mingw32-gcc", "cmake")
     run(["bash", _script("cross_windows.sh")])
-
-
-def test_aarch64_neon_cross_compile_and_run():
-    require("aarch64-linux-gnu-gcc", "qemu-aarch64", "cmake")
-    # Every named case runs on NEON under qemu (~50x slower than native);
-    # the random sweep is cut from 600 to 150 cases there (the x86 kernels
-    # run the whole sweep natively), and the scalar kernel, which the native
-    # C tests already cover, is left out ("neon": the first ISA tested).
-    run(["bash", _script("run_aarch64.sh")], timeout=1200,
-        env={"CSA_AARCH64_ARGS": os.environ.get("CSA_AARCH64_ARGS", "150 neon")})
 
 
 def test_cuda_sources_compile():
@@ -360,3 +382,14 @@ def test_loader_names_the_minimum_driver(tmp_path):
     assert "not covered" in out and "CUDA_ERROR_NO_BINARY_FOR_GPU" in out, out
     out = ask(12020, 89, lib=str(tmp_path / "nowhere"))
     assert out.startswith("status 0 no NVIDIA driver"), out
+
+
+def test_aarch64_neon_cross_compile_and_run(aarch64_run):
+    """Last in the module: its run started with the module's first test
+    (the aarch64_run fixture)."""
+    require(*AARCH64_TOOLS)
+    proc, log = aarch64_run
+    rc = proc.wait(timeout=1200)
+    log.seek(0)
+    out = log.read()
+    assert rc == 0, "run_aarch64.sh failed (%d):\n%s" % (rc, out[-6000:])
