@@ -447,29 +447,6 @@ int csa__cuda_launch(csa__cuda_call *c, const csa__cuda_kernel *k, const unsigne
   return CSA_OK;
 }
 
-/* The device address of host memory in the current call's context, or 0
- * (pageable memory, or not a host pointer at all). */
-static void *csa__pinned_address(const csa__cuda_call *c, const void *host) {
-  csa__CUdeviceptr dp = 0;
-  const csa__CUresult e = c->api->PointerGetAttribute(&dp, CSA__CU_POINTER_ATTR_DEVICE_POINTER,
-                                                      (csa__CUdeviceptr)(uintptr_t)host);
-  return e == CSA__CUDA_SUCCESS ? (void *)(uintptr_t)dp : NULL;
-}
-
-int csa__cuda_device_address(int ordinal, const void *host, void **dev) {
-  csa__cuda_call c;
-  int st = csa__cuda_begin(&c, ordinal);
-  if (st != CSA_OK)
-    return st;
-  void *dp = csa__pinned_address(&c, host);
-  csa__cuda_end(&c);
-  if (dp == NULL)
-    return csa__error(CSA_EDEVICE, "host memory at %p has no address on CUDA device %d (not "
-                      "pinned)", host, ordinal);
-  *dev = dp;
-  return CSA_OK;
-}
-
 int csa__cuda_flags_address(const csa_tensor *flags, int ordinal, int32_t **dev) {
   if (flags == NULL || flags->data == NULL || flags->dtype != CSA_INT32 || flags->ndim < 1 ||
       flags->shape[0] < 1)
@@ -487,11 +464,15 @@ int csa__cuda_flags_address(const csa_tensor *flags, int ordinal, int32_t **dev)
   const int st = csa__cuda_begin(&c, ordinal);
   if (st != CSA_OK)
     return st;
-  void *dp = flags->device_type == CSA_DEVICE_CPU ? csa__pinned_address(&c, flags->data) : NULL;
+  csa__CUdeviceptr dp = 0;
+  if (flags->device_type == CSA_DEVICE_CPU &&
+      c.api->PointerGetAttribute(&dp, CSA__CU_POINTER_ATTR_DEVICE_POINTER,
+                                 (csa__CUdeviceptr)(uintptr_t)flags->data) != CSA__CUDA_SUCCESS)
+    dp = 0;
   csa__cuda_end(&c);
-  if (dp == NULL)
+  if (dp == 0)
     return csa__error(CSA_EDEVICE, "flags must be in device memory or pinned host memory "
                                    "(torch: pin_memory=True)");
-  *dev = (int32_t *)dp;
+  *dev = (int32_t *)(uintptr_t)dp;
   return CSA_OK;
 }

@@ -75,16 +75,12 @@ int csa__cuda_set_smem(csa__cuda_call *c, csa__cuda_kernel *k, size_t dyn_smem);
 int csa__cuda_launch(csa__cuda_call *c, const csa__cuda_kernel *k, const unsigned grid[3],
                      unsigned block, size_t dyn_smem, void *stream, const void *arg);
 
-/* The address kernels on device ordinal use for host memory `host`:
- * pinned (page-locked) memory has one (under unified addressing usually the
- * host address itself); pageable memory has none (CSA_EDEVICE).  Valid as
- * long as the memory stays allocated and pinned: a caller that keeps the
- * answer keeps the memory alive with it. */
-int csa__cuda_device_address(int ordinal, const void *host, void **dev);
-
 /* The device-visible address of a cu_seqlens violation word (csa_cuda.h):
  * flags is int32 with >= 1 element, on CUDA device `ordinal` or in pinned
- * host memory.  CSA_EINVAL / CSA_EDEVICE (with the reason) otherwise. */
+ * host memory (its address there, under unified addressing usually the host
+ * address itself; valid while the memory stays allocated and pinned, so a
+ * caller that keeps the answer keeps the memory alive with it).
+ * CSA_EINVAL / CSA_EDEVICE (with the reason) otherwise. */
 int csa__cuda_flags_address(const csa_tensor *flags, int ordinal, int32_t **dev);
 
 /* The loader's lock, for caches of its callers that must stay consistent
