@@ -162,22 +162,19 @@ static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, const
   csa_v_store(t->l + rv * CSA_VL, csa_v_fma(csa_v_load(t->l + rv * CSA_VL), corr, sum));
 }
 
-/* The softmax of row vector rv: float32 (exp2 of degree 5) for float32
- * inputs, degree 3 for 16-bit ones, whose outputs carry 2^-9 .. 2^-11
- * rounding anyway. */
-static void csa__k_softmax_rv(const csa__cpu_call *c, const csa__k_mode *md, float *s0,
-                              const csa__k_tile *t, int64_t cn, int rv) {
-  if (c->dtype == CSA_FLOAT32)
-    csa__k_softmax_body(c, md, s0, t, cn, rv, 0, 0);
-  else if (CSA__K_HAS_PAIRS && md->p_pairs)
-    csa__k_softmax_body(c, md, s0, t, cn, rv, 1, CSA__K_HAS_PAIRS);
-  else
-    csa__k_softmax_body(c, md, s0, t, cn, rv, 1, 0);
-}
-
+/* The softmax of a tile's row vectors: float32 (exp2 of degree 5) for
+ * float32 inputs, degree 3 for 16-bit ones, whose outputs carry 2^-9 ..
+ * 2^-11 rounding anyway. */
 static void csa__k_softmax_block(const csa__cpu_call *c, const csa__k_mode *md, float *s0,
                                  const csa__k_tile *t, int64_t cn) {
-  for (int rv = 0; rv < t->nrv; rv++) csa__k_softmax_rv(c, md, s0, t, cn, rv);
+  for (int rv = 0; rv < t->nrv; rv++) {
+    if (c->dtype == CSA_FLOAT32)
+      csa__k_softmax_body(c, md, s0, t, cn, rv, 0, 0);
+    else if (CSA__K_HAS_PAIRS && md->p_pairs)
+      csa__k_softmax_body(c, md, s0, t, cn, rv, 1, CSA__K_HAS_PAIRS);
+    else
+      csa__k_softmax_body(c, md, s0, t, cn, rv, 1, 0);
+  }
 }
 
 /* out = O^T / l (zeros where l = 0: no visible key), lse = (m + log2 l) ln 2. */
