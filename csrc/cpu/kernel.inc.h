@@ -113,8 +113,16 @@ static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, const
                                                    int rv, const int half, const int pairs) {
   const csa_v k = csa_v_set1(c->scale_log2);
   float *s = s0 + rv * CSA_VL;
-  csa_v mx = csa_v_set1(-INFINITY);
-  for (int64_t j = 0; j < cn; j++) mx = csa_v_max(mx, csa_v_load(s + j * CSA__CPU_LD));
+  /* the block's max in four chains: one chain of cn maxima waits on each
+   * one's latency (4 cycles on AVX-512), a quarter of the whole softmax */
+  csa_v mxs[4];
+  CSA__UNROLL for (int u = 0; u < 4; u++) mxs[u] = csa_v_set1(-INFINITY);
+  int64_t j = 0;
+  for (; j + 4 <= cn; j += 4)
+    CSA__UNROLL for (int u = 0; u < 4; u++)
+      mxs[u] = csa_v_max(mxs[u], csa_v_load(s + (j + u) * CSA__CPU_LD));
+  for (; j < cn; j++) mxs[0] = csa_v_max(mxs[0], csa_v_load(s + j * CSA__CPU_LD));
+  const csa_v mx = csa_v_max(csa_v_max(mxs[0], mxs[1]), csa_v_max(mxs[2], mxs[3]));
   csa_v m_old = csa_v_load(t->m + rv * CSA_VL);
   csa_v m_new = csa_v_max(m_old, csa_v_mul(mx, k));
   if (md->slack > 0.0f) /* keep m where the block passes it by less than the slack */
@@ -125,8 +133,7 @@ static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, const
    * csa__k_exp2_n), each with its own partial sum */
   csa_v x[CSA__K_EXPN], sums[CSA__K_EXPN];
   CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++) sums[u] = csa_v_zero();
-  int64_t j = 0;
-  for (; j + CSA__K_EXPN <= cn; j += CSA__K_EXPN) {
+  for (j = 0; j + CSA__K_EXPN <= cn; j += CSA__K_EXPN) {
     CSA__UNROLL for (int u = 0; u < CSA__K_EXPN; u++)
       x[u] = csa_v_fma(csa_v_load(s + (j + u) * CSA__CPU_LD), k, neg_m);
     csa__k_exp2_n(x, CSA__K_EXPN, half);

@@ -103,52 +103,75 @@ static inline void csa__k_tile_bind(const csa__k_scratch *sp, csa__k_tile *t, in
 #define GT_STEP(acc, x, y) csa_v_fma((x), (y), (acc))
 #include "gemmt.inc.h"
 
-/* 2^x for x <= 0 (x = -inf gives 0), for N vectors at once: 2^x = 2^n *
- * 2^f with n = round(x), f in [-1/2, 1/2], and 2^f by a polynomial
- * 1 + f (c1 + f (c2 + ...)) fitted to 2^f on [-1/2, 1/2] for least maximum
- * relative error (iteratively reweighted least squares), its constant term
- * held at exactly 1 so that 2^0 = 1: the rescale corr = 2^(m - m) of a block
- * that does not raise the running max is then exactly 1, and the running
- * sum does not drift over thousands of blocks.  Degree 5 for float32 calls
- * (relative error 9e-8, 1.8e-7 evaluated in float32: below the degree-6
- * Taylor series, one FMA fewer), degree 3 for fp16/bf16 ones (1.0e-4:
- * their outputs carry 2^-9 .. 2^-11 rounding anyway).
+/* 2^x for x <= 0 (and the few units above 0 that the AMX slack allows;
+ * x = -inf gives 0), for N vectors at once: 2^x = 2^n * 2^f with an integer
+ * n, f = x - n, and 2^f by a polynomial 1 + f (c1 + f (c2 + ...)) fitted to
+ * 2^f on f's interval for least maximum relative error, its constant term held at exactly 1 so that
+ * 2^0 = 1: the rescale corr = 2^(m - m) of a block that does not raise the
+ * running max is then exactly 1, and the running sum does not drift over
+ * thousands of blocks.  Degree 5 for float32 calls (relative error 7e-8 to
+ * 9e-8, 1.8e-7 evaluated in float32: below the degree-6 Taylor series, one
+ * FMA fewer), degree 3 for fp16/bf16 ones (0.9e-4 to 1.0e-4: their outputs
+ * carry 2^-9 .. 2^-11 rounding anyway).
  *
- * n without a round or a float-to-int conversion: t = x + C with C = 1.5 *
- * 2^23 + 127 lies in [2^23, 2^24), where floats step by 1, so the addition
- * itself rounds (to nearest even) and t = C + n exactly; t - C is n as a
- * float, and t's low mantissa bits hold n + 127, which shl23 moves into an
- * exponent field: (bits(C) + n) << 23 = (n + 127) << 23 = 2^n, because
- * 1.5 * 2^23 has no bit below bit 22 and bit 22 shifts out.  (Needs strict
- * float semantics: the kernels are never built with -ffast-math, which may
- * fold (x + C) - C into x.)  x is clamped at -127 first, where 2^n is the
- * bits of a zero float.
+ * Where the ISA scales by powers of two (AVX-512: CSA_V_HAS_SCALEF),
+ * n = floor(x) and f = x - n in [0, 1) come from one instruction and
+ * p * 2^n from another, zero below x = -126 (so no result is subnormal).
+ *
+ * Elsewhere n = round(x), f in [-1/2, 1/2], without a round or a
+ * float-to-int conversion: t = x + C with C = 1.5 * 2^23 + 127 lies in
+ * [2^23, 2^24), where floats step by 1, so the addition itself rounds (to
+ * nearest even) and t = C + n exactly; t - C is n as a float, and t's low
+ * mantissa bits hold n + 127, which shl23 moves into an exponent field:
+ * (bits(C) + n) << 23 = (n + 127) << 23 = 2^n, because 1.5 * 2^23 has no
+ * bit below bit 22 and bit 22 shifts out.  (Needs strict float semantics:
+ * the kernels are never built with -ffast-math, which may fold (x + C) - C
+ * into x.)  x is clamped at -127 first, where 2^n is the bits of a zero
+ * float.
  *
  * The N exponentials go side by side, one step of all of them before the
- * next: each is a chain of a dozen dependent operations, and N independent
- * ones in program order leave the out-of-order core no gaps to find. */
+ * next: each is a chain of dependent operations, and N independent ones in
+ * program order leave the out-of-order core no gaps to find. */
 #define CSA__EXP2_MAGIC 12583039.0f /* 1.5 * 2^23 + 127 */
+#ifdef CSA_V_HAS_SCALEF
+/* f in [0, 1) (fitted by linear programming on a grid of 4001 points) */
+#define CSA__EXP2_C3 {6.9511663913726807e-1f, 2.2764497995376587e-1f, 7.7067241072654724e-2f}
+#define CSA__EXP2_C5                                                                            \
+  {6.9315105676651001e-1f, 2.4016660451889038e-1f, 5.5794484913349152e-2f,                    \
+   9.0226978063583374e-3f, 1.8650337588042021e-3f}
+#else
+/* f in [-1/2, 1/2] (fitted by iteratively reweighted least squares) */
+#define CSA__EXP2_C3 {6.9328290224075317e-1f, 2.4221028387546539e-1f, 5.5008601397275925e-2f}
+#define CSA__EXP2_C5                                                                            \
+  {6.9314700365066528e-1f, 2.4022242426872253e-1f, 5.5507335811853409e-2f,                    \
+   9.6715064719319344e-3f, 1.3264699373394251e-3f}
+#endif
 static CSA__ALWAYS_INLINE void csa__k_exp2_n(csa_v *x, const int N, const int half) {
-  csa_v t[8], f[8], p[8];
+  static const float c3[3] = CSA__EXP2_C3, c5[5] = CSA__EXP2_C5;
+  const float *c = half ? c3 : c5;
+  const int deg = half ? 3 : 5;
+  csa_v f[8], p[8];
+#ifdef CSA_V_HAS_SCALEF
+  CSA__UNROLL for (int u = 0; u < N; u++) f[u] = csa_v_frac_floor(x[u]);
+#else
+  csa_v t[8];
   const csa_v magic = csa_v_set1(CSA__EXP2_MAGIC);
   CSA__UNROLL for (int u = 0; u < N; u++) {
     x[u] = csa_v_max(x[u], csa_v_set1(-127.0f));
     t[u] = csa_v_add(x[u], magic);
   }
   CSA__UNROLL for (int u = 0; u < N; u++) f[u] = csa_v_sub(x[u], csa_v_sub(t[u], magic));
-  if (half) {
-    CSA__UNROLL for (int u = 0; u < N; u++)
-      p[u] = csa_v_fma(csa_v_set1(5.5008601397275925e-2f), f[u], csa_v_set1(2.4221028387546539e-1f));
-    CSA__UNROLL for (int u = 0; u < N; u++) p[u] = csa_v_fma(p[u], f[u], csa_v_set1(6.9328290224075317e-1f));
-  } else {
-    CSA__UNROLL for (int u = 0; u < N; u++)
-      p[u] = csa_v_fma(csa_v_set1(1.3264699373394251e-3f), f[u], csa_v_set1(9.6715064719319344e-3f));
-    CSA__UNROLL for (int u = 0; u < N; u++) p[u] = csa_v_fma(p[u], f[u], csa_v_set1(5.5507335811853409e-2f));
-    CSA__UNROLL for (int u = 0; u < N; u++) p[u] = csa_v_fma(p[u], f[u], csa_v_set1(2.4022242426872253e-1f));
-    CSA__UNROLL for (int u = 0; u < N; u++) p[u] = csa_v_fma(p[u], f[u], csa_v_set1(6.9314700365066528e-1f));
-  }
+#endif
+  CSA__UNROLL for (int u = 0; u < N; u++)
+    p[u] = csa_v_fma(csa_v_set1(c[deg - 1]), f[u], csa_v_set1(c[deg - 2]));
+  for (int k = deg - 3; k >= 0; k--)
+    CSA__UNROLL for (int u = 0; u < N; u++) p[u] = csa_v_fma(p[u], f[u], csa_v_set1(c[k]));
   CSA__UNROLL for (int u = 0; u < N; u++) p[u] = csa_v_fma(p[u], f[u], csa_v_set1(1.0f));
+#ifdef CSA_V_HAS_SCALEF
+  CSA__UNROLL for (int u = 0; u < N; u++) x[u] = csa_v_scale2_floor(p[u], x[u], -126.0f);
+#else
   CSA__UNROLL for (int u = 0; u < N; u++) x[u] = csa_v_mul(p[u], csa_v_shl23(t[u]));
+#endif
 }
 
 static CSA__ALWAYS_INLINE csa_v csa__k_exp2(csa_v x, const int half) {

@@ -26,6 +26,16 @@ typedef __m512 csa_v;
 static inline csa_v csa_v_lt_select(csa_v a, csa_v b, csa_v x, csa_v y) {
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ), y, x);
 }
+/* 2^x by parts for csa__k_exp2_n, two instructions where the generic
+ * version needs six: f = x - floor(x) in [0, 1) in one vreduceps (imm 0x09:
+ * keep M = 0 fraction bits, round down, suppress the precision exception),
+ * and p * 2^floor(x) in one vscalefps, written as zero where x < lo (the
+ * mask also takes x = -inf and NaN, whose f is not a number). */
+#define CSA_V_HAS_SCALEF 1
+static inline csa_v csa_v_frac_floor(csa_v x) { return _mm512_reduce_ps(x, 0x09); }
+static inline csa_v csa_v_scale2_floor(csa_v p, csa_v x, float lo) {
+  return _mm512_maskz_scalef_ps(_mm512_cmp_ps_mask(x, _mm512_set1_ps(lo), _CMP_GE_OQ), p, x);
+}
 static inline csa_v csa_v_iota(void) {
   return _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
 }

@@ -8,7 +8,7 @@
  *   - the _mm512_* intrinsics and __m512* types the kernels use become SIMDe's
  *     portable versions (simde/x86/avx512.h, the libsimde-dev headers), named
  *     here one by one after GCC's own immintrin.h has been read, so that its
- *     declarations keep their names; the five SIMDe lacks are written below;
+ *     declarations keep their names; the six SIMDe lacks are written below;
  *   - AMX is 8 tiles per thread in C: ldtilecfg checks the configuration as
  *     the CPU does (a bad one aborts, as the CPU faults), tileloadd / tilestored
  *     copy exactly the rows and bytes the tile shape says (so AddressSanitizer
@@ -19,6 +19,7 @@
  * the hardware; the tests' tolerances do not depend on the order.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,7 @@
 #define _mm512_storeu_ps simde_mm512_storeu_ps
 #define _mm512_storeu_si512 simde_mm512_storeu_si512
 #define _mm512_sub_ps simde_mm512_sub_ps
+#define _mm512_maskz_scalef_ps simde_mm512_maskz_scalef_ps
 
 static inline simde__m512i csa_emu_cvtepu16_epi32(simde__m256i a) {
   uint16_t s[16]; uint32_t d[16]; memcpy(s, &a, 32);
@@ -92,6 +94,22 @@ static inline simde__m256i csa_emu_cvtps_ph_f(simde__m512 a) {
   __m128i hi = _mm256_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   simde__m256i r; memcpy(&r, &lo, 16); memcpy((char *)&r + 16, &hi, 16); return r;
 }
+/* vreduceps with M = 0 fraction bits kept: x - round(x) in the imm's
+ * rounding mode (the kernels use round down, imm 0x09) */
+static inline simde__m512 csa_emu_reduce_ps(simde__m512 a, int imm) {
+  float f[16]; memcpy(f, &a, 64);
+  if ((imm & 0xf4) != 0) { /* not written for other forms: fail loudly */
+    fprintf(stderr, "AVX-512 emulation: vreduceps imm 0x%02x\n", imm);
+    abort();
+  }
+  for (int i = 0; i < 16; i++) {
+    const float r = (imm & 3) == 1 ? floorf(f[i]) : (imm & 3) == 2 ? ceilf(f[i])
+                    : (imm & 3) == 3 ? truncf(f[i]) : nearbyintf(f[i]);
+    f[i] = f[i] - r;
+  }
+  simde__m512 r; memcpy(&r, f, 64); return r;
+}
+#define _mm512_reduce_ps csa_emu_reduce_ps
 #define _mm512_cvtepu16_epi32 csa_emu_cvtepu16_epi32
 #define _mm512_cvtepi32_epi16 csa_emu_cvtepi32_epi16
 #define _mm512_cvtne2ps_pbh csa_emu_cvtne2ps_pbh
