@@ -14,8 +14,10 @@
  * CSA__CPU_KEYS keys (bf16 inputs), times on this thread (CPU time,
  * `iterations` block steps per sample, 15 samples; median and best):
  *   scores     S^T = K Q^T on tiles, every row tile
+ *   copy       the copy of the scores that each softmax sample starts from
  *   softmax    the online softmax of every row tile, writing bf16 P^T pairs
- *              (each from a fresh copy of the scores: the copy is in the time)
+ *              (each from a fresh copy of the scores: the copy is in the time;
+ *              subtract the line above)
  *   output     O^T += V^T P^T on tiles
  *   in turn    the three, tile after tile, as the kernel runs them
  * as microseconds per tile step and GFLOP/s (4 * ROWS * KEYS * D per tile
@@ -50,8 +52,8 @@ static uint16_t bf16_rand(uint64_t *s) {
   return csa__f32_to_bf16((float)((double)(*s >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0));
 }
 
-enum { STEP_SCORES, STEP_SOFTMAX, STEP_OUTPUT, STEP_TURN, NSTEPS };
-static const char *step_name[NSTEPS] = {"scores", "softmax", "output", "in turn"};
+enum { STEP_SCORES, STEP_COPY, STEP_SOFTMAX, STEP_OUTPUT, STEP_TURN, NSTEPS };
+static const char *step_name[NSTEPS] = {"scores", "copy", "softmax", "output", "in turn"};
 
 int main(int argc, char **argv) {
   const int64_t d = argc > 1 ? atoll(argv[1]) : 64;
@@ -127,7 +129,7 @@ int main(int argc, char **argv) {
           const csa__k_tile *t = &tiles[i];
           if (step == STEP_SCORES || step == STEP_TURN)
             csa__bf16_scores(&c, &mode, NULL, &sp, t, cn);
-          if (step == STEP_SOFTMAX)
+          if (step == STEP_SOFTMAX || step == STEP_COPY)
             memcpy(sp.s, s0 + (size_t)i * CSA__CPU_KEYS * CSA__CPU_LD,
                    (size_t)CSA__CPU_KEYS * CSA__CPU_LD * sizeof(float));
           if (step == STEP_SOFTMAX || step == STEP_TURN)
@@ -140,7 +142,7 @@ int main(int argc, char **argv) {
     }
     qsort(us, SAMPLES, sizeof(double), cmp_double);
     const double f = step == STEP_SCORES || step == STEP_OUTPUT ? flop / 2
-                     : step == STEP_SOFTMAX                     ? 0.0
+                     : step == STEP_SOFTMAX || step == STEP_COPY ? 0.0
                                                                 : flop;
     printf("D %3lld, %d tiles: %-9s %7.3f us per tile step (best %7.3f)", (long long)d, ntile,
            step_name[step], us[SAMPLES / 2], us[0]);

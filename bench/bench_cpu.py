@@ -280,13 +280,13 @@ def cost_model_check(threads, reps=5):
     """The work split's cost model, cost = (rows + 24) * (keys + 24) per item
     (attn_cpu.c), against measured time: for sequences of one length L per
     call (H 8, D 64, float32, about 2^17 query rows in all) prints time per
-    item and per cost unit; a flat last column means the model ranks items
-    as their time does."""
+    item and per cost unit (flat: the model ranks items as their time does),
+    and GFLOP/s (how much of the kernel's speed short sequences keep)."""
     from comfy_sparse_attn import _native
 
-    print("| L | items | ms / call | us / item | ns / cost unit |")
-    print("|---|---|---|---|---|")
-    for L in (8, 16, 32, 64, 128, 256, 512, 1024, 2048):
+    print("| L | items | ms / call | us / item | ns / cost unit | GFLOP/s |")
+    print("|---|---|---|---|---|---|")
+    for L in (8, 16, 32, 64, 128, 256, 264, 320, 512, 1024, 2048):
         n = max(1, (1 << 14) // L)
         g = torch.Generator().manual_seed(L)
         q, k, v = (torch.randn(n * L, 8, 64, generator=g) for _ in range(3))
@@ -306,8 +306,10 @@ def cost_model_check(threads, reps=5):
             items += 1
             cost += (nr + 24) * (L + 24)  # CSA__ITEM_OVERHEAD (attn_cpu.c)
         items, cost = items * n * 8, cost * n * 8
-        print("| %d | %d | %.2f | %.2f | %.3f |" % (L, items, sec * 1e3, sec * 1e6 / items * threads,
-                                                   sec * 1e9 / cost * threads), flush=True)
+        flops = 4.0 * n * L * L * 64 * 8
+        print("| %d | %d | %.2f | %.2f | %.3f | %.1f |" % (
+            L, items, sec * 1e3, sec * 1e6 / items * threads, sec * 1e9 / cost * threads,
+            flops / sec * 1e-9), flush=True)
 
 
 def cpu_flags():

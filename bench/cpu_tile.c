@@ -1,11 +1,12 @@
 /*
- * cpu_tile.c — the steps of the AVX2 attention kernel on one item's row
- * tiles, with every operand already packed and in cache: how close the
+ * cpu_tile.c — the steps of the float32 attention kernel (AVX2, or AVX-512
+ * where built with -mavx512f) on one item's row tiles, with every operand already packed and in cache: how close the
  * products and the softmax come to the FMA peak without any memory traffic
  * from the caller's tensors.
  *
  *   cc -O2 -mavx2 -mfma -mf16c -Iinclude -Icsrc -Icsrc/cpu bench/cpu_tile.c \
  *      build/rel/libcsa_core.a -lm -o cpu_tile   (csa_core: see cpu_kernel.c)
+ *   (AVX-512: -mavx512f -mavx512bw -mavx512dq -mavx512vl in place of -mavx2)
  *   ./cpu_tile D [tiles] [iterations] [blocks]
  *
  * For head dims D = D_v, `tiles` row tiles of CSA__CPU_ROWS rows and one
@@ -27,11 +28,16 @@
 #include <time.h>
 
 #include "cpu/cpu_attn.h"
+#if defined(__AVX512F__)
+#include "cpu/simd_avx512.h"
+#define CSA_K_ISA CSA_ISA_AVX512
+#else
 #include "cpu/simd_avx2.h"
+#define CSA_K_ISA CSA_ISA_AVX2
+#endif
 
 #include "cpu/kernel_common.inc.h"
 
-#define CSA_K_ISA CSA_ISA_AVX2
 #define CSA_K_KERNEL csa__bench_kernel
 const csa__cpu_kernel CSA_K_KERNEL;
 #include "cpu/kernel.inc.h"
