@@ -20,8 +20,14 @@
  *              subtract the line above)
  *   output     O^T += V^T P^T on tiles
  *   in turn    the three, tile after tile, as the kernel runs them
+ *   staggered  the same with the next tile's scores between a tile's softmax
+ *              and its output (two score buffers), so that the softmax's P^T
+ *              stores and the scores' tile stores have a product's time to
+ *              drain before a tile load or a vector load reads them back
  * as microseconds per tile step and GFLOP/s (4 * ROWS * KEYS * D per tile
- * step for the two products).  Needs a CPU with AMX and a kernel that grants
+ * step for the two products); for the copy and the softmax also core cycles
+ * per 16 scores, at the clock the FMA peak timed beside the samples implies
+ * (cpu_peak.h: 2 FMA units of 16 lanes, 64 FLOPs per cycle).  Needs a CPU with AMX and a kernel that grants
  * the tile state (Linux >= 5.16).
  */
 #include <stdint.h>
@@ -33,6 +39,7 @@
 #include "cpu/kernel_avx512bf16.c"
 
 #include "bench_tiles.h"
+#include "cpu_peak.h"
 
 #define SAMPLES 15
 
@@ -52,8 +59,9 @@ static uint16_t bf16_rand(uint64_t *s) {
   return csa__f32_to_bf16((float)((double)(*s >> 11) * (1.0 / 9007199254740992.0) * 2.0 - 1.0));
 }
 
-enum { STEP_SCORES, STEP_COPY, STEP_SOFTMAX, STEP_OUTPUT, STEP_TURN, NSTEPS };
-static const char *step_name[NSTEPS] = {"scores", "copy", "softmax", "output", "in turn"};
+enum { STEP_SCORES, STEP_COPY, STEP_SOFTMAX, STEP_OUTPUT, STEP_TURN, STEP_STAGGER, NSTEPS };
+static const char *step_name[NSTEPS] = {"scores", "copy", "softmax", "output", "in turn",
+                                        "staggered"};
 
 int main(int argc, char **argv) {
   const int64_t d = argc > 1 ? atoll(argv[1]) : 64;
@@ -120,11 +128,28 @@ int main(int argc, char **argv) {
   }
   const double flop = 4.0 * CSA__CPU_ROWS * CSA__CPU_KEYS * (double)d; /* both products */
   const int64_t cn = CSA__CPU_KEYS;
+  /* the second score buffer of the staggered order (sized as the layout's) */
+  csa__k_scratch sp2 = sp;
+  sp2.s = (float *)aligned_alloc(64, (size_t)CSA__CPU_KEYS * 2 * CSA__CPU_LD * sizeof(float));
+  if (sp2.s == NULL)
+    return 1;
+  memset(sp2.s, 0, (size_t)CSA__CPU_KEYS * 2 * CSA__CPU_LD * sizeof(float));
+  const csa__k_scratch *buf[2] = {&sp, &sp2};
   for (int step = 0; step < NSTEPS; step++) {
-    double us[SAMPLES];
+    double us[SAMPLES], ghz[SAMPLES];
     for (int run = 0; run < SAMPLES; run++) {
+      const double p0 = csa_bench_fma_peak(200000);
       const double t0 = thread_now();
-      for (long n = 0; n < iters; n++) {
+      for (long n = 0; n < iters && step == STEP_STAGGER; n++) {
+        csa__bf16_scores(&c, &mode, NULL, buf[0], &tiles[0], cn);
+        for (int i = 0; i < ntile; i++) {
+          csa__k_softmax_block(&c, &mode, buf[i & 1]->s, &tiles[i], cn);
+          if (i + 1 < ntile)
+            csa__bf16_scores(&c, &mode, NULL, buf[(i + 1) & 1], &tiles[i + 1], cn);
+          csa__bf16_output(&c, &mode, buf[i & 1], &tiles[i], cn, tiles[i].corr);
+        }
+      }
+      for (long n = 0; n < iters && step != STEP_STAGGER; n++) {
         for (int i = 0; i < ntile; i++) {
           const csa__k_tile *t = &tiles[i];
           if (step == STEP_SCORES || step == STEP_TURN)
@@ -139,8 +164,10 @@ int main(int argc, char **argv) {
         }
       }
       us[run] = (thread_now() - t0) / ((double)iters * ntile) * 1e6;
+      ghz[run] = 0.5 * (p0 + csa_bench_fma_peak(200000)) / 64.0;
     }
     qsort(us, SAMPLES, sizeof(double), cmp_double);
+    qsort(ghz, SAMPLES, sizeof(double), cmp_double);
     const double f = step == STEP_SCORES || step == STEP_OUTPUT ? flop / 2
                      : step == STEP_SOFTMAX || step == STEP_COPY ? 0.0
                                                                 : flop;
@@ -148,9 +175,13 @@ int main(int argc, char **argv) {
            step_name[step], us[SAMPLES / 2], us[0]);
     if (f > 0)
       printf(", %6.1f GFLOP/s (best %6.1f)", f / us[SAMPLES / 2] * 1e-3, f / us[0] * 1e-3);
+    else /* 16-lane vectors of scores per tile step: ROWS / 16 * KEYS */
+      printf(", %5.1f cycles per 16 scores at %.2f GHz", us[SAMPLES / 2] * 1e3 * ghz[SAMPLES / 2] /
+             (CSA__CPU_ROWS / 16 * CSA__CPU_KEYS), ghz[SAMPLES / 2]);
     printf("\n");
   }
   csa__bf16_end(&mode);
+  free(sp2.s);
   free(qrows);
   free(s0);
   free(kv);

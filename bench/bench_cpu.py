@@ -276,12 +276,15 @@ def bench_one(w, dtype, reps, threads, max_time, drop_slower=4.0, paths=PATHS, s
     return ms, notes, kern, ratio, err, cpu_s
 
 
-def cost_model_check(threads, reps=5):
+def cost_model_check(threads, reps=5, layout="packed"):
     """The work split's cost model, cost = (rows + 24) * (keys + 24) per item
     (attn_cpu.c), against measured time: for sequences of one length L per
     call (H 8, D 64, float32, about 2^17 query rows in all) prints time per
     item and per cost unit (flat: the model ranks items as their time does),
-    and GFLOP/s (how much of the kernel's speed short sequences keep)."""
+    and GFLOP/s (how much of the kernel's speed short sequences keep).
+    layout "heads": q, k, v are [H, T, D] memory viewed as [T, H, D], so the
+    rows of one head are adjacent (packed: H*D elements apart), which shows
+    what the strided rows of the packed layout cost."""
     from comfy_sparse_attn import _native
 
     print("| L | items | ms / call | us / item | ns / cost unit | GFLOP/s |")
@@ -289,7 +292,10 @@ def cost_model_check(threads, reps=5):
     for L in (8, 16, 32, 64, 128, 256, 264, 320, 512, 1024, 2048):
         n = max(1, (1 << 14) // L)
         g = torch.Generator().manual_seed(L)
-        q, k, v = (torch.randn(n * L, 8, 64, generator=g) for _ in range(3))
+        if layout == "heads":
+            q, k, v = (torch.randn(8, n * L, 64, generator=g).transpose(0, 1) for _ in range(3))
+        else:
+            q, k, v = (torch.randn(n * L, 8, 64, generator=g) for _ in range(3))
         cu = W.cu_seqlens([L] * n)
         fn = native_fn(q, k, v, cu, cu, L, L, threads)
         fn()
@@ -352,13 +358,14 @@ def main():
     ap.add_argument("--settle", type=float, default=0.1,
                     help="seconds of idle before each timed call, so that the OpenMP "
                     "workers of the previous torch call have stopped spinning")
-    ap.add_argument("--cost-model", action="store_true",
-                    help="only check the work split's cost model against measured time per item")
+    ap.add_argument("--cost-model", nargs="?", const="packed", choices=["packed", "heads"],
+                    help="only check the work split's cost model against measured time per item "
+                         "(heads: inputs in [H, T, D] memory, rows of a head adjacent)")
     args = ap.parse_args()
     DENSE_LIMIT_BYTES = int(args.dense_limit_gb * 2**30)
     torch.set_num_threads(args.threads)
     if args.cost_model:
-        cost_model_check(args.threads)
+        cost_model_check(args.threads, layout=args.cost_model)
         return
 
     from comfy_sparse_attn import _C

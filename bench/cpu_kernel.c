@@ -7,10 +7,10 @@
  *   cmake --build build/rel --target csa_core
  *   cc -O2 -mavx2 -mfma -Iinclude -Icsrc bench/cpu_kernel.c build/rel/libcsa_core.a -lm -pthread \
  *      -o build/cpu_kernel
- *   build/cpu_kernel LQ LKV H D [dtype f32|bf16] [threads] [calls] [packed|heads|kvheads]
+ *   build/cpu_kernel LQ LKV H D [dtype f32|bf16] [threads] [calls] [packed|heads|kvheads] [B]
  *
- * One sequence of LQ queries against LKV keys, H heads of dim D (D_v = D),
- * not causal; q, k, v in one of three layouts:
+ * B sequences (default 1) of LQ queries against LKV keys each, H heads of
+ * dim D (D_v = D), not causal; q, k, v in one of three layouts:
  *   packed  [T, H, D] rows (how torch hands over a [tokens, heads, dim]
  *           tensor): rows of one head lie H*D elements apart
  *   heads   [H, T, D] memory viewed as [T, H, D]: rows of one head adjacent
@@ -19,7 +19,7 @@
  *
  * Prints the median and best of `calls` calls: ms of wall time, ms of CPU
  * time of the process (all threads), GFLOP/s per CPU second (4*LQ*LKV*H*D
- * FLOPs), and that rate as a share of the FMA peak of the calling thread
+ * FLOPs per sequence), and that rate as a share of the FMA peak of the calling thread
  * measured just before and after each call (cpu_peak.h; meaningful for one
  * thread, where the call runs on the thread measured).
  */
@@ -77,7 +77,8 @@ static void *fill(int64_t n, int dtype, uint64_t seed) {
 
 int main(int argc, char **argv) {
   if (argc < 5) {
-    fprintf(stderr, "usage: %s LQ LKV H D [f32|bf16] [threads] [calls] [packed|heads|kvheads]\n", argv[0]);
+    fprintf(stderr, "usage: %s LQ LKV H D [f32|bf16] [threads] [calls] [packed|heads|kvheads] [B]\n",
+            argv[0]);
     return 2;
   }
   const int64_t lq = atoll(argv[1]), lkv = atoll(argv[2]), h = atoll(argv[3]), d = atoll(argv[4]);
@@ -85,25 +86,30 @@ int main(int argc, char **argv) {
   const int threads = argc > 6 ? atoi(argv[6]) : 1;
   const int calls = argc > 7 ? atoi(argv[7]) : 5;
   const char *layout = argc > 8 ? argv[8] : "packed";
+  const int64_t nb = argc > 9 ? atoll(argv[9]) : 1;
   const int heads_major = strcmp(layout, "heads") == 0, kv_heads = heads_major || strcmp(layout, "kvheads") == 0;
-  if (lq <= 0 || lkv <= 0 || h <= 0 || d <= 0 || calls <= 0 || calls > 1000) {
+  if (lq <= 0 || lkv <= 0 || h <= 0 || d <= 0 || calls <= 0 || calls > 1000 || nb <= 0 ||
+      nb * (lq > lkv ? lq : lkv) > INT32_MAX) {
     fprintf(stderr, "bad arguments\n");
     return 2;
   }
-  void *q = fill(lq * h * d, dtype, 1), *k = fill(lkv * h * d, dtype, 2),
-       *v = fill(lkv * h * d, dtype, 3), *o = fill(lq * h * d, dtype, 4);
-  int32_t cu_q[2] = {0, (int32_t)lq}, cu_kv[2] = {0, (int32_t)lkv};
-  if (!q || !k || !v || !o) {
+  const int64_t tq = nb * lq, tkv = nb * lkv;
+  void *q = fill(tq * h * d, dtype, 1), *k = fill(tkv * h * d, dtype, 2),
+       *v = fill(tkv * h * d, dtype, 3), *o = fill(tq * h * d, dtype, 4);
+  int32_t *cu_q = (int32_t *)malloc((size_t)(nb + 1) * sizeof(int32_t));
+  int32_t *cu_kv = (int32_t *)malloc((size_t)(nb + 1) * sizeof(int32_t));
+  if (!q || !k || !v || !o || !cu_q || !cu_kv) {
     fprintf(stderr, "out of memory\n");
     return 1;
   }
+  for (int64_t b = 0; b <= nb; b++) cu_q[b] = (int32_t)(b * lq), cu_kv[b] = (int32_t)(b * lkv);
   csa_attn_params p;
   memset(&p, 0, sizeof p);
-  p.q = view(q, dtype, lq, h, d, heads_major);
-  p.k = view(k, dtype, lkv, h, d, kv_heads);
-  p.v = view(v, dtype, lkv, h, d, kv_heads);
-  p.out = view(o, dtype, lq, h, d, 0);
-  csa_tensor cq = view(cu_q, CSA_INT32, 2, 1, 1, 0), ck = view(cu_kv, CSA_INT32, 2, 1, 1, 0);
+  p.q = view(q, dtype, tq, h, d, heads_major);
+  p.k = view(k, dtype, tkv, h, d, kv_heads);
+  p.v = view(v, dtype, tkv, h, d, kv_heads);
+  p.out = view(o, dtype, tq, h, d, 0);
+  csa_tensor cq = view(cu_q, CSA_INT32, nb + 1, 1, 1, 0), ck = view(cu_kv, CSA_INT32, nb + 1, 1, 1, 0);
   cq.ndim = ck.ndim = 1;
   p.cu_seqlens_q = cq, p.cu_seqlens_kv = ck;
   p.max_seqlen_q = lq, p.max_seqlen_kv = lkv;
@@ -125,13 +131,13 @@ int main(int argc, char **argv) {
   qsort(wall, (size_t)calls, sizeof(double), cmp_double);
   qsort(cpu, (size_t)calls, sizeof(double), cmp_double);
   qsort(share, (size_t)calls, sizeof(double), cmp_double);
-  const double flops = 4.0 * (double)lq * (double)lkv * (double)h * (double)d;
-  printf("%s lq %lld lkv %lld H %lld D %lld %s %d threads: wall %.1f ms (best %.1f), cpu %.1f ms "
+  const double flops = 4.0 * (double)nb * (double)lq * (double)lkv * (double)h * (double)d;
+  printf("%s B %lld lq %lld lkv %lld H %lld D %lld %s %d threads: wall %.1f ms (best %.1f), cpu %.1f ms "
          "(best %.1f), %.1f GFLOP/s per CPU second (best %.1f), %.1f %% of the FMA peak (best %.1f %%)\n",
-         csa_cpu_isa_name(csa_cpu_isa_selected()), (long long)lq, (long long)lkv, (long long)h,
+         csa_cpu_isa_name(csa_cpu_isa_selected()), (long long)nb, (long long)lq, (long long)lkv, (long long)h,
          (long long)d, layout, threads, 1e3 * wall[calls / 2],
          1e3 * wall[0], 1e3 * cpu[calls / 2], 1e3 * cpu[0], flops / cpu[calls / 2] * 1e-9,
          flops / cpu[0] * 1e-9, 100 * flops * 1e-9 / share[calls / 2], 100 * flops * 1e-9 / share[0]);
-  free(q), free(k), free(v), free(o);
+  free(q), free(k), free(v), free(o), free(cu_q), free(cu_kv);
   return 0;
 }
