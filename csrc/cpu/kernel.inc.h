@@ -20,6 +20,10 @@
  *   CSA_K_P_PAIR(lo, hi)                      (optional) two float32 P^T
  *                                             rows as one row of bf16 pairs,
  *                                             for modes with p_pairs set
+ *   CSA_K_PHASE(p)                            (optional, benchmarks only:
+ *                                             bench/cpu_phases.c) the work
+ *                                             since the last call was phase
+ *                                             p (CSA__K_PH_*)
  *
  * Math (per query row i, keys j of its sequence, scale s, all in float32):
  *
@@ -66,6 +70,23 @@
 #endif
 #ifndef CSA_K_OUTPUT
 #define CSA_K_OUTPUT csa__f32_output
+#endif
+
+/* Phases of an item, for a benchmark that defines CSA_K_PHASE to time them
+ * (here it compiles to nothing). */
+enum {
+  CSA__K_PH_DRIVER,   /* before the item (the caller, prefetching the next) */
+  CSA__K_PH_QPACK,    /* set-up: tile state, Q^T packed */
+  CSA__K_PH_KVPACK,   /* a K/V block packed */
+  CSA__K_PH_PREFETCH, /* rows of the next block / item asked for */
+  CSA__K_PH_SCORES,   /* S^T = K Q^T (and the causal mask) */
+  CSA__K_PH_SOFTMAX,  /* the online softmax */
+  CSA__K_PH_OUTPUT,   /* O^T = O^T corr + V^T P^T */
+  CSA__K_PH_FINISH,   /* out = O / l written, lse */
+  CSA__K_PH_COUNT
+};
+#ifndef CSA_K_PHASE
+#define CSA_K_PHASE(p) ((void)0)
 #endif
 
 /* A running max no score reaches, finite so that m_old - m_new never reads
@@ -319,8 +340,10 @@ static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it,
     hc->keys = 0;
   }
 
+  CSA_K_PHASE(CSA__K_PH_DRIVER);
   CSA_K_BEGIN(&mode);
   const int64_t kv_end = csa__k_tiles_init(c, &mode, it, &sp, tiles, ntile);
+  CSA_K_PHASE(CSA__K_PH_QPACK);
   for (int64_t j0 = 0; j0 < kv_end; j0 += CSA__CPU_KEYS) {
     const int64_t cn = CSA_MIN((int64_t)CSA__CPU_KEYS, kv_end - j0);
     const char *kb = c->k + (size_t)((k0 + j0) * c->k_st + hk * c->k_sh) * esz;
@@ -338,6 +361,7 @@ static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it,
       CSA_K_PACK_KV(c, &mode, kb, vb, cn, &bsp);
       if (cached)
         hc->keys = packed = j0 + cn;
+      CSA_K_PHASE(CSA__K_PH_KVPACK);
     }
     /* the next block's rows, a share before each tile, where it is still to
      * be packed */
@@ -354,20 +378,25 @@ static void csa__k_item(const csa__cpu_call *c, const csa__cpu_item *it,
           csa__k_prefetch_item_rows(c, next, 0, next->nr * i / ntile, next->nr * (i + 1) / ntile);
         csa__k_prefetch_item_rows(c, it, 1, it->nr * i / ntile, it->nr * (i + 1) / ntile);
       }
+      CSA_K_PHASE(CSA__K_PH_PREFETCH);
       if (j0 >= t->kv_end)
         continue;
       const int64_t tn = CSA_MIN(cn, t->kv_end - j0);
       CSA_K_SCORES(c, &mode, kb, &bsp, t, tn);
       if (c->causal && j0 + tn - 1 > t->r0 + off)
         csa__k_mask_causal(bsp.s, tn, j0, t->r0 + off, t->nrv);
+      CSA_K_PHASE(CSA__K_PH_SCORES);
       csa__k_softmax_block(c, &mode, bsp.s, t, tn);
+      CSA_K_PHASE(CSA__K_PH_SOFTMAX);
       /* the first block writes O^T (rows it masks entirely have P = 0, so
        * they start at 0 too) */
       CSA_K_OUTPUT(c, &mode, &bsp, t, tn, j0 == 0 ? NULL : t->corr);
+      CSA_K_PHASE(CSA__K_PH_OUTPUT);
     }
   }
   CSA_K_END(&mode);
   for (int i = 0; i < ntile; i++) csa__k_finish(c, &tiles[i], sp.kc, h, q0 + tiles[i].r0);
+  CSA_K_PHASE(CSA__K_PH_FINISH);
 }
 
 const csa__cpu_kernel CSA_K_KERNEL = {CSA_K_ISA, csa__k_scratch_bytes, csa__k_item};
