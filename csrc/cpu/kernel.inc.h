@@ -134,8 +134,8 @@ static CSA__ALWAYS_INLINE void csa__k_softmax_body(const csa__cpu_call *c, const
                                                    int rv, const int half, const int pairs) {
   const csa_v k = csa_v_set1(c->scale_log2);
   float *s = s0 + rv * CSA_VL;
-  /* the block's max in four chains: one chain of cn maxima waits on each
-   * one's latency (4 cycles on AVX-512), a quarter of the whole softmax */
+  /* the block's max in four chains: in one chain each of the cn maxima
+   * would wait for the one before (4 cycles apiece on AVX-512) */
   csa_v mxs[4];
   CSA__UNROLL for (int u = 0; u < 4; u++) mxs[u] = csa_v_set1(-INFINITY);
   int64_t j = 0;

@@ -106,10 +106,10 @@ static inline void csa__k_tile_bind(const csa__k_scratch *sp, csa__k_tile *t, in
 /* 2^x for x <= 0 (and the few units above 0 that the AMX slack allows;
  * x = -inf gives 0), for N vectors at once: 2^x = 2^n * 2^f with an integer
  * n, f = x - n, and 2^f by a polynomial 1 + f (c1 + f (c2 + ...)) fitted to
- * 2^f on f's interval for least maximum relative error, its constant term held at exactly 1 so that
- * 2^0 = 1: the rescale corr = 2^(m - m) of a block that does not raise the
- * running max is then exactly 1, and the running sum does not drift over
- * thousands of blocks.  Degree 5 for float32 calls (relative error 7e-8 to
+ * 2^f on f's interval for least maximum relative error, its constant term
+ * held at exactly 1 so that 2^0 = 1: the rescale corr = 2^(m - m) of a
+ * block that does not raise the running max is then exactly 1, and the
+ * running sum does not drift over thousands of blocks.  Degree 5 for float32 calls (relative error 7e-8 to
  * 9e-8, 1.8e-7 evaluated in float32: below the degree-6 Taylor series, one
  * FMA fewer), degree 3 for fp16/bf16 ones (0.9e-4 to 1.0e-4: their outputs
  * carry 2^-9 .. 2^-11 rounding anyway).
