@@ -33,7 +33,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 /* the kernel of the package, built into this file (its hooks are static) */
 #include "cpu/kernel_avx512bf16.c"
@@ -42,12 +41,6 @@
 #include "cpu_peak.h"
 
 #define SAMPLES 15
-
-static double thread_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
@@ -139,7 +132,7 @@ int main(int argc, char **argv) {
     double us[SAMPLES], ghz[SAMPLES];
     for (int run = 0; run < SAMPLES; run++) {
       const double p0 = csa_bench_fma_peak(200000);
-      const double t0 = thread_now();
+      const double t0 = csa_bench_thread_now();
       for (long n = 0; n < iters && step == STEP_STAGGER; n++) {
         csa__bf16_scores(&c, &mode, NULL, buf[0], &tiles[0], cn);
         for (int i = 0; i < ntile; i++) {
@@ -163,7 +156,7 @@ int main(int argc, char **argv) {
             csa__bf16_output(&c, &mode, &sp, t, cn, t->corr);
         }
       }
-      us[run] = (thread_now() - t0) / ((double)iters * ntile) * 1e6;
+      us[run] = (csa_bench_thread_now() - t0) / ((double)iters * ntile) * 1e6;
       ghz[run] = 0.5 * (p0 + csa_bench_fma_peak(200000)) / 64.0;
     }
     qsort(us, SAMPLES, sizeof(double), cmp_double);

@@ -1,8 +1,8 @@
 /*
  * cpu_tile.c — the steps of the float32 attention kernel (AVX2, or AVX-512
- * where built with -mavx512f) on one item's row tiles, with every operand already packed and in cache: how close the
- * products and the softmax come to the FMA peak without any memory traffic
- * from the caller's tensors.
+ * where built with -mavx512f) on one item's row tiles, with every operand
+ * already packed and in cache: how close the products and the softmax come
+ * to the FMA peak without any memory traffic from the caller's tensors.
  *
  *   cc -O2 -mavx2 -mfma -mf16c -Iinclude -Icsrc -Icsrc/cpu bench/cpu_tile.c \
  *      build/rel/libcsa_core.a -lm -o cpu_tile   (csa_core: see cpu_kernel.c)
